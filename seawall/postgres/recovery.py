@@ -1,9 +1,10 @@
 """Point-in-time restore of a physical backup into a new data directory.
 
 Steps: refuse a non-empty target; extract `base.tar` streaming from the vault (no local copy of the
-tar, tarfile's `data` filter against path traversal); write `recovery.signal` and the recovery
-settings (`restore_command = seawall wal-get ...`, the target, promote at the end, archiving off so
-the copy never pushes into the original archive); start the copy and wait until it has promoted.
+tar; `seawall.postgres.tarextract` refuses members that would land outside the data directory); write
+`recovery.signal` and the recovery settings (`restore_command = seawall wal-get ...`, the target,
+promote at the end, archiving off so the copy never pushes into the original archive);
+start the copy and wait until it has promoted.
 
 A restore never reports a partial result as success: PostgreSQL's own failures ("recovery ended
 before configured recovery target was reached"...) are read from the server log, and a `latest`
@@ -17,11 +18,9 @@ here).
 from __future__ import annotations
 
 import errno
-import io
 import os
 import re
 import shutil
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
 from seawall.postgres.physical import BASE_STREAM, KIND
+from seawall.postgres.tarextract import extract_stream
 from seawall.postgres.targets import REPLACED_SETTINGS, RecoveryTarget, check_target, recovery_settings, restore_command
 from seawall.postgres.targets import TARGET_KINDS as TARGET_KINDS  # re-exported: it lived here
 from seawall.postgres.targets import default_seawall_bin as default_seawall_bin  # re-exported: it lived here
@@ -77,81 +77,23 @@ def discard_datadir(path: Path, keep_empty: bool) -> None:
         binaries.chown_to_server_user(path)
 
 
-class _ChunkFile(io.RawIOBase):
-    """A read-only file over an iterator of byte strings (the vault stream, chunk by chunk)."""
-
-    def __init__(self, chunks: Iterator[bytes], progress: Progress | None = None):
-        self._it, self._buf, self._progress = chunks, memoryview(b""), progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = memoryview(next(self._it))
-            except StopIteration:
-                return 0
-            if self._progress:
-                self._progress(len(self._buf))
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-    def drain(self) -> None:
-        """Read to the end, so the stream's size and hash are checked even past the tar end marker."""
-        for _ in self._it:
-            pass
-
-
 def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: Progress | None = None,
                  workers: int = 4) -> int:
-    """Stream `base.tar` from the vault into `datadir`; returns the number of members extracted."""
+    """Stream `base.tar` from the vault into `datadir`; returns the number of members extracted.
+
+    The chunks go straight into the files (`seawall.postgres.tarextract`, not tarfile: see there
+    why), owned by the server OS user; the stream's size and hash are checked at its end.
+    """
     ref = manifest.stream(BASE_STREAM)
     with ChunkReader(vault, workers=workers, prefetch=12) as reader:
-        raw = _ChunkFile(reader.iter_stream(ref), progress)
-        with tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|", copybufsize=1 << 20) as tar:
-            count = 0
-            for member in tar:
-                _extract_member(tar, member, datadir)
-                count += 1
-        raw.drain()
-    _chown_tree(datadir)
-    return count
+        chunks = reader.iter_stream(ref)
+        return extract_stream(_counted(chunks, progress) if progress else chunks, datadir)
 
 
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, datadir: Path) -> None:
-    """Extract one member, refusing anything that could land outside `datadir`.
-
-    Python >= 3.11.4 has tarfile's `data` filter; Debian 12's 3.11.2 does not, so the same rules
-    (relative names, no `..`, links that stay inside, regular files/dirs/links only) are checked here.
-    """
-    if hasattr(tarfile, "data_filter"):
-        tar.extract(member, datadir, filter="data")
-        return
-    _check_member(member)
-    tar.extract(member, datadir, set_attrs=True)
-
-
-def _check_member(member: tarfile.TarInfo) -> None:
-    parts = Path(member.name).parts
-    bad = member.name.startswith("/") or ".." in parts
-    if member.islnk() or member.issym():
-        base = os.path.dirname(member.name) if member.issym() else ""
-        resolved = os.path.normpath(os.path.join(base, member.linkname))
-        bad = bad or os.path.isabs(member.linkname) or resolved == ".." or resolved.startswith("../")
-    if bad or not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise IntegrityError(f"base backup member {member.name!r} is unsafe to extract (outside the data "
-                             "directory or a special file)")
-
-
-def _chown_tree(root: Path) -> None:
-    if binaries.os_user() is None:
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            binaries.chown_to_server_user(Path(dirpath, name))
+def _counted(chunks: Iterator[bytes], progress: Progress) -> Iterator[bytes]:
+    for chunk in chunks:
+        progress(len(chunk))
+        yield chunk
 
 
 def drop_settings(conf: Path, pattern: re.Pattern[str]) -> None:

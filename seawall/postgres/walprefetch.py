@@ -35,13 +35,16 @@ def spool_dir_for(datadir: Path) -> Path:
 
 
 LISTING = ".archived"
+KEEP = ".keep"  # suffix of a flag file: copy this spooled segment instead of moving it
 
 
 def spooled_command(spool: Path, fallback: str) -> str:
-    """restore_command: spooled files are renamed (history files copied) into place; names the archive
-    does not have exit 1 (PostgreSQL's "no such file"); anything else goes to `fallback`."""
+    """restore_command: spooled files are renamed (history files and flagged segments copied) into
+    place; names the archive does not have exit 1 (PostgreSQL's "no such file"); anything else goes
+    to `fallback`."""
     q = shlex.quote(str(spool))
-    return (f'if [ -f {q}/%f ]; then case "%f" in *.history) cp {q}/%f "%p";; *) mv {q}/%f "%p";; esac; '
+    return (f'if [ -f {q}/%f ]; then if [ -f {q}/%f{KEEP} ]; then cp {q}/%f "%p"; else case "%f" in '
+            f'*.history) cp {q}/%f "%p";; *) mv {q}/%f "%p";; esac; fi; '
             f'elif [ -f {q}/{LISTING} ] && ! grep -qxF "%f" {q}/{LISTING}; then exit 1; '
             f'else {fallback}; fi')
 
@@ -99,6 +102,8 @@ class WalPrefetcher:
 
     def _run(self) -> None:
         names = segments_to_prefetch(self._names, self._manifest)
+        if names:  # PostgreSQL reads the newest segment again when it ends recovery there
+            (self.spool / f"{names[-1]}{KEEP}").touch()
         for name in names:
             while self._waiting() >= self.ahead:
                 if self._stop.wait(0.05):

@@ -53,3 +53,22 @@ def test_names_missing_from_the_archive_are_answered_without_the_vault(tmp_path:
     assert (spool / "00000002.history").exists()
     assert run("000000020000000000000004") == 0  # archived but not spooled: the vault is asked
     assert (dest / "fallback.txt").exists()
+
+
+def test_a_flagged_segment_is_copied_so_it_can_be_asked_for_again(tmp_path: Path):
+    """PostgreSQL reads the newest segment a second time when recovery ends there."""
+    spool, dest = tmp_path / "spool", tmp_path / "pg_wal"
+    spool.mkdir()
+    dest.mkdir()
+    (spool / "000000010000000000000007").write_bytes(b"last")
+    (spool / "000000010000000000000007.keep").touch()
+    template = spooled_command(spool, "exit 7")
+
+    def run(name: str) -> int:
+        cmd = template.replace("%f", name).replace("%p", str(dest / "RECOVERYXLOG"))
+        return subprocess.run(["sh", "-c", cmd]).returncode
+
+    assert run("000000010000000000000007") == 0
+    (dest / "RECOVERYXLOG").unlink()
+    assert run("000000010000000000000007") == 0  # still spooled: the vault is not asked
+    assert (dest / "RECOVERYXLOG").read_bytes() == b"last"
