@@ -21,7 +21,7 @@ from blocks.vault import VaultTarget
 from seawall import heartbeat
 from seawall.checks import CheckResult, ChecksFailed, failures, summary_line
 from seawall.checks.plan import RestorePlan, plan_restore
-from seawall.checks.registry import CheckTarget, run_check
+from seawall.checks.registry import CheckTarget, needs_vault, run_check
 from seawall.checks.restore import Restored, Rpo, measure_rpo, restore_into, run_sql
 from seawall.checks.scratch import Scratch, provision, teardown
 from seawall.checks.window import recoverable_window
@@ -100,7 +100,8 @@ def check_task(name: str, target: CheckTarget, vault: VaultTarget) -> list[Check
         results = check_task("amcheck", target, VaultTarget.load("VAULT"))
         ```
     """
-    results = run_check(name, target, vault.open_vault())
+    # Opened here, not inside the check, so a transient vault error is retried like any task's.
+    results = run_check(name, target, vault.open_vault() if needs_vault(name) else None)
     if failures(results):
         raise ChecksFailed(f"check {name}: {summary_line(results)}", results=results)
     return results

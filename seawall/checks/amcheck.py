@@ -1,7 +1,8 @@
 """B-tree index verification with PostgreSQL's `amcheck` (contrib) on a restored copy.
 
 `bt_index_check(index, heapallindexed => true)` checks each B-tree's structure and that every heap
-tuple has its index entry; it takes only an AccessShareLock, so it runs beside the other checks.
+tuple has its index entry (on PostgreSQL 16+ also `checkunique`: no duplicate keys in a unique
+index); it takes only an AccessShareLock, so it runs beside the other checks.
 One result per table (all of the table's B-tree indexes), so a failure names the table.
 See https://www.postgresql.org/docs/15/amcheck.html.
 """
@@ -16,7 +17,8 @@ from seawall.postgres.conn import PgConn, translate_psycopg_errors
 
 NAME = "amcheck"
 _BTREE_INDEXES = """
-SELECT n.nspname || '.' || t.relname, i.oid::regclass::text, i.oid
+SELECT n.nspname || '.' || t.relname, i.oid::regclass::text, i.oid,
+       pg_relation_size(t.oid) + pg_relation_size(i.oid)
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am a ON a.oid = i.relam
@@ -27,13 +29,27 @@ ORDER BY 1, 2
 
 
 def btree_indexes(conn: PgConn) -> dict[str, list[tuple[str, int]]]:
-    """`{schema.table: [(index name, oid)]}` of the user B-tree indexes; installs amcheck if needed."""
+    """`{schema.table: [(index name, oid)]}` of the user B-tree indexes, costliest table first.
+
+    Installs amcheck if needed. A heapallindexed check reads the whole heap once per index, so a
+    table costs about (heap + index size) per index: workers take the costliest tables first, so
+    the biggest one does not start last and run alone.
+    """
     with conn.connect() as pg, translate_psycopg_errors(f"preparing amcheck in {conn.display()}"):
         pg.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         out: dict[str, list[tuple[str, int]]] = {}
-        for table, index, oid in pg.execute(_BTREE_INDEXES):
+        cost: dict[str, int] = {}
+        for table, index, oid, size in pg.execute(_BTREE_INDEXES):
             out.setdefault(table, []).append((index, oid))
-        return out
+            cost[table] = cost.get(table, 0) + size
+        return {t: out[t] for t in sorted(out, key=lambda t: -cost[t])}
+
+
+def check_sql(server_version: int) -> str:
+    """The `bt_index_check` call for a server: `checkunique` (PostgreSQL 16+, amcheck 1.4) also
+    re-checks that a unique index holds no duplicate live keys."""
+    unique = ", checkunique => true" if server_version >= 160000 else ""
+    return f"SELECT bt_index_check(index => %s::regclass, heapallindexed => true{unique})"
 
 
 def _check_table(conn: PgConn, table: str, indexes: list[tuple[str, int]], label: str) -> CheckResult:
@@ -42,9 +58,10 @@ def _check_table(conn: PgConn, table: str, indexes: list[tuple[str, int]], label
     start = time.monotonic()
     try:
         with conn.connect() as pg:
+            sql = check_sql(pg.info.server_version)
             for name, oid in indexes:
                 try:
-                    pg.execute("SELECT bt_index_check(index => %s::regclass, heapallindexed => true)", (oid,))
+                    pg.execute(sql, (oid,))
                 except psycopg.InternalError as exc:  # class XX: XX001 data / XX002 index corrupted
                     return result(NAME, label, False, f"index {name}: {str(exc).strip().splitlines()[0]}",
                                   time.monotonic() - start)
@@ -66,5 +83,5 @@ def check_btree_indexes(conn: PgConn, *, prefix: str = "", workers: int = 2) -> 
     """
     tables = btree_indexes(conn)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="seawall-amcheck") as pool:
-        futures = [pool.submit(_check_table, conn, t, idx, prefix + t) for t, idx in tables.items()]
-        return [f.result() for f in futures]
+        futures = {t: pool.submit(_check_table, conn, t, idx, prefix + t) for t, idx in tables.items()}
+        return [futures[t].result() for t in sorted(futures)]  # reported by table name

@@ -2,10 +2,20 @@
 
 Two kinds of suites:
 
-- **built-in**, generated per table: row count equal to the manifest's (logical backups), columns
-  exist in their recorded order, NOT NULL columns hold no nulls, and the columns of every plain
-  unique B-tree index (the primary key among them) are unique. For physical backups, which record
-  no table facts, the same suite is generated from the restored catalog, without the row count.
+- **built-in**, generated per table. What it holds depends on what the other checks already prove:
+  - logical backups: the row count equals the manifest's, and the columns exist in their recorded
+    order. Nothing more, because the `rows-checksum` check compares every row byte for byte with
+    the backup (so the data has exactly the source's nulls and keys), and the rest would be a second
+    full pass over the data for no new evidence:
+    - NOT NULL: the `schema` check confirms each column's recorded not-null flag, and PostgreSQL
+      enforced it on every row as COPY loaded it;
+    - uniqueness: `pg_restore --exit-on-error` built every unique index and primary key after
+      loading the data (a build fails on a duplicate), the `schema` check confirms each index and
+      its definition, and `amcheck` (heapallindexed) confirms every row is in it; on PostgreSQL 16+
+      amcheck also re-checks uniqueness (`checkunique`).
+  - physical backups record no table facts and have no row-level comparison, so the suite (from
+    the restored catalog) also checks that NOT NULL columns hold no nulls and that the columns of
+    every plain unique B-tree index (the primary key among them) are unique.
 - **user suites**: GX suite JSON files (`{"name", "expectations": [{"type", "kwargs"}], "meta"}`)
   in a folder. Each applies to one table: `meta.table` if set, else the file name
   (`orders.json` → `public.orders`, `public.orders.json`, or `app.public.orders.json` with a
@@ -53,13 +63,25 @@ def unique_keys(indexes: list[list]) -> list[list[str]]:
     return keys
 
 
-def builtin_expectations(columns: list[list], indexes: list[list], rows: int | None) -> list[dict[str, Any]]:
-    """The built-in suite of one table as GX expectation configurations."""
+def builtin_expectations(columns: list[list], indexes: list[list], rows: int | None,
+                         *, data_scans: bool = True) -> list[dict[str, Any]]:
+    """The built-in suite of one table as GX expectation configurations.
+
+    Args:
+        columns: `[name, type, not_null]` in table order.
+        indexes: `[name, definition]` (plain unique B-tree ones become uniqueness expectations).
+        rows: the expected row count (None: no row-count expectation).
+        data_scans: add the null and uniqueness scans; False when another check compares every
+            row with the backup (logical backups: see the module docstring for where that evidence
+            comes from).
+    """
     exps: list[dict[str, Any]] = []
     if rows is not None:
         exps.append({"type": "expect_table_row_count_to_equal", "kwargs": {"value": rows}})
     exps.append({"type": "expect_table_columns_to_match_ordered_list",
                  "kwargs": {"column_list": [c[0] for c in columns]}})
+    if not data_scans:
+        return exps
     exps += [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c[0]}} for c in columns if c[2]]
     for key in unique_keys(indexes):
         if len(key) == 1:
@@ -208,15 +230,19 @@ class GxRunner:
 
 # ---- the checks ---------------------------------------------------------------------------------
 def check_builtin(conn: PgConn, tables: dict[str, dict[str, Any]], indexes: dict[str, list],
-                  *, prefix: str = "") -> list[CheckResult]:
+                  *, prefix: str = "", data_scans: bool = True) -> list[CheckResult]:
     """The built-in suite on every table: `tables` maps `schema.table` → `{columns, rows?}`.
 
+    `data_scans=False` (logical backups) leaves out the null and uniqueness scans: see
+    `builtin_expectations`.
+
     Example:
-        >>> check_builtin(conn, manifest.source["tables"], manifest.source["indexes"])  # doctest: +SKIP
+        >>> check_builtin(conn, manifest.source["tables"], manifest.source["indexes"],
+        ...               data_scans=False)  # doctest: +SKIP
     """
     runner = GxRunner(conn, prefix)
-    return [runner.validate(t, builtin_expectations(f.get("columns") or [], indexes.get(t) or [], f.get("rows")),
-                            BUILTIN) for t, f in tables.items()]
+    return [runner.validate(t, builtin_expectations(f.get("columns") or [], indexes.get(t) or [], f.get("rows"),
+                                                    data_scans=data_scans), BUILTIN) for t, f in tables.items()]
 
 
 def check_user_suites(conns: dict[str, PgConn], folder: str | os.PathLike, default_db: str) -> list[CheckResult]:

@@ -42,18 +42,37 @@ def _one_table(conn: PgConn, table: str, expected: dict[str, Any]) -> CheckResul
     return result(ROWS, table, rows_ok and sum_ok, detail, time.monotonic() - start)
 
 
+_TABLE_SIZES = """
+SELECT n.nspname || '.' || c.relname, pg_table_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'f', 'p')
+"""
+
+
+def largest_first(conn: PgConn, tables: list[str]) -> list[str]:
+    """`tables` by size on disk, largest first (unknown ones last, in their given order).
+
+    Workers pick tables in this order, so the biggest one does not start last and run alone
+    while the other workers idle (longest-processing-time-first scheduling).
+    """
+    with conn.connect() as pg, translate_psycopg_errors(f"reading table sizes of {conn.display()}"):
+        sizes = dict(pg.execute(_TABLE_SIZES).fetchall())
+    return sorted(tables, key=lambda t: -(sizes.get(t) or 0))
+
+
 def check_rows_checksums(conn: PgConn, manifest: Manifest, *, workers: int = 2) -> list[CheckResult]:
     """Recompute every table's rows and checksum on the restored database; one result per table.
 
-    Tables are read in parallel (`workers` connections, each its own snapshot: the copy is idle).
+    Tables are read in parallel (`workers` connections, each its own snapshot: the copy is idle),
+    largest first; results come in the manifest's order.
 
     Example:
         >>> check_rows_checksums(PgConn("host=/tmp/s port=5440 dbname=shop"), manifest)  # doctest: +SKIP
     """
     tables = recorded_tables(manifest)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="seawall-rows") as pool:
-        futures = [pool.submit(_one_table, conn, t, facts) for t, facts in tables.items()]
-        return [f.result() for f in futures]
+        futures = {t: pool.submit(_one_table, conn, t, tables[t]) for t in largest_first(conn, list(tables))}
+        return [futures[t].result() for t in tables]
 
 
 def _column_diff(expected: list[list], found: list[list]) -> list[str]:

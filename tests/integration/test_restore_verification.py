@@ -21,6 +21,8 @@ from prefect.testing.utilities import prefect_test_harness
 from blocks.vault import VaultTarget
 from flows.restore_verification import verify_restore
 from seawall import heartbeat, ledger
+from seawall.checks import amcheck
+from seawall.checks.tables import largest_first
 from seawall.checks.window import recoverable_window
 from seawall.errors import BackupNotFound, ConfigError, ExitCode
 from seawall.ledger import VerificationFailed
@@ -128,6 +130,11 @@ def test_good_logical_backup_verifies(shop, tmp_path):
     assert all(s == {"pass"} for s in statuses.values())
     assert {c.table for c in report.checks if c.name == "rows-checksum"} == {
         "public.customers", "public.orders", "public.seawall_heartbeat"}
+    # read largest first, reported in the manifest's order
+    assert [c.table for c in report.checks if c.name == "rows-checksum"] == list(
+        vault.latest_backup("pg-shop").source["tables"])
+    # logical: GX checks row count and column order; rows-checksum, schema and amcheck cover the rest
+    assert {c.detail for c in report.checks if c.name == "gx:builtin"} == {"2 expectations met"}
     assert {"provision", "fetch_decode_load", "post_data", "checks", "teardown"} <= set(report.phases)
     assert report.rto_restore_s > 0 and report.rto_verified_s >= report.rto_restore_s
     assert report.rpo_source == "heartbeat" and report.rpo_s is not None and report.rpo_s >= 0
@@ -224,6 +231,21 @@ def test_scratch_server_gets_a_new_database_dropped_afterwards(shop, pg_cluster)
         verify_restore(url, "pg-shop", scratch=pg_cluster.conninfo("shop"))
 
 
+def test_checks_take_the_costliest_tables_first(pg_cluster):
+    pg_cluster.execute("CREATE DATABASE ord")
+    pg_cluster.execute("""
+        CREATE TABLE a_small (id int PRIMARY KEY); INSERT INTO a_small SELECT generate_series(1, 10);
+        CREATE TABLE z_big (id int PRIMARY KEY, v text); CREATE INDEX ON z_big (v);
+        INSERT INTO z_big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;""", dbname="ord")
+    conn = PgConn(pg_cluster.conninfo("ord"))
+    assert largest_first(conn, ["public.a_small", "public.ghost", "public.z_big"]) == [
+        "public.z_big", "public.a_small", "public.ghost"]
+    assert list(amcheck.btree_indexes(conn)) == ["public.z_big", "public.a_small"]
+    results = amcheck.check_btree_indexes(conn)
+    assert [(r.table, r.status) for r in results] == [("public.a_small", "pass"), ("public.z_big", "pass")]
+    assert "2 btree index(es) ok" in results[1].detail
+
+
 # ---- physical -------------------------------------------------------------------------------------
 def _switch(cluster: LocalCluster) -> None:
     segment = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
@@ -256,6 +278,10 @@ def test_good_physical_backup_verifies_latest_and_pitr(physical):
     assert set(statuses) == {"pg_verifybackup", "amcheck", "gx:builtin"}
     assert all(s == {"pass"} for s in statuses.values())
     assert any(c.table == "app/public.orders" for c in report.checks if c.name == "amcheck")
+    # physical: no row-level comparison, so GX also scans for nulls and duplicate keys
+    # (ordered columns, 3 NOT NULL columns, the primary key)
+    orders = next(c for c in report.checks if c.name == "gx:builtin" and c.table == "app/public.orders")
+    assert orders.detail == "5 expectations met"
     assert {"fetch_decode_extract", "replay", "checks"} <= set(report.phases)
     assert report.rpo_source == "heartbeat" and report.restore_point == beats[-1]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from seawall.checks import CheckResult, ChecksFailed, guarded, gx, result, summary_line, tables, tree
+from seawall.checks import CheckResult, ChecksFailed, amcheck, guarded, gx, result, summary_line, tables, tree
 from seawall.checks.plan import choose_point, plan_restore
-from seawall.checks.registry import CheckTarget, check_names
+from seawall.checks.registry import CheckTarget, check_names, needs_vault, run_check
 from seawall.checks.restore import Restored
 from seawall.checks.window import Window, commit_times
 from seawall.errors import BackupNotFound, ConfigError, IntegrityError
@@ -138,6 +138,31 @@ def test_builtin_expectations_from_manifest_facts():
     ]
     first = gx.builtin_expectations(columns[:1], [], rows=None)[0]
     assert first["type"] == "expect_table_columns_to_match_ordered_list"
+
+
+def test_builtin_suite_without_data_scans_keeps_row_count_and_columns():
+    # logical backups: rows-checksum compares every row, so GX checks only count and column order
+    columns = [["id", "bigint", True], ["note", "text", False]]
+    indexes = [["t_pkey", "CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id)"]]
+    exps = gx.builtin_expectations(columns, indexes, rows=7, data_scans=False)
+    assert [(e["type"], e["kwargs"]) for e in exps] == [
+        ("expect_table_row_count_to_equal", {"value": 7}),
+        ("expect_table_columns_to_match_ordered_list", {"column_list": ["id", "note"]}),
+    ]
+
+
+def test_amcheck_checks_uniqueness_where_the_server_can():
+    assert "checkunique" not in amcheck.check_sql(150018)
+    assert "heapallindexed => true" in amcheck.check_sql(150018)
+    assert "checkunique => true" in amcheck.check_sql(160004)
+
+
+def test_only_vault_reading_checks_get_the_vault():
+    assert needs_vault("pg_verifybackup") and needs_vault("file-tree")
+    assert not any(needs_vault(n) for n in ("rows-checksum", "schema", "amcheck", "gx:builtin", "gx:user"))
+    target = CheckTarget(make_manifest(), Restored(tree="/t"))
+    [r] = run_check("file-tree", target, None)
+    assert r.status == "error" and "needs the vault" in r.detail
 
 
 def test_user_suite_files_and_tables(tmp_path: Path):
