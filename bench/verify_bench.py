@@ -18,6 +18,12 @@ Timed, alternating which goes first, each after `sync`:
 
 Target: restore + all checks <= 1.5x the baseline. Reported: the flow's own phases, and the whole
 flow wall (scratch initdb/start and teardown, Prefect and Great Expectations overhead included).
+
+CPU: a sampler reads the machine's busy time (/proc/stat) every 0.1 s, so every phase also gets its
+CPU seconds (all processes: PostgreSQL, pg_restore, psql, Python). On a CPU-bound run
+`cpu_s / cores` is the least wall time that phase can take, however its work is scheduled.
+The first repetition imports Great Expectations during its checks (as a fresh flow-run process
+does); later ones find it imported.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,38 @@ def settle() -> None:
     time.sleep(1)
 
 
+def _busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (user+nice+system+irq+softirq+steal)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuClock:
+    """Samples busy CPU seconds against wall-clock time, to attribute CPU to any past interval."""
+
+    def __init__(self, interval: float = 0.1):
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), _busy_seconds()))
+            self._stop.wait(interval)
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """Busy CPU seconds between two `time.time()` values (nearest samples)."""
+        def at(t: float) -> float:
+            return min(self.samples, key=lambda s: abs(s[0] - t))[1]
+        return round(at(end) - at(start), 1)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class Bench:
     """One source cluster, one vault, one dump; then timed repetitions of both restores."""
 
@@ -58,7 +97,9 @@ class Bench:
         self.root = make_private_dir("seawall-verify-bench-", args.workdir)
         self.source: LocalCluster | None = None
         self.target: LocalCluster | None = None
-        self.results: dict[str, Any] = {"size_mb": args.size_mb, "reps": args.reps, "baseline": [], "verify": []}
+        self.results: dict[str, Any] = {"size_mb": args.size_mb, "reps": args.reps, "baseline": [], "verify": [],
+                                        "baseline_cpu_s": [], "loadavg_before": os.getloadavg()}
+        self.cpu = CpuClock()
 
     def setup(self) -> None:
         from seawall.postgres import datagen
@@ -94,14 +135,16 @@ class Bench:
     def baseline(self, rep: int) -> float:
         name = f"plain_{rep}"
         settle()
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         self.target.execute(f"CREATE DATABASE {name}")
         binaries.run([binaries.tool("pg_restore"), "-Fd", "-j2", "--exit-on-error", "--no-owner", "-d",
                       self.target.conninfo(name), str(self.dump)], as_server_user=False)
-        wall = time.perf_counter() - t0
+        wall, w1 = time.perf_counter() - t0, time.time()
         self.target.execute(f"DROP DATABASE {name}")
-        log(f"baseline pg_restore -j2: {wall:.1f}s")
+        cpu = self.cpu.cpu_between(w0, w1)
+        log(f"baseline pg_restore -j2: {wall:.1f}s, {cpu} CPU s")
         self.results["baseline"].append(round(wall, 2))
+        self.results["baseline_cpu_s"].append(cpu)
         return wall
 
     def verify(self, rep: int) -> float:
@@ -115,10 +158,20 @@ class Bench:
         restore_and_checks = report.rto_restore_s + p.get("checks", 0)
         row = {"flow_wall": round(wall, 2), "restore_and_checks": round(restore_and_checks, 2),
                "status": report.status, "phases": p, "checks": len(report.checks),
-               "check_seconds": _check_seconds(report)}
-        log(f"verify: {report.status}, restore+checks {restore_and_checks:.1f}s, flow wall {wall:.1f}s, phases {p}")
+               "check_seconds": _check_seconds(report), "phase_cpu_s": self._phase_cpu(report)}
+        log(f"verify: {report.status}, restore+checks {restore_and_checks:.1f}s, flow wall {wall:.1f}s, phases {p}, "
+            f"CPU s {row['phase_cpu_s']}")
         self.results["verify"].append(row)
         return restore_and_checks
+
+    def _phase_cpu(self, report) -> dict[str, float]:
+        """CPU seconds per flow phase, taking the phases as back to back from the report's start
+        (the small gaps between tasks shift the boundaries by well under 0.1 s)."""
+        out, t = {}, report.started_at.timestamp()
+        for name, seconds in report.phases.items():
+            out[name] = self.cpu.cpu_between(t, t + seconds)
+            t += seconds
+        return out
 
     def run(self) -> dict[str, Any]:
         self.setup()
@@ -131,10 +184,12 @@ class Bench:
         flow = statistics.median(r["flow_wall"] for r in self.results["verify"])
         self.results.update(baseline_median=round(base, 2), verify_median=round(mine, 2),
                             flow_wall_median=round(flow, 2), ratio=round(mine / base, 3),
-                            ratio_flow_wall=round(flow / base, 3), target=1.5, machine=_machine())
+                            ratio_flow_wall=round(flow / base, 3), target=1.5, machine=_machine(),
+                            loadavg_after=os.getloadavg())
         return self.results
 
     def close(self) -> None:
+        self.cpu.close()
         for cluster in (self.target, self.source):
             if cluster is not None:
                 cluster.remove()
