@@ -6,14 +6,18 @@ freshly started region-B server (so both start from the same empty state):
 
 - `boto3 x1`: one thread, for every chunk object: `get_object` from A, read, `put_object` to B;
 - `boto3 xN`: the same with N threads (the fair baseline: same parallelism as seawall);
-- `seawall xN`: `copy_vault` with N workers, planning included: GET, decrypt + authenticate +
-  hash at the source, PUT (Content-MD5 + SHA-256), ETag check at the destination, manifest last;
+- `seawall xN`: `copy_vault` with N workers, planning included: GET (SHA-256 checked by botocore
+  against the checksum the source stored), decrypt + authenticate + hash at the source, PUT with
+  that SHA-256 as its checksum, destination ETag checked against the source ETag, manifest last;
 - `seawall xN readback`: the same, verifying by reading every object back instead.
+
+The source objects carry a stored SHA-256 (every S3Store write does), so the plain boto3 GETs
+check it too: botocore's default (`response_checksum_validation="when_supported"`) does that.
 
 Every measurement starts a fresh region-B server; each round rotates the order of the methods, so
 machine load (shared with other jobs) hits all of them alike. The report gives the median per
 method and the median over rounds of the seawall / boto3-xN time ratio.
-Run: `uv run python -m bench.copy_bench --size 128M`.
+Run: `flock /tmp/seawall-heavy.lock uv run python -m bench.copy_bench --size 128M --rounds 5`.
 """
 
 from __future__ import annotations
@@ -129,6 +133,7 @@ def measure(method: str, source: Vault, region_a: Moto, objects: list[tuple[str,
 
 def run(size: int, workers: int, rounds: int) -> dict:
     os.environ.update(CREDS)
+    load_at_start = os.getloadavg()
     region_a = Moto()
     methods = ["boto3 x1", f"boto3 x{workers}", f"seawall x{workers}", f"seawall x{workers} readback"]
     times: dict[str, list[float]] = {m: [] for m in methods}
@@ -151,20 +156,20 @@ def run(size: int, workers: int, rounds: int) -> dict:
             "seconds": times, "median_MBps": {m: round(r, 1) for m, r in rates.items()},
             "median_round_ratio_vs_boto3_same_workers": ratios,
             "ratio_of_medians_vs_boto3_same_workers": round(rates[f"seawall x{workers}"] / rates[base], 2),
-            "load_avg": os.getloadavg(), "machine": machine()}
+            "load_avg_start": load_at_start, "load_avg": os.getloadavg(), "machine": machine()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="128M", help="bytes in the source backup (e.g. 64M, 1G)")
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     result = run(parse_size(args.size), args.workers, args.rounds)
     OUT.mkdir(exist_ok=True)
     (OUT / "copy.json").write_text(json.dumps(result, indent=2))
     keys = ("bytes", "objects", "median_MBps", "median_round_ratio_vs_boto3_same_workers",
-            "ratio_of_medians_vs_boto3_same_workers", "load_avg")
+            "ratio_of_medians_vs_boto3_same_workers", "load_avg_start", "load_avg")
     print(json.dumps({k: result[k] for k in keys}, indent=2))
 
 

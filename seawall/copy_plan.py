@@ -4,7 +4,7 @@ The plan reads the source's manifests (DONE backups only, filtered by dataset an
 lists `chunks/`, `manifests/` and `wal/` once on each side, and works out, for every selected
 backup the destination does not hold yet, the chunks and WAL segments it needs and which of them
 are missing there. Nothing is written. An object present at the destination was written whole
-(local stores rename a synced temp file; S3 checks Content-MD5 before storing), so presence in a
+(local stores rename a synced temp file; S3 checks the SHA-256 checksum before storing), so presence in a
 listing is enough to skip it.
 """
 

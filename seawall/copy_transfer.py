@@ -3,12 +3,14 @@
 Sealed objects are copied byte-for-byte: their associated data is the header and the object's
 name, never the vault, so a vault sharing the master key opens them as they are. Each object is
 
-1. read from the source and opened there with the keyring (authenticated, decompressed and, for
-   chunks, hashed back to its id): a corrupt source object is never sent;
-2. written to the destination through the bandwidth limit (a token bucket shared by all workers);
+1. read from the source (on S3 with the source's ETag and the SHA-256 botocore checked the bytes
+   against) and opened there with the keyring (authenticated, decompressed and, for chunks,
+   hashed back to its id): a corrupt source object is never sent;
+2. written to the destination through the bandwidth limit (a token bucket shared by all workers),
+   on S3 with the already checked SHA-256 as its checksum (no second hashing);
 3. checked at the destination (seawall.copy_verify): read back and compared byte for byte, or on
-   S3 by the ETag the server computed over what it stored. S3's `ChecksumSHA256` would not do:
-   moto accepts a wrong one.
+   S3 by the ETag the server computed over what it stored, against the source's ETag (or the MD5
+   of the bytes sent). S3's `ChecksumSHA256` alone would not do: moto accepts a wrong one.
 
 Memory stays bounded: at most `2 * workers` objects are in flight, each a few MiB. Transient errors
 (`RetryableError`) are retried per object with exponential backoff and jitter; permanent ones
@@ -25,12 +27,15 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from seawall import copy_verify
 from seawall.crypto import ObjType
 from seawall.errors import ConfigError, IntegrityError, ObjectNotFound, RetryableError
 from seawall.vault import Vault
+
+if TYPE_CHECKING:
+    from seawall.stores.s3_checksums import Fetched
 
 T = TypeVar("T")
 
@@ -223,18 +228,20 @@ class ObjectCopier:
             ObjectNotFound: the object is missing at the source.
         """
         try:
-            blob = self._retrying(lambda: self.source.store.get(ref.key))
+            got = self._retrying(lambda: copy_verify.fetch(self.source.store, ref.key))
         except ObjectNotFound:
             raise ObjectNotFound(f"{ref.key} is missing at the source {self.source.url}") from None
-        self.check_source(ref, blob)
+        except IntegrityError as exc:  # the bytes do not match the checksum the source stored
+            raise IntegrityError(f"{ref.key} is corrupt at the source: {exc.message}") from None
+        self.check_source(ref, got.data)
         try:
-            self._retrying(lambda: self._put_verified(ref.key, blob))
+            self._retrying(lambda: self._put_verified(ref.key, got))
         except _Mismatch as exc:
             # Never leave damaged bytes under a real key: a rerun would take them for a copy.
             self._retrying(lambda: self.dest.store.delete(ref.key))
             raise IntegrityError(exc.message) from None
-        self.stats.add(objects_copied=1, bytes_copied=len(blob))
-        return len(blob)
+        self.stats.add(objects_copied=1, bytes_copied=len(got.data))
+        return len(got.data)
 
     def check_source(self, ref: ObjectRef, blob: bytes) -> None:
         """Authenticate and decrypt `blob` with the keyring (and hash chunks back to their id)."""
@@ -246,10 +253,10 @@ class ObjectCopier:
         if ref.obj_type == ObjType.CHUNK and keyring.chunk_id(plain) != ref.name:
             raise IntegrityError(f"{ref.key} is corrupt at the source: content does not match its id")
 
-    def _put_verified(self, key: str, blob: bytes) -> None:
+    def _put_verified(self, key: str, got: Fetched) -> None:
         if self.bucket is not None:
-            self.bucket.take(len(blob))
-        problem = self._verify(self.dest.store, key, blob)  # writes, then checks
+            self.bucket.take(len(got.data))
+        problem = self._verify(self.dest.store, key, got)  # writes, then checks
         if problem:
             raise _Mismatch(problem)
 

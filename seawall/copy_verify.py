@@ -4,25 +4,35 @@ Two methods, chosen per destination (`auto`: `etag` on S3, `readback` elsewhere)
 
 - `readback`: GET the object again and compare it byte for byte with what was sent. Works on
   every store; costs a full download per object.
-- `etag`: compare the ETag of the PUT response with the MD5 of what was sent (the Content-MD5 the
-  store computes anyway). For a single-part PUT without SSE-KMS/SSE-C, S3's ETag is the MD5 the
-  server computed over the bytes it stored (moto computes it the same way, from the stored value),
-  so unlike `ChecksumSHA256` (which moto stores as sent, unchecked) it cannot echo a wrong client
-  value. MD5 is no defence against
-  a forger, and needs none here: every object is authenticated by AES-GCM whenever it is opened;
-  this check catches damage in transit or storage. Objects whose ETag is not an MD5 (multipart,
-  KMS or customer-key encryption) fall back to `readback`.
+- `etag`: compare the ETag of the PUT response with the MD5 of the bytes sent. For a single-part
+  PUT without SSE-KMS/SSE-C, S3's ETag is the MD5 the server computed over the bytes it stored
+  (moto computes it the same way, from the stored value), so unlike `ChecksumSHA256` (which moto
+  stores as sent, unchecked) it cannot echo a wrong client value. When the source is S3 too, the
+  MD5 of the bytes sent is already known without hashing them: the ETag the source server
+  returned with them (`Fetched.md5`). The bytes read are the bytes the source stores, because they
+  were authenticated by AES-GCM after reading (and, where the source keeps a SHA-256, checked
+  against it by botocore): damage on the way cannot produce another authentic object. So "the
+  destination's MD5 equals the source's MD5" proves the destination stores exactly the
+  authenticated bytes, as "equals the MD5 we computed" did, with no client hashing. Otherwise
+  (a non-S3 source, a source ETag that is no MD5, or the two ETags differ) the client computes the
+  MD5 and compares as before: a mismatch is only declared against the bytes actually sent.
+  MD5 is no defence against a forger, and needs none here: every object is authenticated by
+  AES-GCM whenever it is opened; this check catches damage in transit or storage. Objects whose
+  destination ETag is not an MD5 (multipart, KMS or customer-key encryption) fall back to `readback`.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+from typing import TYPE_CHECKING
 
-from seawall.errors import ConfigError
+from seawall.errors import ConfigError, IntegrityError
 from seawall.stores import ObjectStore
 
+if TYPE_CHECKING:  # boto3 is imported only when an S3 store is in play
+    from seawall.stores.s3_checksums import Fetched
+
 MODES = ("auto", "readback", "etag")
-_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 
 
 def resolve(mode: str, store: ObjectStore) -> str:
@@ -38,28 +48,45 @@ def resolve(mode: str, store: ObjectStore) -> str:
     return mode if mode != "auto" else ("etag" if is_s3 else "readback")
 
 
-def readback(store: ObjectStore, key: str, blob: bytes) -> str | None:
-    """Write `blob`, read it back: None if the destination holds exactly `blob`, else what differs."""
-    store.put(key, blob)
-    return _compare_back(store, key, blob)
+def fetch(store: ObjectStore, key: str) -> Fetched:
+    """Read `key` with what the store vouches for about the bytes (S3: ETag MD5, checked SHA-256)."""
+    from seawall.stores.s3 import S3Store
+    from seawall.stores.s3_checksums import Fetched
+
+    return store.fetch(key) if isinstance(store, S3Store) else Fetched(store.get(key))
+
+
+def readback(store: ObjectStore, key: str, got: Fetched) -> str | None:
+    """Write `got.data`, read it back: None if the destination holds exactly those bytes, else what differs."""
+    store.put(key, got.data)
+    return _compare_back(store, key, got.data)
 
 
 def _compare_back(store: ObjectStore, key: str, blob: bytes) -> str | None:
-    back = store.get(key)
+    try:
+        back = store.get(key)
+    except IntegrityError as exc:
+        # The stored bytes do not match the checksum sent with them (a store that keeps the
+        # checksum unchecked, as moto does): they are not what was sent, the same verdict as below.
+        return f"{key} differs at the destination {store.display_url} ({exc.message})"
     if back == blob:
         return None
     return f"{key} differs at the destination {store.display_url} ({len(back)} bytes read back, {len(blob)} sent)"
 
 
-def etag(store: ObjectStore, key: str, blob: bytes) -> str | None:
-    """Write `blob` to S3: None if the ETag S3 computed over the stored bytes is the MD5 sent.
+def etag(store: ObjectStore, key: str, got: Fetched) -> str | None:
+    """Write `got.data` to S3: None if the ETag S3 computed over the stored bytes is their MD5.
 
-    The MD5 is the one the store computes for Content-MD5 anyway, so the check costs nothing
-    more than the PUT. KMS and customer-key encryption make ETags that are not MD5s: read back.
+    The MD5 comes free from the source's ETag when it has one (see the module docstring), and the
+    SHA-256 botocore checked on reading is sent as the PUT's checksum: no byte is hashed again.
+    KMS and customer-key encryption make ETags that are not MD5s: read back.
     """
-    sent, tag, encryption = store.put_etag(key, blob)
-    if encryption not in (None, "AES256") or not _MD5_ETAG.match(tag):
-        return _compare_back(store, key, blob)
+    tag = store.put_etag(key, got.data, sha256=got.sha256)
+    if tag is None:
+        return _compare_back(store, key, got.data)
+    if tag == got.md5:
+        return None
+    sent = hashlib.md5(got.data, usedforsecurity=False).hexdigest()
     if tag == sent:
         return None
     return f"{key} differs at the destination {store.display_url} (ETag {tag}, sent MD5 {sent})"

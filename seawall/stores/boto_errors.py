@@ -4,7 +4,7 @@ Every SDK call in `seawall.stores.s3` (and any other boto3 user) runs inside
 `translate_boto_errors(what)`, in the style of httpx's `map_httpcore_exceptions()`: raw SDK
 exceptions never leave the store. The table decides whether Prefect may retry:
 
-- network trouble, timeouts, throttling and any HTTP 5xx are `RetryableError`;
+- network trouble, timeouts, throttling, a body refused as damaged and any HTTP 5xx are `RetryableError`;
 - a missing bucket, a bad bucket name, the wrong region or bad parameters are `ConfigError`;
 - refused or missing credentials are `AuthError`;
 - a missing key is `ObjectNotFound`;
@@ -52,6 +52,11 @@ _RETRYABLE_CODES = frozenset(
         # Two concurrent `If-None-Match: *` writes: the loser of the race gets 409 and should retry
         # (the retry then sees 412). https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
         "ConditionalRequestConflict",
+        # S3 refused a body that does not match its checksum (x-amz-checksum-sha256, Content-MD5)
+        # or its signed payload hash: damage in transit, nothing was stored, so sending it again is
+        # safe; a client bug would fail every attempt and end as an error all the same.
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
     }
 )
 _AUTH_CODES = frozenset(

@@ -5,14 +5,14 @@ Credentials come from the standard AWS chain (env, profile, instance role) or ar
 explicitly; they never appear in `display_url`, `repr` or error messages.
 
 Every SDK call runs inside `translate_boto_errors`, so callers only ever see seawall errors.
-Writes carry a client-side Content-MD5 and SHA-256, which S3 checks before storing the object.
-Conditional creates use `If-None-Match: *` (S3 conditional writes, GA since August 2024).
+Writes carry one client-side checksum, SHA-256 (`x-amz-checksum-sha256`, announced by
+`x-amz-sdk-checksum-algorithm`), which S3 checks before storing the object and keeps with it; reads
+ask for it back and botocore checks the bytes against it. Conditional creates use `If-None-Match: *`
+(S3 conditional writes, GA since August 2024).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,8 +28,9 @@ from seawall.errors import ConfigError, ObjectNotFound, PermanentError, Retryabl
 from seawall.keys import is_valid_key, validate_key
 from seawall.stores.base import ObjectInfo, ObjectStore
 from seawall.stores.boto_errors import error_code, http_status, translate_boto_errors
+from seawall.stores.s3_checksums import Fetched, checked_sha256, md5_etag, sha256_b64
 
-__all__ = ["S3Store", "from_url"]
+__all__ = ["Fetched", "S3Store", "from_url"]
 
 _URL_PARAMS = frozenset({"region", "endpoint", "profile"})
 _OPTIONS = frozenset(
@@ -140,6 +141,19 @@ class S3Store(ObjectStore):
             )
         return boto3.session.Session(profile_name=self.profile, region_name=self.region)
 
+    def _s3_config(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.endpoint:
+            # Self-hosted S3 (MinIO, Ceph, moto) rarely has wildcard DNS for virtual hosts.
+            options["addressing_style"] = "path"
+        if not self.endpoint or self.endpoint.lower().startswith("https:"):
+            # Over TLS, body integrity comes from TLS and the signed x-amz-checksum-sha256 header
+            # S3 checks, so SigV4 need not hash the body a second time (UNSIGNED-PAYLOAD, what
+            # botocore itself does for PutObject with a checksum header over https). Plain-HTTP
+            # endpoints keep the signed payload: there it is what binds the body to the signature.
+            options["payload_signing_enabled"] = False
+        return options
+
     @property
     def client(self) -> Any:
         """The boto3 S3 client, built on first use (clients are thread-safe; sessions are not)."""
@@ -152,8 +166,7 @@ class S3Store(ObjectStore):
                     connect_timeout=_CONNECT_TIMEOUT,
                     read_timeout=_READ_TIMEOUT,
                     max_pool_connections=_MAX_POOL,
-                    # Self-hosted S3 (MinIO, Ceph, moto) rarely has wildcard DNS for virtual hosts.
-                    s3={"addressing_style": "path"} if self.endpoint else None,
+                    s3=self._s3_config() or None,
                 )
                 with translate_boto_errors(f"connecting to {self.display_url}"):
                     self._client = self._new_session().client(
@@ -167,15 +180,18 @@ class S3Store(ObjectStore):
     def _what(self, verb: str, key: str) -> str:
         return f"{verb} s3://{self.bucket}/{self._key(key)}"
 
-    def _put_args(self, key: str, data: bytes) -> dict[str, Any]:
-        # Both digests are checked by S3 before it stores the object: MD5 is what every
-        # S3-compatible server verifies (and what Object Lock requires), SHA-256 is the strong one.
+    def _put_args(self, key: str, data: bytes, sha256: str | None = None) -> dict[str, Any]:
+        # One checksum, not two: S3 checks the SHA-256 before storing the object and keeps it for
+        # reads to check against. `ChecksumAlgorithm` sends x-amz-sdk-checksum-algorithm, which
+        # Object Lock accepts in place of Content-MD5 and which tells S3-compatibles (moto) to keep
+        # the value. https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html
+        # Content-MD5 is left out on purpose: it cost 2-3x the SHA-256 per byte (bench/COPY.md).
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._key(key),
             "Body": data,
-            "ContentMD5": base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode(),
-            "ChecksumSHA256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": sha256 or sha256_b64(data),
         }
         if self.object_lock_mode:
             args["ObjectLockMode"] = self.object_lock_mode
@@ -187,13 +203,19 @@ class S3Store(ObjectStore):
         with translate_boto_errors(self._what("writing", key)):
             self.client.put_object(**self._put_args(key, data))
 
-    def put_etag(self, key: str, data: bytes) -> tuple[str, str, str | None]:
-        """`put`, returning (MD5 hex sent, ETag S3 computed over what it stored, SSE mode) for copy checks."""
-        args = self._put_args(validate_key(key), data)
+    def put_etag(self, key: str, data: bytes, *, sha256: str | None = None) -> str | None:
+        """`put`; returns the MD5 S3 computed over what it stored (the ETag), or None if the ETag is no MD5.
+
+        Args:
+            key: Object key.
+            data: The bytes to store.
+            sha256: Their base64 SHA-256 if already known and checked (e.g. `Fetched.sha256` of the
+                same bytes), so they are not hashed again; computed here otherwise.
+        """
+        args = self._put_args(validate_key(key), data, sha256)
         with translate_boto_errors(self._what("writing", key)):
             response = self.client.put_object(**args)
-        md5 = base64.b64decode(args["ContentMD5"]).hex()
-        return md5, str(response.get("ETag", "")).strip('"'), response.get("ServerSideEncryption")
+        return md5_etag(response)
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         """Create `key` with `If-None-Match: *`; False when S3 answers 412 (it already exists).
@@ -212,16 +234,29 @@ class S3Store(ObjectStore):
         return True
 
     def _get(self, key: str) -> bytes:
+        return self._fetch(key).data
+
+    def fetch(self, key: str) -> Fetched:
+        """`get`, with the MD5 S3 holds for the object and the SHA-256 botocore checked the bytes against."""
+        return self._fetch(validate_key(key))
+
+    def _fetch(self, key: str) -> Fetched:
         what = self._what("reading", key)
         with translate_boto_errors(what):
             # ChecksumMode makes botocore check the stored SHA-256 on download (where S3 has it).
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED")
-            with response["Body"] as body:
+            body = response["Body"]
+            # Not `with response["Body"] as body`: StreamingBody.__enter__ returns the raw urllib3
+            # stream, and reading that skips botocore's checksum check. A whole read() of the body
+            # itself checks the checksum at its end.
+            try:
                 data = body.read()
+            finally:
+                body.close()
         expected = response.get("ContentLength")
         if expected is not None and expected != len(data):
             raise RetryableError(f"{what}: short read ({len(data)} of {expected} bytes)", hint="retry")
-        return data
+        return Fetched(data, md5_etag(response), checked_sha256(body))
 
     def _stat(self, key: str) -> ObjectInfo | None:
         try:

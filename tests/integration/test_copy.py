@@ -9,6 +9,8 @@ credentials (permanent, no retries) and a throttling destination (503 SlowDown, 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import time
@@ -151,6 +153,55 @@ def test_corrupt_source_chunk_fails_only_the_backups_that_reference_it(source, s
     assert not dest.store.exists(chunk_key(victim))
     assert [m.backup_id for m in dest.list_backups()] == [b1.backup_id]
     assert verify_vault(dest, read_data=True).ok
+
+
+def test_source_chunk_failing_its_stored_checksum_is_not_sent(source, s3_vault_url, s3_vault_url_b, tmp_path):
+    _files(tmp_path / "a", 2, 100 * KiB)
+    manifest = backup_tree(source, tmp_path / "a", "files-a")
+    with ChunkReader(source) as reader:  # a file's chunk (the planner reads the tree index itself)
+        victim = next(e.chunks[0][0] for e in iter_tree(source, manifest, reader) if e.chunks)
+    client, bucket = _boto(s3_vault_url)
+    key = "vault/" + chunk_key(victim)
+    blob = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    # The same (authentic) bytes, stored with a checksum of other bytes: the read is refused.
+    wrong = base64.b64encode(hashlib.sha256(blob + b"?").digest()).decode()
+    client.put_object(Bucket=bucket, Key=key, Body=blob, ChecksumAlgorithm="SHA256", ChecksumSHA256=wrong)
+
+    dest = _dest(source, s3_vault_url_b)
+    report = copy_vault(source, dest)
+    assert [b.status for b in report.backups] == ["failed"]
+    assert f"{chunk_key(victim)} is corrupt at the source" in report.failures[0]
+    assert not dest.store.exists(chunk_key(victim))
+
+
+def test_s3_to_s3_copy_reuses_the_checked_checksum_and_matches_the_source_etags(source, s3_vault_url,
+                                                                               s3_vault_url_b, tmp_path):
+    _files(tmp_path / "a", 3, 200 * KiB)
+    backup_tree(source, tmp_path / "a", "files-a")
+    dest = _dest(source, s3_vault_url_b)
+    raise_for_failures(copy_vault(source, dest, settings=CopySettings(verify="etag")))
+    (src, src_bucket), (dst, dst_bucket) = _boto(s3_vault_url), _boto(s3_vault_url_b)
+    chunks = [o["Key"] for o in dst.list_objects_v2(Bucket=dst_bucket, Prefix="vault/chunks/")["Contents"]]
+    assert len(chunks) >= 3
+    for key in chunks:
+        got = dst.get_object(Bucket=dst_bucket, Key=key, ChecksumMode="ENABLED")
+        data = got["Body"].read()
+        # The SHA-256 passed on from the source read is the one of the bytes the destination holds.
+        assert got["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+        assert got["ETag"] == src.head_object(Bucket=src_bucket, Key=key)["ETag"]
+
+
+def test_local_source_to_s3_catches_damage_by_the_md5_of_what_was_sent(s3_env, moto_server_b, tmp_path):
+    source = _init(f"file://{tmp_path}/src")
+    _files(tmp_path / "d", 4, 128 * KiB)
+    backup_tree(source, tmp_path / "d", "files-d")
+    with ThrottlingProxy(moto_server_b, corrupt_puts=2) as proxy:
+        url = f"s3://dr-local-{os.getpid()}/vault?region=us-east-2&endpoint={proxy.url}"
+        report = raise_for_failures(copy_vault(source, _dest(source, url),
+                                               settings=CopySettings(verify="etag", backoff=0.01)))
+    assert proxy.corrupted == 2 and report.stats["retries"] >= 2
+    direct = Vault.open(open_store(url.replace(proxy.url, moto_server_b)), DEST_PASSPHRASE)
+    assert verify_vault(direct, read_data=True).ok
 
 
 # ---- bad input ----------------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ TABLE = [
     (client_error("ServiceUnavailable", 503), RetryableError),
     (client_error("Throttling", 400), RetryableError),
     (client_error("ConditionalRequestConflict", 409, "PutObject"), RetryableError),
+    # a body damaged on the way: refused by S3 (nothing stored), safe to send again
+    (client_error("BadDigest", 400, "PutObject"), RetryableError),
+    (client_error("XAmzContentSHA256Mismatch", 400, "PutObject"), RetryableError),
+    (client_error("InvalidDigest", 400, "PutObject"), PermanentError),
     (client_error("", 502), RetryableError),
     (client_error("SomethingNew", 504), RetryableError),
     (client_error("", 429), RetryableError),
