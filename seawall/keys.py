@@ -14,10 +14,15 @@ from seawall.errors import ConfigError
 TMP_SUFFIX = ".tmp-seawall"
 _SEGMENT = re.compile(r"^[A-Za-z0-9._=+@,-]+$")
 MAX_KEY_LEN = 512
+# Chunk keys are most of the traffic and always valid when they match this: checked first, one
+# regex call instead of a loop over segments.
+_CHUNK_KEY = re.compile(r"chunks/[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def key_problem(key: str) -> str | None:
     """Why `key` is not a valid object key, or None if it is."""
+    if isinstance(key, str) and _CHUNK_KEY.fullmatch(key):
+        return None
     if not isinstance(key, str) or not key:
         return "empty key"
     if len(key) > MAX_KEY_LEN:

@@ -9,6 +9,7 @@ Reading: chunks are fetched ahead by worker threads and yielded strictly in orde
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import deque
@@ -22,6 +23,7 @@ from pyfastcdc import FastCDC
 
 from seawall.errors import IntegrityError
 from seawall.manifest import BackupStats, ChunkRef, StreamRef
+from seawall.memory import tune_allocator
 from seawall.vault import Vault
 
 Progress = Callable[[int], None]
@@ -73,6 +75,7 @@ class ChunkWriter:
     """
 
     def __init__(self, vault: Vault, *, workers: int = 3, max_inflight: int = 16, io_threads: int = 5):
+        tune_allocator()
         self.vault = vault
         params = vault.config.chunker
         self._cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
@@ -86,6 +89,13 @@ class ChunkWriter:
         self._lock = threading.Lock()
         self._pending: set[Future[None]] = set()
         self._queued: set[str] = set()  # ids handed to a worker: a duplicate is not sealed twice
+        # Waking a worker costs tens of microseconds here (a futex wake across vCPUs, made while
+        # holding the GIL): a fast store takes chunks in batches of a few MiB, one wake per batch.
+        # Fewer chunks than max_inflight per batch, or a half-filled batch could hold every slot.
+        self._batch: list[tuple[bytes, str]] = []
+        self._batch_bytes = 0
+        self._batch_limit = vault.store.write_batch_bytes
+        self._batch_chunks = max(1, max_inflight // 4) if self._batch_limit else 1
         self._error: BaseException | None = None
         self.counters = _Counters()
 
@@ -108,6 +118,10 @@ class ChunkWriter:
     def flush(self) -> None:
         """Return once every chunk queued so far is stored; raise the first store error, if any."""
         with self._lock:
+            batch = self._take_batch()
+        if batch:
+            self._submit(batch)
+        with self._lock:
             pending = list(self._pending)
         for fut in pending:
             fut.exception()  # waits; errors are collected by _finished
@@ -118,32 +132,51 @@ class ChunkWriter:
         if self._error is not None:
             raise self._error
 
-    def _store(self, data: bytes, chunk_id: str) -> None:
-        _, stored = self.vault.put_chunk(data, chunk_id)
-        with self._lock:
+    def _store(self, batch: list[tuple[bytes, str]]) -> None:
+        for data, chunk_id in batch:
+            if self._error is not None:
+                return  # another store failed: the writer is failing, do not seal more
+            _, stored = self.vault.put_chunk(data, chunk_id)
             if stored:
-                c = self.counters
-                c.bytes_new += len(data)
-                c.stored_new += stored
-                c.chunks_new += 1
+                with self._lock:
+                    c = self.counters
+                    c.bytes_new += len(data)
+                    c.stored_new += stored
+                    c.chunks_new += 1
 
-    def _finished(self, fut: Future[None]) -> None:
+    def _finished(self, chunks: int, fut: Future[None]) -> None:
         with self._lock:
             self._pending.discard(fut)
             if self._error is None and not fut.cancelled() and fut.exception() is not None:
                 self._error = fut.exception()
-        self._slots.release()
+        for _ in range(chunks):
+            self._slots.release()
 
     def _queue(self, data: bytes, chunk_id: str) -> None:
+        """Hand a new chunk to the workers, in batches where the store asks for them."""
         self._slots.acquire()
+        with self._lock:
+            self._batch.append((data, chunk_id))
+            self._batch_bytes += len(data)
+            if self._batch_bytes < self._batch_limit and len(self._batch) < self._batch_chunks:
+                return
+            batch = self._take_batch()
+        self._submit(batch)
+
+    def _take_batch(self) -> list[tuple[bytes, str]]:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        return batch
+
+    def _submit(self, batch: list[tuple[bytes, str]]) -> None:
         try:
-            fut = self._pool.submit(self._store, data, chunk_id)
+            fut = self._pool.submit(self._store, batch)
         except BaseException:
-            self._slots.release()
+            for _ in batch:
+                self._slots.release()
             raise
         with self._lock:
             self._pending.add(fut)
-        fut.add_done_callback(self._finished)
+        fut.add_done_callback(functools.partial(self._finished, len(batch)))
 
     def write(self, reader: Readable | BinaryIO, name: str, *, kind: str = "data",
               progress: Progress | None = None) -> StreamRef:
@@ -226,6 +259,7 @@ class ChunkReader:
     """
 
     def __init__(self, vault: Vault, *, workers: int = 3, prefetch: int = 8):
+        tune_allocator()
         self.vault = vault
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="seawall-get")
         self._prefetch = prefetch

@@ -217,7 +217,7 @@ class Vault:
         known = self.known_chunks()
         if chunk_id in known:
             return chunk_id, 0
-        blob = self.keyring.seal(ObjType.CHUNK, chunk_id, data)
+        blob = self.keyring.seal_buffer(ObjType.CHUNK, chunk_id, data)
         self.store.put_deferred(chunk_key(chunk_id), blob)  # durable at commit_chunks()
         with self._known_lock:
             known.add(chunk_id)

@@ -1,0 +1,42 @@
+"""Allocator tuning for the chunk pipelines.
+
+Every chunk passes through a few fresh buffers of about 1 MiB (its plaintext, the compressed
+and the sealed copy). glibc serves blocks of that size with mmap or trims them back to the kernel
+on free, so each chunk page-faults its buffers in again; on the virtual machines we measured that
+cost a quarter of the read path's CPU (vault read bench: 2.5x fewer page faults, 15% faster).
+Keeping such blocks in the heap instead costs nothing extra: the pipelines bound the bytes in
+flight (see `seawall.streams`), so the heap's high-water mark stays where the peak already was.
+
+Set once per process, by the first ChunkWriter or ChunkReader; SEAWALL_MALLOC_TUNING=0 turns it
+off. A no-op where glibc's `mallopt` is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 << 20  # blocks up to the largest chunk buffer come from the heap ...
+TRIM_THRESHOLD = 512 << 20  # ... and freed ones stay there for the next chunk
+
+_done = False
+_lock = threading.Lock()
+
+
+def tune_allocator() -> bool:
+    """Apply the settings above once; True if they are in effect."""
+    global _done
+    with _lock:
+        if _done:
+            return True
+        if os.environ.get("SEAWALL_MALLOC_TUNING", "1") == "0":
+            return False
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError):
+            return False
+        _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+        return _done
