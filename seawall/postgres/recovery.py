@@ -78,16 +78,17 @@ def discard_datadir(path: Path, keep_empty: bool) -> None:
 
 
 def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: Progress | None = None,
-                 workers: int = 4) -> int:
+                 workers: int = 4, writeback: bool = True) -> int:
     """Stream `base.tar` from the vault into `datadir`; returns the number of members extracted.
 
     The chunks go straight into the files (`seawall.postgres.tarextract`, not tarfile: see there
     why), owned by the server OS user; the stream's size and hash are checked at its end.
+    `writeback=False` for a copy that is deleted soon (verification): no disk writes started early.
     """
     ref = manifest.stream(BASE_STREAM)
     with ChunkReader(vault, workers=workers, prefetch=12) as reader:
         chunks = reader.iter_stream(ref)
-        return extract_stream(_counted(chunks, progress) if progress else chunks, datadir)
+        return extract_stream(_counted(chunks, progress) if progress else chunks, datadir, writeback=writeback)
 
 
 def _counted(chunks: Iterator[bytes], progress: Progress) -> Iterator[bytes]:

@@ -292,6 +292,6 @@ def server_owner() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def extract_stream(chunks: Iterable[bytes], root: Path) -> int:
+def extract_stream(chunks: Iterable[bytes], root: Path, *, writeback: bool = True) -> int:
     """Extract a tar stream given as byte chunks into the empty directory `root`; returns the members."""
-    return TarExtractor(root, owner=server_owner()).extract(chunks)
+    return TarExtractor(root, owner=server_owner(), writeback=writeback).extract(chunks)
