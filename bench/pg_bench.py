@@ -218,7 +218,7 @@ class Bench:
         measure([*dump_argv, "-f", str(warm)])  # untimed: page cache and server caches warm
         dump_bytes = du(warm)
         shutil.rmtree(warm)
-        base, ours, ours_op, base_cpu, ours_cpu = [], [], [], [], []
+        base, ours, ours_op, base_cpu, ours_cpu, base_busy, ours_busy = [], [], [], [], [], [], []
         last: dict[str, Any] = {}
         for rep in range(args.reps):
             for tool in (("pg_dump", "seawall") if rep % 2 == 0 else ("seawall", "pg_dump")):
@@ -229,7 +229,8 @@ class Bench:
                     shutil.rmtree(folder)
                     base.append(m.wall_s)
                     base_cpu.append(m.cpu_s)
-                    log(f"a rep {rep}: pg_dump -Fd -Z0 -j2 {m.wall_s:.1f}s")
+                    base_busy.append(m.system_busy_s)
+                    log(f"a rep {rep}: pg_dump -Fd -Z0 -j2 {m.wall_s:.1f}s (machine busy {m.system_busy_s:.1f} CPU-s)")
                 else:
                     if last:
                         shutil.rmtree(last["path"], ignore_errors=True)
@@ -240,16 +241,18 @@ class Bench:
                     ours.append(m.wall_s)
                     ours_op.append(m.report["op_s"])
                     ours_cpu.append(m.cpu_s)
+                    ours_busy.append(m.system_busy_s)
                     last = {"url": url, "path": Path(url.removeprefix("file://")), "report": m.report}
                     log(f"a rep {rep}: seawall backup_logical {m.wall_s:.1f}s (op {m.report['op_s']:.1f}s, "
                         f"stored {m.report['stats']['stored_bytes_new'] / MB:.0f} MB, "
-                        f"rss {m.report['vm_hwm'] / MB:.0f} MB)")
+                        f"rss {m.report['vm_hwm'] / MB:.0f} MB, machine busy {m.system_busy_s:.1f} CPU-s)")
         first = last["report"]
         self.results["logical"] = {
             "dump_bytes": dump_bytes, "pg_dump_s": base, "seawall_s": ours, "seawall_op_s": ours_op,
             "pg_dump_median_s": med(base), "seawall_median_s": med(ours), "ratio": med(ours) / med(base),
             "ratio_op": med(ours_op) / med(base), "target": TARGETS["logical"],
-            "pg_dump_cpu_s": base_cpu, "seawall_cpu_s": ours_cpu,
+            "pg_dump_cpu_s": base_cpu, "seawall_cpu_s": ours_cpu, "cores": os.cpu_count(),
+            "pg_dump_machine_busy_s": base_busy, "seawall_machine_busy_s": ours_busy,
             "first_stored_bytes": first["stats"]["stored_bytes_new"], "first_bytes": first["stats"]["bytes_total"],
             "vault_bytes_after_first": du(last["path"])}
         # b: a second backup after 1% of rows changed, into the same vault, with the first as parent
@@ -504,7 +507,9 @@ def summarise(res: dict[str, Any], rss: dict[str, list[int]]) -> str:
         lg = res["logical"]
         lines.append(f"a. logical backup: seawall {lg['seawall_median_s']:.1f}s vs pg_dump -Fd -Z0 -j2 "
                      f"{lg['pg_dump_median_s']:.1f}s = {lg['ratio']:.2f}x (in-process {lg['ratio_op']:.2f}x; "
-                     f"target <= {lg['target']}x: {mark(lg['ratio'] <= lg['target'])})")
+                     f"target <= {lg['target']}x: {mark(lg['ratio'] <= lg['target'])}); machine busy "
+                     f"{med(lg['seawall_machine_busy_s']):.1f} vs {med(lg['pg_dump_machine_busy_s']):.1f} CPU-s "
+                     f"on {lg['cores']} cores")
     if "incremental" in res:
         inc = res["incremental"]
         lines.append(f"b. second logical backup after 1% changed (recent): "

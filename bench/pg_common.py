@@ -39,6 +39,7 @@ class Measured:
     returncode: int
     report: dict[str, Any]
     stderr: str = ""
+    system_busy_s: float = 0.0  # CPU time of the whole machine meanwhile (the server's backends too)
 
 
 def measure(argv: list[str], *, user: str | None = None, cwd: str | os.PathLike | None = None,
@@ -51,12 +52,14 @@ def measure(argv: list[str], *, user: str | None = None, cwd: str | os.PathLike 
         kwargs.update(user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[])
         cwd = cwd or "/"
     errfile = Path(os.environ.get("TMPDIR", "/tmp")) / f"pgbench-err-{os.getpid()}-{time.monotonic_ns()}"
+    busy0 = system_busy()
     start = time.perf_counter()
     with open(errfile, "w+") as err:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, **kwargs)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        busy = system_busy() - busy0
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         stderr = err.read()
@@ -64,7 +67,22 @@ def measure(argv: list[str], *, user: str | None = None, cwd: str | os.PathLike 
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... exited {proc.returncode}: {stderr.strip()[-2000:]}")
     report = json.loads(report_file.read_text()) if report_file and report_file.exists() else {}
-    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, proc.returncode, report, stderr)
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, proc.returncode, report, stderr,
+                    busy)
+
+
+def system_busy() -> float:
+    """Seconds of CPU the whole machine has spent busy since boot (/proc/stat: all but idle and iowait).
+
+    Beside a step's wall time this shows whether the step was CPU-bound: on 2 cores, a step whose
+    machine-wide busy time is close to 2x its wall time had no idle core left to use.
+    """
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_child(op: str, args: dict[str, Any], workdir: Path) -> Measured:
