@@ -29,9 +29,9 @@ class ObjectInfo:
 class ObjectStore(ABC):
     """A flat key → bytes store with atomic whole-object writes."""
 
-    # Bytes of new chunks a writer may hand to one worker at once: >0 for stores where a write is
-    # CPU work, not a wait (a local disk), 0 where parallel requests matter (S3: one chunk per PUT).
-    write_batch_bytes: int = 0
+    # Bytes of chunks a pipeline may hand to one worker at once: >0 for stores where an access is
+    # CPU work, not a wait (a local disk), 0 where parallel requests matter (S3: one chunk per request).
+    batch_bytes: int = 0
 
     #: URL-ish description with credentials removed; safe to log.
     display_url: str = "<store>"

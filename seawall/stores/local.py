@@ -42,7 +42,7 @@ def translate_os_errors(what: str):
 class LocalStore(ObjectStore):
     """Objects are files below `root`; keys map to relative paths."""
 
-    write_batch_bytes = 4 << 20
+    batch_bytes = 4 << 20
 
     def __init__(self, root: str | os.PathLike, *, fsync: bool = True, create: bool = False):
         self.root = Path(root).absolute()
