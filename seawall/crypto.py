@@ -93,23 +93,29 @@ class Keyring:
     # -- sealing ---------------------------------------------------------------------------------
     def seal(self, obj_type: int, name: str, plaintext: bytes | memoryview, *, level: int = 1) -> bytes:
         """Compress (when it pays) and encrypt `plaintext` bound to `name`."""
-        return bytes(self.seal_buffer(obj_type, name, plaintext, level=level))
+        nonce, header, payload = self._frame(obj_type, plaintext, level)
+        return header + self._enc.encrypt(nonce, payload, header[:6] + name.encode())
 
     def seal_buffer(self, obj_type: int, name: str, plaintext: bytes | memoryview, *,
                     level: int = 1) -> bytearray:
         """`seal`, into a mutable buffer: the ciphertext is written in place after the header,
         where `header + ciphertext` would copy every sealed byte once more (chunks: the hot path)."""
+        nonce, header, payload = self._frame(obj_type, plaintext, level)
+        blob = bytearray(HEADER_LEN + len(payload) + 16)
+        blob[:HEADER_LEN] = header
+        self._enc.encrypt_into(nonce, payload, header[:6] + name.encode(), memoryview(blob)[HEADER_LEN:])
+        return blob
+
+    @staticmethod
+    def _frame(obj_type: int, plaintext: bytes | memoryview, level: int) -> tuple[bytes, bytes, bytes | memoryview]:
+        """(nonce, header, payload): the plaintext zstd-compressed when that saves 3% or more."""
         compression, payload = Compression.NONE, plaintext
         if len(plaintext) >= 64:
             packed = _compressor(level).compress(plaintext)
             if len(packed) < len(plaintext) * 0.97:
                 compression, payload = Compression.ZSTD, packed
         nonce = os.urandom(12)
-        header = MAGIC + bytes((FORMAT_VERSION, obj_type, compression)) + nonce
-        blob = bytearray(HEADER_LEN + len(payload) + 16)
-        blob[:HEADER_LEN] = header
-        self._enc.encrypt_into(nonce, payload, header[:6] + name.encode(), memoryview(blob)[HEADER_LEN:])
-        return blob
+        return nonce, MAGIC + bytes((FORMAT_VERSION, obj_type, compression)) + nonce, payload
 
     def open(self, obj_type: int, name: str, blob: bytes) -> bytes:
         """Authenticate, decrypt and decompress a sealed object; IntegrityError names `name`."""

@@ -14,29 +14,22 @@ off. A no-op where glibc's `mallopt` is missing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
-import threading
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20  # blocks up to the largest chunk buffer come from the heap ...
 TRIM_THRESHOLD = 512 << 20  # ... and freed ones stay there for the next chunk
 
-_done = False
-_lock = threading.Lock()
 
-
+@functools.cache  # once per process (a second, concurrent first call only repeats the same settings)
 def tune_allocator() -> bool:
-    """Apply the settings above once; True if they are in effect."""
-    global _done
-    with _lock:
-        if _done:
-            return True
-        if os.environ.get("SEAWALL_MALLOC_TUNING", "1") == "0":
-            return False
-        try:
-            mallopt = ctypes.CDLL(None).mallopt
-        except (OSError, AttributeError):
-            return False
-        _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-        return _done
+    """Apply the settings above; True if they are in effect."""
+    if os.environ.get("SEAWALL_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -30,6 +30,11 @@ from seawall.vault import Vault
 Progress = Callable[[int], None]
 
 
+def _cpu_capped(vault: Vault, workers: int) -> int:
+    """`workers`, capped at the core count on a local store: CPU-bound, more threads only contend."""
+    return min(workers, os.cpu_count() or 1) if vault.store.batch_bytes else workers
+
+
 class Readable(Protocol):
     def readinto(self, b: memoryview) -> int: ...
 
@@ -85,8 +90,8 @@ class ChunkWriter:
         # A store spends most of its time waiting: two fsyncs per chunk on a local vault (measured
         # here: 8 concurrent puts make 2x the small objects per second of 3), a round trip on S3.
         # The extra threads wait while `workers` threads' worth of CPU compresses and encrypts.
-        if vault.store.batch_bytes:  # a local disk: CPU-bound, threads beyond the cores only contend
-            workers, io_threads = min(workers, os.cpu_count() or 1), 1
+        if vault.store.batch_bytes:  # a local disk: nothing to wait for, one I/O thread is plenty
+            workers, io_threads = _cpu_capped(vault, workers), 1
         self._pool = ThreadPoolExecutor(workers + io_threads, thread_name_prefix="seawall-put")
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._lock = threading.Lock()
@@ -264,9 +269,7 @@ class ChunkReader:
     def __init__(self, vault: Vault, *, workers: int = 3, prefetch: int = 8):
         tune_allocator()
         self.vault = vault
-        if vault.store.batch_bytes:  # a local disk: CPU-bound, threads beyond the cores only contend
-            workers = min(workers, os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="seawall-get")
+        self._pool = ThreadPoolExecutor(_cpu_capped(vault, workers), thread_name_prefix="seawall-get")
         # On a fast store a worker takes a few consecutive chunks at a time (one wake-up each, see
         # ChunkWriter); the window then counts batches, so the bytes held ahead stay the same.
         self._batch_bytes = vault.store.batch_bytes or 1

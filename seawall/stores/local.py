@@ -180,11 +180,9 @@ class LocalStore(ObjectStore):
             fd = os.open(os.path.join(self._root_str, key), os.O_RDONLY)
             try:
                 size = os.fstat(fd).st_size
-                data = os.read(fd, size + 1)  # one byte more: a file that grew is read to its end below
-                if len(data) > size:
+                data = os.read(fd, size + 1)  # one byte more, so a file that grew is noticed
+                if len(data) != size:  # a short read or a file that grew: read on to the end
                     data += b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
-                while len(data) < size and (more := os.read(fd, size - len(data))):
-                    data += more
                 return data
             finally:
                 os.close(fd)
