@@ -40,6 +40,11 @@ HEADER_LEN = 18
 MAX_PLAINTEXT = 64 << 20  # no sealed object may decompress beyond this (decompression bombs)
 
 
+def sealed_size_max(plaintext_len: int) -> int:
+    """The most bytes sealing `plaintext_len` bytes can take (compression is used only if smaller)."""
+    return HEADER_LEN + plaintext_len + 16
+
+
 class ObjType:
     CHUNK = 1
     MANIFEST = 2
@@ -102,9 +107,21 @@ class Keyring:
         where `header + ciphertext` would copy every sealed byte once more (chunks: the hot path)."""
         nonce, header, payload = self._frame(obj_type, plaintext, level)
         blob = bytearray(HEADER_LEN + len(payload) + 16)
-        blob[:HEADER_LEN] = header
-        self._enc.encrypt_into(nonce, payload, header[:6] + name.encode(), memoryview(blob)[HEADER_LEN:])
+        self._encrypt_after(nonce, header, payload, name, memoryview(blob))
         return blob
+
+    def seal_into(self, obj_type: int, name: str, plaintext: bytes | memoryview, out: memoryview, *,
+                  level: int = 1) -> int:
+        """`seal` into `out` (at least `sealed_size_max(len(plaintext))` bytes); returns the length."""
+        nonce, header, payload = self._frame(obj_type, plaintext, level)
+        size = HEADER_LEN + len(payload) + 16
+        self._encrypt_after(nonce, header, payload, name, out[:size])
+        return size
+
+    def _encrypt_after(self, nonce: bytes, header: bytes, payload: bytes | memoryview, name: str,
+                       out: memoryview) -> None:
+        out[:HEADER_LEN] = header
+        self._enc.encrypt_into(nonce, payload, header[:6] + name.encode(), out[HEADER_LEN:])
 
     @staticmethod
     def _frame(obj_type: int, plaintext: bytes | memoryview, level: int) -> tuple[bytes, bytes, bytes | memoryview]:

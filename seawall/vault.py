@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from seawall.crypto import Keyring, ObjType, ScryptParams, unwrap_with_passphrase, wrap_with_passphrase
+from seawall.crypto import (
+    Keyring,
+    ObjType,
+    ScryptParams,
+    sealed_size_max,
+    unwrap_with_passphrase,
+    wrap_with_passphrase,
+)
 from seawall.errors import (
     AuthError,
     BackupNotFound,
@@ -217,7 +224,11 @@ class Vault:
         known = self.known_chunks()
         if chunk_id in known:
             return chunk_id, 0
-        blob = self.keyring.seal_buffer(ObjType.CHUNK, chunk_id, data)
+        out = self.store.write_buffer(sealed_size_max(len(data)))
+        if out is None:
+            blob: bytes | memoryview = self.keyring.seal_buffer(ObjType.CHUNK, chunk_id, data)
+        else:  # sealed straight into the store's own (aligned) buffer: it writes it past the page cache
+            blob = out[: self.keyring.seal_into(ObjType.CHUNK, chunk_id, data, out)]
         self.store.put_deferred(chunk_key(chunk_id), blob)  # durable at commit_chunks()
         with self._known_lock:
             known.add(chunk_id)

@@ -111,9 +111,12 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
                 workers: int = 3, readers: int = 2) -> Manifest:
     """Back up the tree at `root` as a new backup of `dataset`; returns the DONE manifest.
 
-    `readers` threads read and cut files at once (see `_OrderedReads`); `workers` threads compress,
-    encrypt and store their new chunks.
+    On a local store `workers` threads take whole files: read, cut, compress, encrypt and store
+    (one more thread than cores keeps them busy while a write waits for the disk). On other stores
+    `readers` threads read and cut files at once (see `_OrderedReads`) and `workers` threads
+    compress, encrypt and upload their new chunks, so that uploads overlap.
     """
+    in_caller = bool(vault.store.batch_bytes)
     source = check_source(root)
     manifest = new_manifest(dataset, "files", source={"path": str(source), "host_path": str(source)})
     if backup_id:
@@ -126,8 +129,9 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
         manifest.transition(BackupStatus.UPLOADING)
         stats = manifest.stats
         known = vault.known_chunks(refresh=True)
-        with ChunkWriter(vault, workers=workers) as writer, tempfile.SpooledTemporaryFile(8 << 20) as index, \
-                _OrderedReads(writer, readers, stats, index, progress) as reads:
+        with ChunkWriter(vault, workers=workers, seal_in_caller=in_caller) as writer, \
+                tempfile.SpooledTemporaryFile(8 << 20) as index, \
+                _OrderedReads(writer, workers if in_caller else readers, stats, index, progress) as reads:
             for item in walk(source, stats.skipped):
                 entry = _entry(item)
                 if entry is None:
@@ -151,11 +155,13 @@ class _OrderedReads:
 
     Reading and cutting a file (read, FastCDC, two BLAKE3 passes) is a third of the CPU of a backup.
     Done by the walking thread alone it was the bottleneck: the sealing workers waited for it.
-    At most `window` entries wait for their turn, so memory stays bounded.
+    At most `window` entries wait for their turn, so memory stays bounded (an entry is its index
+    line and chunk list, not data). The window is wide so that a thread on a large file does not
+    hold the others up: with 32 entries, the other threads ran out of small files and waited.
     """
 
     def __init__(self, writer: ChunkWriter, threads: int, stats: BackupStats, index: BinaryIO,
-                 progress: Progress | None, window: int = 32):
+                 progress: Progress | None, window: int = 1024):
         self._writer, self._stats, self._index, self._progress = writer, stats, index, progress
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="seawall-read")
         self._pending: deque[tuple[Entry, Future[bool] | None]] = deque()

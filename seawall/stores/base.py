@@ -92,6 +92,14 @@ class ObjectStore(ABC):
         """
         self.put(key, data)
 
+    def write_buffer(self, size: int) -> memoryview | None:
+        """A buffer of at least `size` bytes that `put_deferred` writes best, or None (any will do).
+
+        The buffer belongs to the calling thread and is reused by its next call: fill it, pass a
+        slice of it to `put_deferred`, and let go of it once that returns.
+        """
+        return None
+
     def commit(self) -> None:  # noqa: B027 - optional hook; most stores have nothing pending
         """Make every `put_deferred` so far durable and visible (default: nothing pending)."""
 
