@@ -9,6 +9,7 @@ Reading: chunks are fetched ahead by worker threads and yielded strictly in orde
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
 import os
@@ -150,22 +151,25 @@ class ChunkWriter:
         if self._error is not None:
             raise self._error
 
-    def _store(self, batch: list[tuple[bytes | memoryview, str]]) -> None:
+    def _store(self, batch: list[tuple[bytes, str]]) -> None:
         for data, chunk_id in batch:
             if self._error is not None:
                 return  # another store failed: the writer is failing, do not seal more
-            _, stored = self.vault.put_chunk(data, chunk_id)
-            if stored:
-                with self._lock:
-                    c = self.counters
-                    c.bytes_new += len(data)
-                    c.stored_new += stored
-                    c.chunks_new += 1
+            self._store_one(data, chunk_id)
+
+    def _store_one(self, data: bytes | memoryview, chunk_id: str) -> None:
+        _, stored = self.vault.put_chunk(data, chunk_id)
+        if stored:
+            with self._lock:
+                c = self.counters
+                c.bytes_new += len(data)
+                c.stored_new += stored
+                c.chunks_new += 1
 
     def _seal_here(self, data: memoryview, chunk_id: str) -> None:
         """Seal and store one new chunk in the calling thread (`seal_in_caller`)."""
         try:
-            self._store([(data, chunk_id)])
+            self._store_one(data, chunk_id)
         except BaseException as exc:
             with self._lock:
                 self._error = self._error or exc
@@ -173,7 +177,8 @@ class ChunkWriter:
         finally:
             with self._lock:
                 self._sealing -= 1
-                self._sealed.notify_all()
+                if not self._sealing:
+                    self._sealed.notify_all()
 
     def _finished(self, chunks: int, fut: Future[None]) -> None:
         with self._lock:
@@ -212,6 +217,12 @@ class ChunkWriter:
     def write(self, reader: Readable | BinaryIO, name: str, *, kind: str = "data",
               progress: Progress | None = None) -> StreamRef:
         """Chunk `reader` and queue its new chunks for storing; returns the stream's reference."""
+        size, hash_, refs = self.write_chunks(reader, progress)
+        return StreamRef(name=name, kind=kind, size=size, hash=hash_, chunks=refs)
+
+    def write_chunks(self, reader: Readable | BinaryIO,
+                     progress: Progress | None = None) -> tuple[int, str, list[ChunkRef]]:
+        """`write` without the StreamRef: (size, BLAKE3 hex, chunk refs), for one file of many."""
         self._raise_failure()
         hasher = blake3.blake3()
         keyring, known = self.vault.keyring, self.vault.known_chunks()
@@ -238,9 +249,7 @@ class ChunkWriter:
             if progress:
                 progress(n)
         self._raise_failure()
-        # Built from values made right here: pydantic's validation of every chunk tuple (thousands
-        # of files per second) would only check what this function just computed.
-        return StreamRef.model_construct(name=name, kind=kind, size=size, hash=hasher.hexdigest(), chunks=refs)
+        return size, hasher.hexdigest(), refs
 
     def _cut(self, reader: Readable | BinaryIO) -> Iterator[memoryview]:
         """The chunks of `reader`, cut exactly as `FastCDC.cut_stream` cuts them, in a reused buffer.
@@ -250,16 +259,17 @@ class ChunkWriter:
         cost more than the chunking. Like cut_stream, every cut here sees at least max_size bytes
         (or the end of the stream), so the boundaries are the same.
         """
-        buf = getattr(self._buffers, "buf", None)
-        if buf is None:
-            buf = self._buffers.buf = bytearray(2 * self._max_size)
+        buf, address = self._read_buffer()
         view = memoryview(buf)
         readinto = _readinto(reader)
         start = end = 0
         eof = False
         while True:
             if not eof and end - start < self._max_size:
-                view[: end - start] = view[start:end]  # keep the unconsumed tail, then top up
+                # Keep the unconsumed tail, then top up. ctypes' memmove runs without the GIL;
+                # a slice assignment would hold it while moving up to max_size bytes.
+                if end > start:  # (each call lets other threads take the GIL: skip it when empty)
+                    ctypes.memmove(address, address + start, end - start)
                 end, start = end - start, 0
                 while end < len(buf):
                     n = readinto(view[end:])
@@ -272,6 +282,14 @@ class ChunkWriter:
             length = next(self._cdc.cut_buf(view[start:end])).length
             yield view[start : start + length]
             start += length
+
+    def _read_buffer(self) -> tuple[bytearray, int]:
+        """This thread's read buffer (2 x max chunk size) and its address."""
+        held = getattr(self._buffers, "held", None)
+        if held is None:
+            buf = bytearray(2 * self._max_size)
+            held = self._buffers.held = (buf, ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+        return held
 
     def write_bytes(self, data: bytes, name: str, *, kind: str = "data") -> StreamRef:
         import io

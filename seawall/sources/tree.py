@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from seawall.manifest import BackupStats, ChunkRef
 
+# One encoder for every line: json.dumps with options builds a new JSONEncoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 
 @dataclass
 class Entry:
@@ -33,7 +36,7 @@ class Entry:
     def to_line(self) -> bytes:
         # vars(), not asdict(): asdict deep-copies every chunk list, which costs more than the JSON.
         data = {k: v for k, v in vars(self).items() if v not in (None, [], 0) or k in ("mode", "mtime_ns")}
-        return json.dumps(data, separators=(",", ":")).encode() + b"\n"
+        return _ENCODER.encode(data).encode() + b"\n"
 
     @classmethod
     def from_line(cls, line: bytes) -> Entry:

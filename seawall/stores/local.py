@@ -19,7 +19,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from seawall.errors import ConfigError, NoSpaceError, ObjectNotFound, PermanentError, RetryableError
+from seawall.errors import (
+    ConfigError,
+    NoSpaceError,
+    ObjectNotFound,
+    PermanentError,
+    RetryableError,
+    SeawallError,
+)
 from seawall.keys import validate_key
 from seawall.stores.base import ObjectInfo, ObjectStore
 
@@ -30,15 +37,20 @@ def translate_os_errors(what: str):
     try:
         yield
     except OSError as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise ObjectNotFound(f"{what}: not found") from exc
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise NoSpaceError(f"{what}: no space left on device", hint="free space or use another vault") from exc
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise PermanentError(f"{what}: permission denied ({exc.strerror})") from exc
-        if exc.errno in (errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE):
-            raise RetryableError(f"{what}: {exc.strerror}") from exc
-        raise PermanentError(f"{what}: {exc.strerror or exc}") from exc
+        raise os_error(exc, what) from exc
+
+
+def os_error(exc: OSError, what: str) -> SeawallError:
+    """The seawall error for `exc` (a full disk: NoSpaceError; permissions: permanent), naming `what`."""
+    if isinstance(exc, FileNotFoundError):
+        return ObjectNotFound(f"{what}: not found")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpaceError(f"{what}: no space left on device", hint="free space or use another vault")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermanentError(f"{what}: permission denied ({exc.strerror})")
+    if exc.errno in (errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE):
+        return RetryableError(f"{what}: {exc.strerror}")
+    return PermanentError(f"{what}: {exc.strerror or exc}")
 
 
 class LocalStore(ObjectStore):
@@ -182,8 +194,10 @@ class LocalStore(ObjectStore):
         a chunk under its real name with missing content (a later backup would dedup against it).
         """
         path = self._path(validate_key(key))
-        with translate_os_errors(f"writing {key} to {self.display_url}"):
+        try:  # not translate_os_errors: entering a generator-based context manager per chunk costs
             tmp = self._write_tmp(path, data, sync=False)
+        except OSError as exc:
+            raise os_error(exc, f"writing {key} to {self.display_url}") from exc
         with self._deferred_lock:
             self._deferred.append((tmp, path))
             self._unsynced += len(data)
