@@ -24,6 +24,7 @@ from seawall.crypto import (
     ObjType,
     ScryptParams,
     require_passphrase,
+    sealed_size_max,
     unwrap_with_passphrase,
     wrap_with_passphrase,
 )
@@ -108,6 +109,17 @@ def test_small_or_incompressible_data_is_stored_raw(keyring: Keyring, plaintext:
 def test_seal_accepts_memoryview(keyring: Keyring) -> None:
     data = text_bytes(10_000)
     assert keyring.open(ObjType.CHUNK, NAME, keyring.seal(ObjType.CHUNK, NAME, memoryview(data))) == data
+
+
+@pytest.mark.parametrize("plaintext", [b"", text_bytes(100_000), os.urandom(70_000)], ids=["empty", "text", "random"])
+def test_seal_into_a_buffer_opens_like_seal(keyring: Keyring, plaintext: bytes) -> None:
+    out = memoryview(bytearray(sealed_size_max(len(plaintext)) + 100))
+    n = keyring.seal_into(ObjType.CHUNK, NAME, plaintext, out)
+    assert n <= sealed_size_max(len(plaintext))
+    assert keyring.open(ObjType.CHUNK, NAME, bytes(out[:n])) == plaintext
+    assert len(keyring.seal(ObjType.CHUNK, NAME, plaintext)) == n  # the same object, another nonce
+    with pytest.raises(IntegrityError):
+        keyring.open(ObjType.CHUNK, "another-name", bytes(out[:n]))
 
 
 def test_plaintext_never_appears_in_the_sealed_object(keyring: Keyring) -> None:

@@ -1,0 +1,111 @@
+"""LocalStore's direct-I/O chunk writes: aligned buffers, every tail length, the page cache
+really bypassed (checked with mincore(2)), and the fallbacks (a misaligned buffer, turned off)."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from seawall.stores.local import DIRECT_ALIGN, DIRECT_MIN, LocalStore
+from seawall.vault import Vault, init_vault, open_vault
+from tests.unit.builders import FAST_SCRYPT, PASSPHRASE
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _address(view: memoryview) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+
+def cached_pages(path: Path) -> tuple[int, int]:
+    """(pages of `path` in the page cache, pages in all), from mincore(2) on a mapping of it."""
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vec = (ctypes.c_ubyte * pages)()
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        anchor = ctypes.c_char.from_buffer(mapped)  # a private mapping: writable, so it has an address
+        try:
+            if _LIBC.mincore(ctypes.c_void_p(ctypes.addressof(anchor)), ctypes.c_size_t(size), vec) != 0:
+                raise OSError(ctypes.get_errno(), "mincore failed")
+        finally:
+            del anchor
+    return sum(v & 1 for v in vec), pages
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "vault", create=True)
+
+
+def _fill(store: LocalStore, data: bytes) -> memoryview:
+    buf = store.write_buffer(len(data))
+    assert buf is not None
+    buf[: len(data)] = data
+    return buf[: len(data)]
+
+
+def test_write_buffer_is_page_aligned_and_one_per_thread(store: LocalStore) -> None:
+    first = store.write_buffer(1 << 20)
+    assert first is not None and _address(first) % DIRECT_ALIGN == 0
+    assert _address(store.write_buffer(1 << 20)) == _address(first)  # reused by the same thread
+    other: list[int] = []
+    t = threading.Thread(target=lambda: other.append(_address(store.write_buffer(1 << 20))))
+    t.start()
+    t.join()
+    assert other[0] != _address(first) and other[0] % DIRECT_ALIGN == 0
+    bigger = store.write_buffer((4 << 20) + 34)
+    assert bigger is not None and len(bigger) >= (4 << 20) + 34 and _address(bigger) % DIRECT_ALIGN == 0
+
+
+@pytest.mark.parametrize("size", [DIRECT_MIN, DIRECT_MIN + 1, 1 << 20, (1 << 20) + 4095, (4 << 20) + 34])
+def test_direct_writes_round_trip_every_tail_length(store: LocalStore, size: int) -> None:
+    data = os.urandom(size)
+    store.put_deferred("chunks/ab/direct", _fill(store, data))
+    store.commit()
+    assert store.get("chunks/ab/direct") == data
+    assert not list((store.root / "chunks" / "ab").glob(".tmp-*"))
+
+
+def test_direct_writes_leave_the_page_cache_alone(store: LocalStore, tmp_path: Path) -> None:
+    data = os.urandom(2 << 20)  # a whole number of blocks: nothing goes through the cache
+    store.put_deferred("chunks/cd/direct", _fill(store, data))
+    store.put("chunks/cd/cached", data)  # a plain put writes through the page cache
+    store.commit()
+    direct_cached, pages = cached_pages(store.root / "chunks/cd/direct")
+    cached_cached, _ = cached_pages(store.root / "chunks/cd/cached")
+    assert direct_cached == 0 and cached_cached == pages
+
+
+def test_small_objects_are_written_through_the_cache(store: LocalStore) -> None:
+    assert store.write_buffer(DIRECT_MIN - 1) is None
+
+
+def test_a_misaligned_buffer_falls_back_to_a_cached_write(store: LocalStore) -> None:
+    data = os.urandom(1 << 20)
+    buf = store.write_buffer(len(data) + 1)
+    buf[1 : len(data) + 1] = data
+    store.put_deferred("chunks/ef/odd", buf[1 : len(data) + 1])  # the kernel refuses it: EINVAL
+    store.commit()
+    assert store.get("chunks/ef/odd") == data
+    assert store.write_buffer(1 << 20) is None  # and the store stops trying
+
+
+def test_direct_io_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEAWALL_DIRECT_IO", "0")
+    assert LocalStore(tmp_path / "v", create=True).write_buffer(1 << 20) is None
+
+
+def test_vault_chunks_round_trip_through_direct_io(tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'vault'}"
+    init_vault(url, PASSPHRASE, scrypt=FAST_SCRYPT)
+    vault: Vault = open_vault(url, PASSPHRASE)
+    payloads = [os.urandom(1 << 20), b"compressible text line\n" * 50_000, os.urandom(300_000), b"tiny"]
+    ids = [vault.put_chunk(p)[0] for p in payloads]
+    vault.commit_chunks()
+    reopened = open_vault(url, PASSPHRASE)
+    assert [reopened.get_chunk(i) for i in ids] == payloads
