@@ -13,6 +13,7 @@ import ctypes
 import functools
 import itertools
 import os
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +27,7 @@ from pyfastcdc import FastCDC
 from seawall.errors import IntegrityError
 from seawall.manifest import BackupStats, ChunkRef, StreamRef
 from seawall.memory import tune_allocator
+from seawall.prefetch import Job, Prefetcher
 from seawall.vault import Vault
 
 Progress = Callable[[int], None]
@@ -316,7 +318,7 @@ class ChunkReader:
     def __init__(self, vault: Vault, *, workers: int = 3, prefetch: int = 8):
         tune_allocator()
         self.vault = vault
-        self._pool = ThreadPoolExecutor(_cpu_capped(vault, workers), thread_name_prefix="seawall-get")
+        self._ahead = Prefetcher(_cpu_capped(vault, workers), "seawall-get")
         # On a fast store a worker takes a few consecutive chunks at a time (one wake-up each, see
         # ChunkWriter); the window then counts batches, so the bytes held ahead stay the same.
         self._batch_bytes = vault.store.batch_bytes or 1
@@ -327,22 +329,26 @@ class ChunkReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._ahead.close()
 
     def iter_chunks(self, chunks: Iterable[ChunkRef]) -> Iterator[bytes]:
         batches = self._batches(chunks)
         first = next(batches, None)
         if first is None:
             return
-        window: deque[tuple[list[ChunkRef], Future[list[bytes]]]] = deque()
-        for batch in itertools.islice(batches, self._window - 1):  # the workers start on these ...
-            window.append((batch, self._pool.submit(self._fetch, batch)))
-        yield from self._checked_all(first, self._fetch(first))  # ... while this thread does the first
-        for batch in batches:
-            window.append((batch, self._pool.submit(self._fetch, batch)))
-            yield from self._take(window)
-        while window:
-            yield from self._take(window)
+        done: queue.SimpleQueue[None] = queue.SimpleQueue()  # this iteration's finished batches
+        window: deque[Job] = deque()
+        try:
+            for batch in itertools.islice(batches, self._window - 1):  # the workers start on these ...
+                window.append(self._ahead.submit(self._fetch, batch, done))
+            yield from self._checked_all(first, self._fetch(first))  # ... while this thread does the first
+            for batch in batches:
+                window.append(self._ahead.submit(self._fetch, batch, done))
+                yield from self._take(window)
+            while window:
+                yield from self._take(window)
+        finally:  # a consumer that stops early leaves no fetches behind
+            self._ahead.cancel(window)
 
     def _batches(self, chunks: Iterable[ChunkRef]) -> Iterator[list[ChunkRef]]:
         """Consecutive chunks in groups of up to `batch_bytes` (one per group where it is 0)."""
@@ -360,10 +366,10 @@ class ChunkReader:
     def _fetch(self, batch: list[ChunkRef]) -> list[bytes]:
         return [self.vault.get_chunk(ref[0]) for ref in batch]
 
-    def _take(self, window: deque[tuple[list[ChunkRef], Future[list[bytes]]]]) -> Iterator[bytes]:
-        batch, fut = window.popleft()
-        # A batch still queued would make us wait for a worker to finish another one first.
-        return self._checked_all(batch, self._fetch(batch) if fut.cancel() else fut.result())
+    def _take(self, window: deque[Job]) -> Iterator[bytes]:
+        job = window.popleft()
+        # A batch no worker has started is fetched here: waiting would mean waiting for another one.
+        return self._checked_all(job.arg, self._ahead.take(job))
 
     def _checked_all(self, batch: list[ChunkRef], datas: list[bytes]) -> Iterator[bytes]:
         for ref, data in zip(batch, datas, strict=True):
