@@ -1,8 +1,11 @@
 """Local-filesystem object store: the default vault backend.
 
 Writes go to a temporary file in the target directory, are fsync'd, then renamed over the final
-name (borgstore posixfs), so a crash never leaves a half-written object under a real key. OS errors
-are translated in one place: a full disk is `NoSpaceError`, a permission problem permanent.
+name (borgstore posixfs), so a crash never leaves a half-written object under a real key. Chunks
+(`put_deferred`) are batched instead: temporary files, one `syncfs`, the renames, one more `syncfs`;
+those sealed into this store's own aligned buffer (`write_buffer`) are written with O_DIRECT, past
+the page cache. OS errors are translated in one place: a full disk is `NoSpaceError`, a permission
+problem permanent.
 """
 
 from __future__ import annotations
