@@ -9,7 +9,6 @@ backup goes on and its stats say which files were skipped or inconsistent.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import queue
 import stat
@@ -110,14 +109,13 @@ def _read_file(writer: ChunkWriter, item: WalkItem, entry: Entry, stats_skipped:
 
 
 class _FdReader:
-    __slots__ = ("readinto",)
+    __slots__ = ("fd",)
 
     def __init__(self, fd: int):
-        self.readinto = functools.partial(_readv, fd)
+        self.fd = fd
 
-
-def _readv(fd: int, view: memoryview) -> int:
-    return os.readv(fd, (view,))
+    def readinto(self, view: memoryview) -> int:
+        return os.readv(self.fd, (view,))
 
 
 def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_id: str | None = None,

@@ -115,17 +115,18 @@ class LocalStore(ObjectStore):
             buf = self._buffers.mmap = mmap.mmap(-1, -(-size // DIRECT_ALIGN) * DIRECT_ALIGN)
         return memoryview(buf)
 
-    def _open_tmp(self, path: str, direct: bool) -> tuple[str, int]:
+    def _open_tmp(self, path: str, direct: bool) -> tuple[str, int, bool]:
+        """(temporary name, fd, whether the fd is O_DIRECT) for a new object at `path`."""
         parent = os.path.dirname(path)
         self._mkdirs(parent)
         tmp = f"{parent}/.tmp-{self._tmp_prefix}-{next(self._tmp_counter)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | (os.O_DIRECT if direct else 0)
         try:
-            return tmp, os.open(tmp, flags, 0o600)
+            return tmp, os.open(tmp, flags, 0o600), direct
         except FileNotFoundError:  # the directory was removed since we saw it (GC of an empty dir)
             self._dirs.discard(parent)
             self._mkdirs(parent)
-            return tmp, os.open(tmp, flags, 0o600)
+            return tmp, os.open(tmp, flags, 0o600), direct
         except OSError as exc:
             if not direct or exc.errno != errno.EINVAL:
                 raise
@@ -153,11 +154,11 @@ class LocalStore(ObjectStore):
         view = memoryview(data)
         # Only our own buffers are aligned; a misused one fails with EINVAL and is written cached.
         direct = self._direct and not sync and view.obj is getattr(self._buffers, "mmap", None)
-        tmp, fd = self._open_tmp(path, direct)
+        tmp, fd, direct = self._open_tmp(path, direct)
         try:
             if self._owner:
                 os.fchown(fd, *self._owner)
-            if direct and self._direct:
+            if direct:
                 view = self._write_direct(fd, view)
             while view:
                 view = view[os.write(fd, view):]
@@ -244,7 +245,7 @@ class LocalStore(ObjectStore):
 
     def _get(self, key: str) -> bytes:
         try:  # os calls on a str path: pathlib and a buffered file cost more than the read itself
-            fd = os.open(os.path.join(self._root_str, key), os.O_RDONLY)
+            fd = os.open(self._path(key), os.O_RDONLY)
             try:
                 size = os.fstat(fd).st_size
                 data = os.read(fd, size + 1)  # one byte more, so a file that grew is noticed
@@ -253,9 +254,8 @@ class LocalStore(ObjectStore):
                 return data
             finally:
                 os.close(fd)
-        except OSError:
-            with translate_os_errors(f"object {key} in {self.display_url}"):
-                raise
+        except OSError as exc:
+            raise os_error(exc, f"object {key} in {self.display_url}") from exc
 
     def _stat(self, key: str) -> ObjectInfo | None:
         try:
