@@ -50,14 +50,18 @@ def deploy(desired: Desired) -> list[str]:
 
 def _work_pool(client, name: str) -> list[str]:
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     try:
         client.read_work_pool(name)
         return []
     except ObjectNotFound:
+        pass
+    try:
         client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-        return [f"created work pool {name} (process)"]
+    except ObjectAlreadyExists:  # a worker started meanwhile creates its pool too: already in place
+        return []
+    return [f"created work pool {name} (process)"]
 
 
 def _limits(client, limits: dict[str, int]) -> list[str]:
