@@ -132,10 +132,11 @@ def status_rows(vault: Vault, now: datetime | None = None) -> list[dict[str, Any
     """Per dataset: last backup, last verified-restorable backup and its age, last RTO and RPO."""
     now = now or datetime.now(UTC)
     reports = list_reports(vault)
-    datasets = sorted({m.dataset for m in vault.list_backups()} | {r.dataset for r in reports})
+    manifests, corrupt = vault.catalog()
+    datasets = sorted({m.dataset for m in manifests} | {r.dataset for r in reports} | {c.dataset for c in corrupt})
     rows = []
     for ds in datasets:
-        done = vault.list_backups(ds, status=BackupStatus.DONE)
+        done = [m for m in manifests if m.dataset == ds and m.status == BackupStatus.DONE]
         mine = [r for r in reports if r.dataset == ds]
         last = mine[-1] if mine else None
         verified = next((r for r in reversed(mine) if r.status == "VERIFIED"), None)
@@ -151,6 +152,8 @@ def status_rows(vault: Vault, now: datetime | None = None) -> list[dict[str, Any
             "last_rto_s": last.rto_restore_s if last else None,
             "last_rto_verified_s": last.rto_verified_s if last else None,
             "last_rpo_s": last.rpo_s if last else None,
+            "corrupt": [{"object": c.key, "backup_id": c.backup_id, "reason": c.reason}
+                        for c in corrupt if c.dataset == ds],
         })
     return rows
 

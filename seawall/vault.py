@@ -89,6 +89,21 @@ class VaultConfig:
             raise IntegrityError(f"vault config at {where} is unreadable: {exc}") from None
 
 
+@dataclass(frozen=True)
+class CorruptManifest:
+    """A manifest object that failed to open: where it is and why."""
+
+    key: str
+    dataset: str
+    backup_id: str
+    reason: str
+
+    @classmethod
+    def of(cls, key: str, exc: IntegrityError) -> CorruptManifest:
+        _, dataset, backup_id = key.split("/", 2)
+        return cls(key, dataset, backup_id, exc.message)
+
+
 def chunk_key(chunk_id: str) -> str:
     return f"chunks/{chunk_id[:2]}/{chunk_id}"
 
@@ -296,11 +311,24 @@ class Vault:
                 continue
 
     def list_backups(self, dataset: str | None = None, *, status: BackupStatus | None = None) -> list[Manifest]:
-        from seawall.manifest import Manifest
+        """Manifests that opened, oldest first (see `catalog` for the ones that did not)."""
+        return self.catalog(dataset, status=status)[0]
 
-        out = [m for _, m in self.iter_manifests(dataset) if isinstance(m, Manifest)]
-        out = [m for m in out if status is None or m.status == status]
-        return sorted(out, key=lambda m: m.started_at)
+    def catalog(self, dataset: str | None = None, *, status: BackupStatus | None = None
+                ) -> tuple[list[Manifest], list[CorruptManifest]]:
+        """(manifests that opened, oldest first; manifests that did not, with the reason).
+
+        Listings show the second kind as CORRUPT rows: a damaged or forged manifest must never
+        make its backup silently disappear.
+        """
+        good: list[Manifest] = []
+        bad: list[CorruptManifest] = []
+        for key, item in self.iter_manifests(dataset):
+            if isinstance(item, IntegrityError):
+                bad.append(CorruptManifest.of(key, item))
+            elif status is None or item.status == status:
+                good.append(item)
+        return sorted(good, key=lambda m: m.started_at), bad
 
     def latest_backup(self, dataset: str, *, kind: str | None = None) -> Manifest | None:
         from seawall.manifest import BackupStatus

@@ -5,14 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, open_vault_cli, run_flow
-from seawall.cli.output import State, console, fail, handled_errors, print_json, progress_bars
+from seawall.cli.output import (
+    State,
+    console,
+    exit_if_corrupt,
+    fail,
+    handled_errors,
+    print_json,
+    progress_bars,
+)
 from seawall.cli.ssh import ExcludeOpt, IdentityOpt, KnownHostsOpt, OneFsOpt
 from seawall.errors import ExitCode
 from seawall.manifest import Manifest
 from seawall.units import human_bytes, human_seconds
+from seawall.vault import CorruptManifest
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="seawall: backup and disaster recovery as Prefect flows, with evidence that recovery works.")
@@ -44,7 +54,14 @@ def manifest_row(m: Manifest) -> dict:
     return {"dataset": m.dataset, "backup_id": m.backup_id, "kind": m.kind, "status": str(m.status),
             "started_at": m.started_at.isoformat(), "finished_at": m.finished_at.isoformat() if m.finished_at else None,
             "duration_s": m.duration_s, "size": m.stats.bytes_total, "stored_bytes_new": m.stats.stored_bytes_new,
-            "files": m.stats.files, "skipped": len(m.stats.skipped), "error": m.error}
+            "files": m.stats.files, "skipped": len(m.stats.skipped), "error": m.error, "object": m.key}
+
+
+def corrupt_row(c: CorruptManifest) -> dict:
+    """A manifest that did not open, in the shape of `manifest_row` (status CORRUPT, reason in error)."""
+    return {"dataset": c.dataset, "backup_id": c.backup_id, "kind": None, "status": "CORRUPT", "started_at": None,
+            "finished_at": None, "duration_s": None, "size": None, "stored_bytes_new": None, "files": None,
+            "skipped": None, "error": c.reason, "object": c.key}
 
 
 @backup_app.command("files")
@@ -89,17 +106,26 @@ def list_cmd(vault: str = VaultOpt, dataset: str | None = typer.Option(None, hel
     """List backups (every status; only DONE backups are restorable)."""
     with handled_errors():
         v = open_vault_cli(vault, passphrase_file)
-        backups = v.list_backups(dataset)
+        backups, corrupt = v.catalog(dataset)
         if json_out:
-            print_json({"vault": v.url, "backups": [manifest_row(m) for m in backups]})
-            return
-        table = Table("dataset", "backup id", "kind", "status", "started", "duration", "size", "added")
-        for m in backups:
-            colour = {"DONE": "green", "FAILED": "red"}.get(str(m.status), "yellow")
-            table.add_row(m.dataset, m.backup_id, m.kind, f"[{colour}]{m.status}[/]",
-                          f"{m.started_at:%Y-%m-%d %H:%M:%S}", human_seconds(m.duration_s),
-                          human_bytes(m.stats.bytes_total), human_bytes(m.stats.stored_bytes_new))
-        console.print(table)
+            rows = [manifest_row(m) for m in backups] + [corrupt_row(c) for c in corrupt]
+            print_json({"vault": v.url, "backups": rows})
+        else:
+            _print_list(backups, corrupt)
+        exit_if_corrupt(v.url, [c.key for c in corrupt])
+
+
+def _print_list(backups: list[Manifest], corrupt: list[CorruptManifest]) -> None:
+    table = Table("dataset", "backup id", "kind", "status", "started", "duration", "size", "added")
+    for m in backups:
+        colour = {"DONE": "green", "FAILED": "red"}.get(str(m.status), "yellow")
+        table.add_row(m.dataset, m.backup_id, m.kind, f"[{colour}]{m.status}[/]",
+                      f"{m.started_at:%Y-%m-%d %H:%M:%S}", human_seconds(m.duration_s),
+                      human_bytes(m.stats.bytes_total), human_bytes(m.stats.stored_bytes_new))
+    for c in corrupt:
+        table.add_row(escape(c.dataset), escape(c.backup_id), "-", "[bold red]CORRUPT[/]",
+                      escape(c.reason if c.key in c.reason else f"{c.key}: {c.reason}"), "", "", "")
+    console.print(table)
 
 
 @app.command()

@@ -40,6 +40,14 @@ def fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     raise SystemExit(code)
 
 
+def exit_if_corrupt(vault_url: str, keys: list[str]) -> None:
+    """Exit 3 naming the manifests that did not open (called after the listing was printed)."""
+    if keys:
+        names = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+        fail(f"{len(keys)} manifest(s) in {vault_url} are corrupt or forged: {names} — "
+             "run `seawall verify`, and restore the vault from a copy", ExitCode.INTEGRITY)
+
+
 @contextlib.contextmanager
 def handled_errors() -> Iterator[None]:
     """Turn exceptions into one line + exit code; tracebacks only with --debug."""

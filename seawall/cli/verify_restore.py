@@ -12,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, open_vault_cli, run_flow
-from seawall.cli.output import console, fail, handled_errors, print_json, progress_bars
+from seawall.cli.output import console, exit_if_corrupt, fail, handled_errors, print_json, progress_bars
 from seawall.units import human_seconds
 
 _STATUS_COLOUR = {"pass": "green", "fail": "red", "error": "red", "VERIFIED": "green", "FAILED": "red"}
@@ -101,17 +102,25 @@ def status_cmd(vault: str = VaultOpt, passphrase_file: Path | None = PassFileOpt
         rows = status_rows(v)
         if json_out:
             print_json({"vault": v.url, "datasets": rows})
-            return
-        table = Table("dataset", "last backup", "last verified backup", "age", "last verification", "RTO",
-                      "RTO verified", "RPO")
-        for r in rows:
-            status = r["last_verification_status"]
-            colour = _STATUS_COLOUR.get(status or "", "yellow")
-            table.add_row(r["dataset"], r["last_backup_id"] or "-", r["last_verified_backup_id"] or "-",
-                          _age_cell(r["verified_backup_age_s"]), f"[{colour}]{status or 'none'}[/]",
-                          human_seconds(r["last_rto_s"]), human_seconds(r["last_rto_verified_s"]),
-                          human_seconds(r["last_rpo_s"]))
-        console.print(table)
+        else:
+            _print_status(rows)
+        exit_if_corrupt(v.url, [c["object"] for r in rows for c in r["corrupt"]])
+
+
+def _print_status(rows: list[dict]) -> None:
+    table = Table("dataset", "last backup", "last verified backup", "age", "last verification", "RTO",
+                  "RTO verified", "RPO")
+    for r in rows:
+        status = r["last_verification_status"]
+        colour = _STATUS_COLOUR.get(status or "", "yellow")
+        table.add_row(r["dataset"], r["last_backup_id"] or "-", r["last_verified_backup_id"] or "-",
+                      _age_cell(r["verified_backup_age_s"]), f"[{colour}]{status or 'none'}[/]",
+                      human_seconds(r["last_rto_s"]), human_seconds(r["last_rto_verified_s"]),
+                      human_seconds(r["last_rpo_s"]))
+        for c in r["corrupt"]:
+            why = c["reason"] if c["object"] in c["reason"] else f"{c['object']}: {c['reason']}"
+            table.add_row(escape(r["dataset"]), "[bold red]CORRUPT[/]", escape(why), "", "", "", "", "")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
