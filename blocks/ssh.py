@@ -14,9 +14,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from seawall.errors import ConfigError
-from seawall.ssh import SshOptions, connect, parse_ssh_url
-
-KEY_PASSPHRASE_ENV = "SEAWALL_SSH_KEY_PASSPHRASE"
+from seawall.ssh import KEY_PASSPHRASE_ENV, SshOptions, connect, parse_ssh_url
 
 
 class SshHost(Block):

@@ -28,6 +28,7 @@ import paramiko
 
 from seawall.errors import AuthError, ConfigError, ObjectNotFound, PermanentError, RetryableError, SeawallError
 
+KEY_PASSPHRASE_ENV = "SEAWALL_SSH_KEY_PASSPHRASE"  # an encrypted client key's passphrase
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 

@@ -17,7 +17,7 @@ from seawall.vault import Vault
 
 PASSPHRASE_ENV = "SEAWALL_PASSPHRASE"
 
-VaultOpt = typer.Option(..., "--vault", "-v", help="Vault URL: file:///path, s3://bucket/prefix?region=...")
+VaultOpt = typer.Option(..., "--vault", "-v", help="Vault URL: file:///path, s3://bucket/prefix?region=..., sftp://user@host/path")
 PassFileOpt = typer.Option(None, "--passphrase-file", help="Read the vault passphrase from this file "
                            "(default: the SEAWALL_PASSPHRASE environment variable).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output (schema in README).")

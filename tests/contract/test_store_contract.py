@@ -3,6 +3,7 @@
 Backends are listed in `BACKENDS`; adding one (sftp) is one line there plus its two helpers:
 `make(request, tmp_path)` returns a fresh, empty store and `plant(store, name, data)` writes an
 object under a raw name behind the store's back (to prove listings skip names we did not write).
+SFTP runs on the real sshd fixture (tests/test_sftp_store.py covers its URLs, host keys and faults).
 The S3-only tests at the bottom cover what the contract cannot: URL parsing, credentials, Object
 Lock and error translation through real botocore calls.
 """
@@ -29,6 +30,7 @@ from seawall.stores.base import ObjectStore
 from seawall.stores.local import LocalStore
 from seawall.stores.memory import MemoryStore
 from seawall.stores.s3 import S3Store, from_url
+from seawall.stores.sftp import SftpStore
 
 MiB = 1024 * 1024
 
@@ -60,6 +62,19 @@ def _plant_s3(store: S3Store, name: str, data: bytes) -> None:
     store.client.put_object(Bucket=store.bucket, Key=f"{store.prefix}/{name}", Body=data)
 
 
+def _make_sftp(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    sshd = request.getfixturevalue("sshd")
+    return open_store(f"sftp://root@{sshd.host}:{sshd.port}{tmp_path}/vault dir?identity={sshd.client_key}"
+                      f"&known_hosts={sshd.known_hosts}", create=True, system_host_keys=False)
+
+
+def _plant_sftp(store: SftpStore, name: str, data: bytes) -> None:
+    path = f"{store.root}/{name}"
+    store._mkdirs(os.path.dirname(path))
+    with store.sftp.open(path.encode(), "wb") as fh:
+        fh.write(data)
+
+
 @dataclass(frozen=True)
 class Backend:
     make: Callable[[pytest.FixtureRequest, Path], ObjectStore]
@@ -70,6 +85,7 @@ BACKENDS: dict[str, Backend] = {
     "memory": Backend(_make_memory, _plant_memory),
     "local": Backend(_make_local, _plant_local),
     "s3": Backend(_make_s3, _plant_s3),
+    "sftp": Backend(_make_sftp, _plant_sftp),
 }
 
 

@@ -131,3 +131,26 @@ def test_sshd_killed_mid_backup_retry_completes(cli, prefect_server, sshd_privat
     assert cli("verify", "--vault", vault_url, "--read-data").code == 0
     assert cli("restore", res.json()["backup_id"], "--vault", vault_url, "--to", str(tmp_path / "out")).code == 0
     assert tree_snapshot(tmp_path / "out") == tree_snapshot(root)
+
+
+def test_sftp_vault_init_backup_restore_verify(cli, sshd, remote_dir, tmp_path):
+    """An `sftp://` vault used the way users use any vault: the whole CLI, a real sshd."""
+    build_tree(tmp_path / "src tree")
+    vault = (f"sftp://root@{sshd.host}:{sshd.port}{remote_dir}/vault?identity={sshd.client_key}"
+             f"&known_hosts={sshd.known_hosts}")
+    assert cli("init", vault).code == 0
+    backup = cli("backup", "files", str(tmp_path / "src tree"), "--vault", vault, "--json")
+    assert backup.code == 0, backup.err
+    backup_id = backup.json()["backup_id"]
+    restored = cli("restore", backup_id, "--vault", vault, "--to", str(tmp_path / "back"))
+    assert restored.code == 0, restored.err
+    assert tree_snapshot(tmp_path / "back") == tree_snapshot(tmp_path / "src tree")
+    checked = cli("verify", "--vault", vault, "--read-data")
+    assert checked.code == 0, checked.err + checked.out
+    assert not list((remote_dir / "vault").rglob(".tmp-*"))
+
+    stranger = tmp_path / "known_hosts"
+    stranger.write_text("")
+    refused = cli("list", "--vault", vault.replace(str(sshd.known_hosts), str(stranger)))
+    assert refused.code == ExitCode.USAGE, refused.err
+    assert "not in known_hosts" in refused.err and "Traceback" not in refused.err
