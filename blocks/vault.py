@@ -74,9 +74,10 @@ class VaultTarget(Block):
         return require_passphrase(os.environ.get(PASSPHRASE_ENV))
 
     def open_vault(self) -> Vault:
-        """Open and unlock the vault (raises AuthError on a wrong passphrase)."""
-        passphrase = self.get_passphrase()  # a missing passphrase is the first thing to report
-        return Vault.open(self.get_store(), passphrase)
+        """Open and unlock the vault: with the passphrase, or through a KMS key wrapper without one
+        (raises AuthError when no wrapper opens)."""
+        passphrase = self.passphrase.get_secret_value() if self.passphrase else os.environ.get(PASSPHRASE_ENV)
+        return Vault.open(self.get_store(), passphrase or None)
 
     def init_vault(self, **options: Any) -> Vault:
         """Create the vault at this URL (refuses an existing one)."""

@@ -11,7 +11,7 @@ Chunk ids are BLAKE3 keyed with a separate id key, so ids reveal nothing about t
 
 The keyring is a random 64-byte master key. Encryption and id keys are derived from it with HKDF.
 The master key is stored only wrapped: by a passphrase through scrypt (several wrappers may exist;
-add or remove one without re-encrypting data) or, later, by a KMS key.
+add or remove one without re-encrypting data) or by an AWS KMS key (`seawall/kms.py`).
 """
 
 from __future__ import annotations
@@ -246,3 +246,27 @@ def require_passphrase(passphrase: str | None) -> str:
             "no passphrase given", hint="set SEAWALL_PASSPHRASE or pass --passphrase-file FILE"
         )
     return passphrase
+
+
+def wrap_with_kms(keyring: Keyring, key_id: str, vault_id: str, wrapper_id: str,
+                  region: str | None = None) -> dict[str, Any]:
+    """A JSON-able record holding the master key encrypted by AWS KMS (see `seawall.kms`)."""
+    from seawall import kms
+
+    return kms.wrap(keyring._master, key_id, vault_id, wrapper_id, region)
+
+
+def unwrap_with_kms(record: dict[str, Any], vault_id: str) -> Keyring:
+    """The keyring a KMS wrapper holds; a seawall error in one line when KMS refuses."""
+    from seawall import kms
+
+    master = kms.unwrap(record, vault_id)
+    try:
+        return Keyring(master)
+    except ConfigError:
+        raise IntegrityError(f"key wrapper {record.get('id', '?')} decrypted to a key of the wrong size") from None
+
+
+def same_master(a: Keyring, b: Keyring) -> bool:
+    """True when both keyrings hold the same master key (constant-time)."""
+    return secrets.compare_digest(a._master, b._master)

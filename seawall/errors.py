@@ -64,6 +64,10 @@ class ObjectNotFound(PermanentError):
     """A key that must exist in a store does not."""
 
 
+class ObjectArchived(PermanentError):
+    """The object is in an archive storage class (GLACIER, DEEP_ARCHIVE) and must be retrieved first."""
+
+
 class VaultNotInitialised(ConfigError):
     """The location holds no seawall vault."""
 

@@ -3,7 +3,7 @@
 Layout inside the object store::
 
     config                      plain JSON: format, vault id, chunker parameters
-    keys/<wrapper-id>           the master key wrapped by a passphrase (scrypt) or KMS
+    keys/<wrapper-id>           the master key wrapped by a passphrase (scrypt) or AWS KMS
     chunks/<ab>/<chunk-id>      sealed chunks, content addressed (keyed BLAKE3 of the plaintext)
     manifests/<dataset>/<id>    sealed manifests, one per backup
     wal/<cluster>/...           WAL archive (PostgreSQL)
@@ -26,7 +26,6 @@ from seawall.crypto import (
     ObjType,
     ScryptParams,
     sealed_size_max,
-    unwrap_with_passphrase,
     wrap_with_passphrase,
 )
 from seawall.errors import (
@@ -117,6 +116,7 @@ class Vault:
         self.keyring = keyring
         self._known: set[str] | None = None
         self._known_lock = threading.Lock()
+        self.unlocked_by: str | None = None  # the key wrapper that opened the vault (None: created here)
 
     def __repr__(self) -> str:
         return f"Vault({self.store.display_url!r}, id={self.config.vault_id})"
@@ -165,26 +165,15 @@ class Vault:
         return VaultConfig.from_json(data, store.display_url)
 
     @classmethod
-    def open(cls, store: ObjectStore, passphrase: str) -> Vault:
-        """Unlock an existing vault with a passphrase (tries every passphrase wrapper)."""
+    def open(cls, store: ObjectStore, passphrase: str | None) -> Vault:
+        """Unlock an existing vault: passphrase wrappers first, then KMS wrappers (`seawall.wrappers`)."""
+        from seawall.wrappers import unlock
+
         config = cls.read_config(store)
-        wrappers = list(cls._key_records(store))
-        malformed = 0
-        for record in wrappers:
-            if record["kind"] != "passphrase":
-                continue
-            try:
-                keyring = unwrap_with_passphrase(record, passphrase, config.vault_id)
-            except IntegrityError:  # one damaged wrapper must not lock out the others
-                malformed += 1
-                continue
-            if keyring is not None:
-                return cls(store, config, keyring)
-        damaged = f", {malformed} damaged" if malformed else ""
-        raise AuthError(
-            f"wrong passphrase for vault {store.display_url} ({len(wrappers)} key wrapper(s) tried{damaged})",
-            hint="check SEAWALL_PASSPHRASE or --passphrase-file",
-        )
+        keyring, wrapper_id = unlock(list(cls._key_records(store)), passphrase, config.vault_id, store.display_url)
+        vault = cls(store, config, keyring)
+        vault.unlocked_by = wrapper_id
+        return vault
 
     @staticmethod
     def _key_records(store: ObjectStore) -> Iterator[dict[str, Any]]:
@@ -204,8 +193,14 @@ class Vault:
         self.store.put(f"keys/{wrapper_id}", json.dumps(record, indent=2).encode())
         return wrapper_id
 
+    def key_records(self) -> list[dict[str, Any]]:
+        """Every well-formed key wrapper record (they hold wrapped keys: never print them whole)."""
+        return list(self._key_records(self.store))
+
     def key_wrappers(self) -> list[dict[str, Any]]:
-        return [{k: r[k] for k in ("id", "kind", "created") if k in r} for r in self._key_records(self.store)]
+        from seawall.wrappers import public
+
+        return [public(r) for r in self._key_records(self.store)]
 
     def remove_key_wrapper(self, wrapper_id: str) -> None:
         if len(self.key_wrappers()) <= 1:
@@ -358,7 +353,7 @@ class Vault:
         return manifest
 
 
-def open_vault(url: str, passphrase: str, **store_options: Any) -> Vault:
+def open_vault(url: str, passphrase: str | None, **store_options: Any) -> Vault:
     """Open the store behind `url` and unlock its vault."""
     from seawall.stores import open_store
 

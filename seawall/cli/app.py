@@ -40,10 +40,11 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on e
 def init(url: str = typer.Argument(..., help="Where to create the vault."),
          passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt) -> None:
     """Create a new, empty vault (refuses a location that already has one)."""
+    from seawall.crypto import require_passphrase
     from seawall.vault import init_vault
 
     with handled_errors():
-        vault = init_vault(url, load_passphrase(passphrase_file))
+        vault = init_vault(url, require_passphrase(load_passphrase(passphrase_file)))
         if json_out:
             print_json({"vault": vault.url, "vault_id": vault.config.vault_id})
         else:
@@ -219,9 +220,9 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the demo vaults a
 
 def run() -> None:
     # Command groups live in their own modules; each registers itself on the app.
-    from seawall.cli import copy, deploy, drill, pg, retention, verify_restore
+    from seawall.cli import copy, deploy, drill, keys, pg, retention, verify_restore
 
     pg.register(app, backup_app)
-    for module in (copy, verify_restore, retention, deploy, drill):
+    for module in (copy, verify_restore, retention, deploy, drill, keys):
         module.register(app)
     app()

@@ -10,7 +10,6 @@ import typer
 
 from seawall.cli.output import State
 from seawall.cli.runtime import prepare_environment, quiet_prefect_console
-from seawall.crypto import require_passphrase
 from seawall.errors import ConfigError
 from seawall.stores import open_store
 from seawall.vault import Vault
@@ -23,15 +22,16 @@ PassFileOpt = typer.Option(None, "--passphrase-file", help="Read the vault passp
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output (schema in README).")
 
 
-def load_passphrase(passphrase_file: Path | None) -> str:
-    """The passphrase from --passphrase-file, else SEAWALL_PASSPHRASE; exported for the flows."""
+def load_passphrase(passphrase_file: Path | None) -> str | None:
+    """The passphrase from --passphrase-file, else SEAWALL_PASSPHRASE (None: none given; a vault
+    with a KMS key wrapper unlocks without one); exported for the flows."""
     if passphrase_file is not None:
         try:
             text = passphrase_file.read_text().rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"cannot read passphrase file {passphrase_file}: {exc.strerror}") from None
         os.environ[PASSPHRASE_ENV] = text  # flows read it here; never a flow parameter
-    return require_passphrase(os.environ.get(PASSPHRASE_ENV))
+    return os.environ.get(PASSPHRASE_ENV) or None
 
 
 def open_vault_cli(url: str, passphrase_file: Path | None) -> Vault:

@@ -58,7 +58,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _passphrase(passphrase_file: str | None) -> str:
+def _passphrase(passphrase_file: str | None) -> str | None:
     from seawall.crypto import require_passphrase
 
     if passphrase_file:
@@ -67,7 +67,7 @@ def _passphrase(passphrase_file: str | None) -> str:
                 return require_passphrase(fh.read().rstrip("\r\n"))
         except OSError as exc:
             raise ConfigError(f"cannot read passphrase file {passphrase_file}: {exc.strerror}") from None
-    return require_passphrase(os.environ.get(PASSPHRASE_ENV))
+    return os.environ.get(PASSPHRASE_ENV) or None  # None: a KMS key wrapper may unlock the vault
 
 
 def _archive(args: argparse.Namespace):

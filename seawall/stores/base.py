@@ -36,6 +36,9 @@ class ObjectStore(ABC):
     #: URL-ish description with credentials removed; safe to log.
     display_url: str = "<store>"
 
+    #: The cloud region the objects live in (S3), or None for stores without one.
+    region: str | None = None
+
     # ---- required by implementations -------------------------------------------------------
     @abstractmethod
     def _put(self, key: str, data: bytes) -> None:

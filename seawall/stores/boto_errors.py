@@ -7,7 +7,10 @@ exceptions never leave the store. The table decides whether Prefect may retry:
 - network trouble, timeouts, throttling, a body refused as damaged and any HTTP 5xx are `RetryableError`;
 - a missing bucket, a bad bucket name, the wrong region or bad parameters are `ConfigError`;
 - refused or missing credentials are `AuthError`;
-- a missing key is `ObjectNotFound`;
+- a missing key is `ObjectNotFound`; an archived object read before its retrieval, `ObjectArchived`;
+- a storage class the endpoint does not offer is `ConfigError`;
+- KMS: a disabled, deleted or denied key is `AuthError`, an unknown key `ConfigError`, a ciphertext
+  KMS refuses (damaged, or another vault's) `IntegrityError`, KMS throttling/outages `RetryableError`;
 - a checksum mismatch on download is `IntegrityError`;
 - anything else from the SDK is `PermanentError`, so a bug is never retried into duplicate uploads.
 
@@ -27,6 +30,7 @@ from seawall.errors import (
     AuthError,
     ConfigError,
     IntegrityError,
+    ObjectArchived,
     ObjectNotFound,
     PermanentError,
     RetryableError,
@@ -79,6 +83,34 @@ _CONFIG_CODES = frozenset(
     {"InvalidBucketName", "InvalidArgument", "InvalidRequest", "InvalidLocationConstraint", "BucketAlreadyExists"}
 )
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+# S3 refuses a storage class it does not offer (an S3-compatible server may offer fewer than AWS).
+_STORAGE_CLASS_CODES = frozenset({"InvalidStorageClass"})
+# An archived object (GLACIER, DEEP_ARCHIVE) read before a restore made it readable.
+_ARCHIVED_CODES = frozenset({"InvalidObjectState"})
+
+# KMS error codes (https://docs.aws.amazon.com/kms/latest/APIReference/CommonErrors.html and each
+# action's Errors section): (seawall class, hint). Checked before the S3 rows: KMS answers most of
+# these with HTTP 400, and its hints differ from a bucket's.
+_KMS_FIX_KEY = "enable the key in KMS (or cancel its deletion), or unlock with another key wrapper"
+_KMS_CODES: dict[str, tuple[type[SeawallError], str]] = {
+    "DisabledException": (AuthError, _KMS_FIX_KEY),
+    "KMSInvalidStateException": (AuthError, _KMS_FIX_KEY),
+    "AccessDeniedException": (AuthError, "allow kms:Encrypt, kms:Decrypt and kms:DescribeKey on the key "
+                              "for these credentials (key policy or IAM)"),
+    "NotFoundException": (ConfigError, "check the key id; a key id that is not an ARN is looked up in one "
+                          "region: give the key's full ARN or its region"),
+    "InvalidKeyUsageException": (ConfigError, "use a symmetric ENCRYPT_DECRYPT key"),
+    "InvalidCiphertextException": (IntegrityError, "the key wrapper was damaged or copied from another vault: "
+                                   "remove it (`seawall key remove`) and add a new one"),
+    "IncorrectKeyException": (IntegrityError, "the key wrapper's ciphertext belongs to another KMS key"),
+    "InvalidArnException": (ConfigError, "check the key ARN"),
+    "UnsupportedOperationException": (ConfigError, "use a symmetric ENCRYPT_DECRYPT key"),
+    "KMSInternalException": (RetryableError, "transient; retry later"),
+    "DependencyTimeoutException": (RetryableError, "transient; retry later"),
+    "KeyUnavailableException": (RetryableError, "the key is unavailable for now; retry later"),
+    "LimitExceededException": (RetryableError, "KMS request quota reached; retry later"),
+    "ThrottlingException": (RetryableError, "KMS throttled the request; retry later"),
+}
 
 _CHECK_URL = "check the vault URL or run `seawall init`"
 _CHECK_CREDS = "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile, and the bucket policy"
@@ -109,6 +141,15 @@ def _classify_client_error(exc: bce.ClientError, what: str) -> SeawallError:
     code, status = error_code(exc), http_status(exc)
     said = _one_line(exc.response.get("Error", {}).get("Message") or code or f"HTTP {status}")
     detail = f"{what}: {said} ({code or status})"
+    if code in _KMS_CODES:
+        family, hint = _KMS_CODES[code]
+        return family(detail, hint=hint)
+    if code in _STORAGE_CLASS_CODES:
+        return ConfigError(detail, hint="the endpoint does not offer this storage class: pick another "
+                           "?storage_class= in the vault URL (or none for the bucket default)")
+    if code in _ARCHIVED_CODES:
+        return ObjectArchived(f"{what}: the object is in an archive storage class and not restored ({code})",
+                              hint="run the restore again: seawall requests the retrieval and waits for it")
     if code in _RETRYABLE_CODES or status >= 500 or status == 429:
         return RetryableError(detail, hint=_WILL_RETRY)
     # HEAD responses carry no body, so a missing bucket on HeadBucket is a bare 404.

@@ -44,7 +44,12 @@ def test_vault_target_secrets_hidden(tmp_path):
 def test_vault_target_without_passphrase_says_how(monkeypatch, tmp_path):
     target = VaultTarget(url=f"file://{tmp_path}/v")
     with pytest.raises(AuthError, match="SEAWALL_PASSPHRASE"):
-        target.open_vault()
+        target.init_vault(scrypt=ScryptParams(n=2**10))
     monkeypatch.setenv("SEAWALL_PASSPHRASE", "from-env")
     target.init_vault(scrypt=ScryptParams(n=2**10))
     assert target.open_vault()
+    # Without a passphrase a vault with only passphrase wrappers says how to give one (a vault with a
+    # KMS key wrapper would unlock through KMS instead: tests/integration/test_kms.py).
+    monkeypatch.delenv("SEAWALL_PASSPHRASE")
+    with pytest.raises(AuthError, match="SEAWALL_PASSPHRASE"):
+        target.open_vault()

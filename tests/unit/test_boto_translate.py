@@ -10,6 +10,7 @@ from seawall.errors import (
     AuthError,
     ConfigError,
     IntegrityError,
+    ObjectArchived,
     ObjectNotFound,
     PermanentError,
     RetryableError,
@@ -74,6 +75,23 @@ TABLE = [
     (client_error("", 404, "HeadObject"), ObjectNotFound),
     # corrupt downloads
     (bce.FlexibleChecksumError(error_msg="expected abc, got def"), IntegrityError),
+    # storage classes: one the endpoint does not offer; an archived object read before its retrieval
+    (client_error("InvalidStorageClass", 400, "PutObject"), ConfigError),
+    (client_error("InvalidObjectState", 403, "GetObject"), ObjectArchived),
+    # KMS (mostly HTTP 400): the key's state and policy, unknown keys, refused ciphertexts, outages
+    (client_error("DisabledException", 400, "Decrypt"), AuthError),
+    (client_error("KMSInvalidStateException", 400, "Decrypt"), AuthError),
+    (client_error("AccessDeniedException", 400, "DescribeKey"), AuthError),
+    (client_error("NotFoundException", 400, "DescribeKey"), ConfigError),
+    (client_error("InvalidKeyUsageException", 400, "Encrypt"), ConfigError),
+    (client_error("InvalidArnException", 400, "Encrypt"), ConfigError),
+    (client_error("InvalidCiphertextException", 400, "Decrypt"), IntegrityError),
+    (client_error("IncorrectKeyException", 400, "Decrypt"), IntegrityError),
+    (client_error("KMSInternalException", 500, "Decrypt"), RetryableError),
+    (client_error("DependencyTimeoutException", 503, "Decrypt"), RetryableError),
+    (client_error("KeyUnavailableException", 500, "Decrypt"), RetryableError),
+    (client_error("ThrottlingException", 400, "Decrypt"), RetryableError),
+    (client_error("LimitExceededException", 400, "Encrypt"), RetryableError),
     # anything else is permanent, so a bug is never retried
     (client_error("MalformedXML", 400, "PutObject"), PermanentError),
     (client_error("", 412, "PutObject"), PermanentError),
@@ -115,6 +133,9 @@ def test_retryable_is_not_permanent() -> None:
         (bce.NoCredentialsError(), "AWS_ACCESS_KEY_ID"),
         (client_error("AccessDenied", 403), "AWS_ACCESS_KEY_ID"),
         (client_error("PermanentRedirect", 301), "region"),
+        (client_error("DisabledException", 400, "Decrypt"), "enable the key"),
+        (client_error("AccessDeniedException", 400, "Decrypt"), "kms:Decrypt"),
+        (client_error("InvalidStorageClass", 400, "PutObject"), "storage_class"),
     ],
 )
 def test_messages_say_what_to_do(exc: BaseException, advice: str) -> None:
