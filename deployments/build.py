@@ -27,6 +27,7 @@ from typing import Any
 
 from deployments.events import BACKUP, COPY, VERIFICATION, dataset_resource_id
 from seawall.policy import DatasetSpec, Policy, VaultSpec
+from seawall.redact import add_secret
 
 TAG = "seawall"
 ENTRY = "deployments/entrypoints.py"
@@ -200,6 +201,8 @@ def webhook_blocks(policy: Policy, env: dict[str, str]) -> dict[str, str]:
     out = {}
     for i, hook in enumerate(policy.alerts.webhooks):
         url = hook.url or env.get(str(hook.url_env), "")
+        if hook.url_env:  # a URL kept in the environment is a secret (Slack-style tokens in the path)
+            add_secret(url)
         out[f"seawall-alert-{i}"] = url
     return out
 

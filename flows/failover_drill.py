@@ -177,10 +177,8 @@ def finished(drill: Drill) -> DrillReport:
 
 def raise_failed(report: DrillReport, cause: BaseException | None = None) -> None:
     """Raise DrillFailed with the report; bad input keeps its exit code (2)."""
-    exc = DrillFailed(f"failover drill {report.drill_id} {report.status}: {report.error}", report=report)
-    if isinstance(cause, SeawallError):
-        exc.exit_code = cause.exit_code
-    raise exc
+    raise DrillFailed(f"failover drill {report.drill_id} {report.status}: {report.error}", report=report,
+                      exit_code=cause.exit_code if isinstance(cause, SeawallError) else None)
 
 
 def verdict(report: DrillReport) -> DrillReport:

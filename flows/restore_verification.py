@@ -149,11 +149,8 @@ def judge(report: VerificationReport, error: BaseException | None) -> Verificati
               f"RPO {report.rpo_s} s")
         return report
     why = report.error or summary_line(report.checks)
-    exc = VerificationFailed(f"verification of backup {report.backup_id} ({report.dataset}) FAILED: {why}",
-                             report=report)
-    if isinstance(error, SeawallError):
-        exc.exit_code = error.exit_code
-    raise exc
+    raise VerificationFailed(f"verification of backup {report.backup_id} ({report.dataset}) FAILED: {why}",
+                             report=report, exit_code=error.exit_code if isinstance(error, SeawallError) else None)
 
 
 @flow(name="postgres-heartbeat")

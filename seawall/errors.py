@@ -9,6 +9,8 @@ bug is never retried into a pile of duplicate uploads.
 
 from __future__ import annotations
 
+from seawall.redact import redact
+
 
 class ExitCode:
     """Stable CLI exit codes (documented in README.md)."""
@@ -28,9 +30,15 @@ class SeawallError(Exception):
 
     exit_code = ExitCode.FAILURE
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int | None = None):
+        """`exit_code` overrides the class's code for this error (fixed at creation, never changed later)."""
+        # Redacted here, once for every surface: the CLI line, logs, Prefect state messages and
+        # events all show str(error); SDK text appended to our words is covered too.
+        message, hint = redact(message), (redact(hint) if hint else hint)
         self.message = message
         self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
         super().__init__(message if not hint else f"{message} — {hint}")
 
 
@@ -84,8 +92,12 @@ class NoSpaceError(PermanentError):
     """The target file system or bucket is full."""
 
 
-class LeaseBusy(SeawallError):
-    """Another process holds the vault lease."""
+class LeaseBusy(PermanentError):
+    """Another process holds the vault lease.
+
+    Permanent for Prefect: the lease itself already waited (`wait=`) before raising, so a task
+    retry would only multiply that wait; the exit code (5) tells a scheduler to try again later.
+    """
 
     exit_code = ExitCode.BUSY
 

@@ -84,9 +84,7 @@ class Inventory:
 def _aborted(exc: SeawallError, what: str) -> SeawallError:
     """Re-state a listing/reading error as "GC aborted", keeping its family and exit code."""
     cls = RetryableError if isinstance(exc, RetryableError) else PermanentError
-    err = cls(f"{_NOTHING_DELETED}: {what}: {exc.message}", hint=exc.hint)
-    err.exit_code = exc.exit_code
-    return err
+    return cls(f"{_NOTHING_DELETED}: {what}: {exc.message}", hint=exc.hint, exit_code=exc.exit_code)
 
 
 def take_inventory(store: ObjectStore) -> Inventory:

@@ -161,6 +161,7 @@ def status_rows(vault: Vault, now: datetime | None = None) -> list[dict[str, Any
 class VerificationFailed(IntegrityError):
     """A verification ended FAILED; `.report` is the stored report (the CLI prints it)."""
 
-    def __init__(self, message: str, *, report: VerificationReport | None = None, hint: str | None = None):
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, report: VerificationReport | None = None, hint: str | None = None,
+                 exit_code: int | None = None):
+        super().__init__(message, hint=hint, exit_code=exit_code)
         self.report = report

@@ -27,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 
 from seawall.errors import AuthError, ConfigError, ObjectNotFound, PermanentError, RetryableError, SeawallError
+from seawall.reach import mark_reached, unreachable
+from seawall.redact import add_secret
 
 KEY_PASSPHRASE_ENV = "SEAWALL_SSH_KEY_PASSPHRASE"  # an encrypted client key's passphrase
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
@@ -193,6 +195,7 @@ def load_private_key(options: SshOptions) -> paramiko.PKey | None:
             raise ConfigError(f"cannot read {where}: {exc.strerror}", hint="check --identity") from None
     else:
         text = options.private_key
+    add_secret(options.passphrase)
     for cls in _KEY_CLASSES:
         try:
             return cls.from_private_key(io.StringIO(text), password=options.passphrase)
@@ -220,7 +223,7 @@ def connect(options: SshOptions) -> paramiko.SSHClient:
         pinned = _pin(options, keys)
         client.set_missing_host_key_policy(_RejectUnknown(pinned))
         pkey = load_private_key(options)
-        with translate_ssh_errors(f"connecting to {options.display()}"):
+        with translate_ssh_errors(f"connecting to {options.display()}", endpoint=f"ssh {options.host}:{options.port}"):
             client.connect(
                 options.host, options.port, username=options.username_or_default, pkey=pkey,
                 allow_agent=pkey is None, look_for_keys=pkey is None,
@@ -270,16 +273,25 @@ def _host_key_message(exc: paramiko.SSHException, what: str) -> AuthError:
 
 
 @contextlib.contextmanager
-def translate_ssh_errors(what: str) -> Iterator[None]:
+def translate_ssh_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
     """Map paramiko/socket exceptions raised inside the block to seawall's error families.
 
     Order matters: host-key and authentication failures are SSHException subclasses, and must be
-    classified (permanent) before the transport SSHException catch-all (retryable).
+    classified (permanent) before the transport SSHException catch-all (retryable). With
+    `endpoint` (connecting), a refused connection before the host ever answered is a ConfigError
+    (exit 2 at once, `seawall.reach`), later a RetryableError.
     """
     try:
         yield
     except SeawallError:
         raise
+    except (ConnectionError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
+        first = unreachable(endpoint, exc, what, hint="check the host and port, and that sshd runs there") \
+            if endpoint is not None else None
+        if first is not None:
+            raise first from exc
+        raise RetryableError(f"{what}: connection lost or refused ({_first_line(exc)})",
+                             hint="retrying; check that sshd is running") from exc
     except (UnknownHostKey, paramiko.BadHostKeyException) as exc:
         raise _host_key_message(exc, what) from exc
     except paramiko.AuthenticationException as exc:
@@ -289,13 +301,15 @@ def translate_ssh_errors(what: str) -> Iterator[None]:
         raise ConfigError(f"{what}: cannot resolve the host name ({exc.strerror})", hint="check the host") from exc
     except TimeoutError as exc:
         raise RetryableError(f"{what}: timed out", hint="the host or the network is slow or down") from exc
-    except (EOFError, ConnectionError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
+    except EOFError as exc:
         raise RetryableError(f"{what}: connection lost or refused ({_first_line(exc)})",
                              hint="retrying; check that sshd is running") from exc
     except paramiko.SSHException as exc:
         raise RetryableError(f"{what}: SSH transport error ({_first_line(exc)})") from exc
     except OSError as exc:
         raise _os_error(exc, what) from exc
+    if endpoint is not None:
+        mark_reached(endpoint)
 
 
 def _os_error(exc: OSError, what: str) -> SeawallError:

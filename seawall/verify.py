@@ -140,7 +140,7 @@ def verify_vault(vault: Vault, *, backup_id: str | None = None, dataset: str | N
     return report
 
 
-class VerificationFailed(IntegrityError):
+class VaultCheckFailed(IntegrityError):
     """Raised after a verification whose report has failed backups; carries the report."""
 
     def __init__(self, report: VerifyReport):
@@ -153,7 +153,7 @@ class VerificationFailed(IntegrityError):
 
 
 def raise_for_problems(report: VerifyReport) -> VerifyReport:
-    """Return the report if every backup verified, else raise VerificationFailed."""
+    """Return the report if every backup verified, else raise VaultCheckFailed."""
     if not report.ok:
-        raise VerificationFailed(report)
+        raise VaultCheckFailed(report)
     return report

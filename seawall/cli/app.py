@@ -134,7 +134,7 @@ def verify(vault: str = VaultOpt, backup_id: str | None = typer.Argument(None, h
            read_data: bool = typer.Option(False, "--read-data", help="Decrypt and hash every chunk."),
            passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt) -> None:
     """Verify backups: manifests, chunk presence, and with --read-data every chunk's content."""
-    from seawall.verify import VerificationFailed
+    from seawall.verify import VaultCheckFailed
 
     with handled_errors():
         load_passphrase(passphrase_file)
@@ -143,7 +143,7 @@ def verify(vault: str = VaultOpt, backup_id: str | None = typer.Argument(None, h
         try:
             with progress_bars(not json_out):
                 report = run_flow(verify_vault_flow, vault=vault, backup_id=backup_id, read_data=read_data)
-        except VerificationFailed as exc:
+        except VaultCheckFailed as exc:
             if json_out:
                 print_json(exc.report.to_dict())
                 raise typer.Exit(ExitCode.INTEGRITY) from None

@@ -11,6 +11,7 @@ import typer
 from seawall.cli.output import State
 from seawall.cli.runtime import prepare_environment, quiet_prefect_console
 from seawall.errors import ConfigError
+from seawall.redact import add_secret
 from seawall.stores import open_store
 from seawall.vault import Vault
 
@@ -31,6 +32,7 @@ def load_passphrase(passphrase_file: Path | None) -> str | None:
         except OSError as exc:
             raise ConfigError(f"cannot read passphrase file {passphrase_file}: {exc.strerror}") from None
         os.environ[PASSPHRASE_ENV] = text  # flows read it here; never a flow parameter
+        add_secret(text)
     return os.environ.get(PASSPHRASE_ENV) or None
 
 

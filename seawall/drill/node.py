@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -88,7 +89,7 @@ class LocalNode:
             proc = binaries.run(["sh", "-c", command], check=False, timeout=timeout)
         except OSError as exc:
             raise PermanentError(f"{self.name}: cannot run a command: {exc}") from exc
-        except Exception as exc:  # subprocess.TimeoutExpired
+        except subprocess.TimeoutExpired as exc:  # only a timeout is transient; anything else is a bug
             raise RetryableError(f"{self.name}: command timed out after {timeout:.0f}s") from exc
         return CmdResult(proc.returncode, proc.stdout, proc.stderr)
 

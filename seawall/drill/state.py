@@ -218,8 +218,9 @@ def load_report(store: StateStore, drill_id: str) -> DrillReport | None:
 class DrillFailed(PermanentError):
     """The drill failed or was aborted; `.report` is the stored scorecard."""
 
-    def __init__(self, message: str, *, report: DrillReport | None = None, hint: str | None = None):
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, report: DrillReport | None = None, hint: str | None = None,
+                 exit_code: int | None = None):
+        super().__init__(message, hint=hint, exit_code=exit_code)
         self.report = report
 
 

@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from seawall.errors import AuthError, ConfigError, PermanentError, RetryableError
+from seawall.reach import mark_reached, unreachable
+from seawall.redact import add_conninfo_secret, add_secret
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class PgConn:
 
     conninfo: str = ""
     password: SecretStr | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        add_secret(self.password)
+        add_conninfo_secret(self.conninfo)
 
     def __repr__(self) -> str:
         return f"PgConn({self.display()!r})"
@@ -64,7 +70,7 @@ class PgConn:
         import psycopg
 
         extra = {"password": self.password.get_secret_value()} if self.password is not None else {}
-        with translate_psycopg_errors(f"connecting to {self.display()}"):
+        with translate_psycopg_errors(f"connecting to {self.display()}", endpoint=self.display()):
             return psycopg.connect(self.conninfo, autocommit=autocommit, connect_timeout=10, **extra, **kwargs)
 
 
@@ -108,11 +114,26 @@ def classify_psycopg(exc: BaseException, what: str) -> Exception:
 
 
 @contextlib.contextmanager
-def translate_psycopg_errors(what: str) -> Iterator[None]:
-    """Map psycopg exceptions to RetryableError / PermanentError families, naming `what`."""
+def translate_psycopg_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+    """Map psycopg exceptions to RetryableError / PermanentError families, naming `what`.
+
+    Args:
+        what: What was being done, naming the server (never the password).
+        endpoint: Set when connecting: a refused connection or unknown host before this server
+            ever answered is a ConfigError (exit 2 at once, `seawall.reach`), later a RetryableError.
+    """
     import psycopg
 
     try:
         yield
     except psycopg.Error as exc:
+        if endpoint is not None and not getattr(exc, "sqlstate", None):
+            first = unreachable(endpoint, exc, what, hint="check the host and port in the DSN, and that "
+                                "PostgreSQL runs there")
+            if first is not None:
+                raise first from exc
+        elif endpoint is not None:
+            mark_reached(endpoint)  # the server answered, if only to refuse
         raise classify_psycopg(exc, what) from exc
+    if endpoint is not None:
+        mark_reached(endpoint)

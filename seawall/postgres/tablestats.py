@@ -230,11 +230,13 @@ def server_facts(pg) -> dict[str, Any]:
     dbname, version, encoding, collate, ctype = pg.execute(_FACTS_SQL).fetchone()
     facts = {"dbname": dbname, "server_version": version, "encoding": encoding,
              "lc_collate": collate, "lc_ctype": ctype, "system_identifier": None}
+    import psycopg
+
     try:
         with pg.transaction():
             facts["system_identifier"] = str(pg.execute(
                 "SELECT system_identifier FROM pg_control_system()").fetchone()[0])
-    except Exception:  # pg_control_system() needs superuser or pg_monitor: the fact is optional
+    except psycopg.errors.InsufficientPrivilege:  # needs superuser or pg_monitor: the fact is optional
         pass
     return facts
 

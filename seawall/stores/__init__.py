@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from seawall.errors import ConfigError
+from seawall.redact import add_url_secret, redact
 from seawall.stores.base import ObjectInfo, ObjectStore
 
 __all__ = ["ObjectInfo", "ObjectStore", "open_store", "redact_url", "register_scheme"]
@@ -31,25 +32,8 @@ def register_scheme(scheme: str, module: str, factory: str = "from_url", package
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password / secret query values removed (restic StripPassword)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = parts.query
-    if query:
-        secret_words = ("secret", "password", "token", "key")
-        pairs = []
-        for pair in query.split("&"):
-            name, _, _value = pair.partition("=")
-            pairs.append(f"{name}=***" if any(w in name.lower() for w in secret_words) else pair)
-        query = "&".join(pairs)
-    return parts._replace(netloc=netloc, query=query).geturl()
+    """The URL with any password / secret query values masked (restic StripPassword), else as given."""
+    return redact(url)
 
 
 def parse_query(url: str) -> dict[str, str]:
@@ -59,6 +43,12 @@ def parse_query(url: str) -> dict[str, str]:
 
 def open_store(url: str, **options: Any) -> ObjectStore:
     """Open the object store a vault URL points at (does not create anything)."""
+    add_url_secret(url)
+    scheme, colon, rest = url.partition(":")
+    if colon and scheme.lower() in _REGISTRY and not rest.startswith("//"):
+        fixed = f"{scheme}:///{rest.lstrip('/')}" if scheme.lower() == "file" else f"{scheme}://{rest.lstrip('/')}"
+        raise ConfigError(f"vault URL {redact_url(url)!r} needs '//' after '{scheme}:'",
+                          hint=f"did you mean {redact_url(fixed)!r}?")
     if "://" not in url:
         raise ConfigError(
             f"vault URL {redact_url(url)!r} has no scheme",

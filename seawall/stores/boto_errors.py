@@ -36,6 +36,7 @@ from seawall.errors import (
     RetryableError,
     SeawallError,
 )
+from seawall.reach import mark_reached, unreachable
 
 __all__ = ["classify_boto_error", "error_code", "http_status", "translate_boto_errors"]
 
@@ -204,11 +205,13 @@ def classify_boto_error(exc: BaseException, what: str) -> SeawallError | None:
 
 
 @contextlib.contextmanager
-def translate_boto_errors(what: str) -> Iterator[None]:
+def translate_boto_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
     """Re-raise botocore/boto3 exceptions from the block as seawall errors (chained with `from`).
 
     Args:
         what: What the block does, naming bucket and key; it starts every error message.
+        endpoint: The S3 endpoint called: a refused connection or unknown host before it ever
+            answered is a ConfigError (exit 2 at once, `seawall.reach`), later a RetryableError.
 
     Example:
         >>> with translate_boto_errors("reading s3://bucket/vault/config"):  # doctest: +SKIP
@@ -217,7 +220,15 @@ def translate_boto_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (bce.BotoCoreError, bce.ClientError, Boto3Error) as exc:
+        if endpoint is not None and isinstance(exc, bce.EndpointConnectionError):
+            first = unreachable(endpoint, exc, what, hint="check the endpoint's host and port in the vault URL")
+            if first is not None:
+                raise first from exc
+        elif endpoint is not None and isinstance(exc, bce.ClientError):
+            mark_reached(endpoint)  # S3 answered, if only to refuse
         translated = classify_boto_error(exc, what)
         if translated is None:  # pragma: no cover - the except clause only admits SDK errors
             raise
         raise translated from exc
+    if endpoint is not None:
+        mark_reached(endpoint)

@@ -13,6 +13,7 @@ ask for it back and botocore checks the bytes against it. Conditional creates us
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from pydantic import SecretStr
 
 from seawall.errors import ConfigError, ObjectNotFound, PermanentError, RetryableError
 from seawall.keys import is_valid_key, validate_key
+from seawall.redact import add_secret, add_url_secret
 from seawall.stores.base import ObjectInfo, ObjectStore
 from seawall.stores.boto_errors import error_code, http_status, translate_boto_errors
 from seawall.stores.s3_checksums import Fetched, checked_sha256, md5_etag, sha256_b64
@@ -51,6 +53,18 @@ def _secret(value: str | SecretStr | None) -> SecretStr | None:
     if value is None or isinstance(value, SecretStr):
         return value
     return SecretStr(value)
+
+
+def _check_endpoint(endpoint: str | None) -> None:
+    """An endpoint must be an http(s) URL with a host: `htp://`, `localhost:9000` are typos (exit 2)."""
+    if endpoint is None:
+        return
+    parts = urlsplit(endpoint)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        from seawall.stores import redact_url
+
+        raise ConfigError(f"S3 endpoint {redact_url(endpoint)!r} is not an http:// or https:// URL with a host",
+                          hint="use endpoint=http://host:port or endpoint=https://host")
 
 
 class S3Store(ObjectStore):
@@ -97,6 +111,7 @@ class S3Store(ObjectStore):
             raise ConfigError("S3 vault URL has no bucket", hint="use s3://bucket/prefix?region=...")
         if prefix and not is_valid_key(prefix):
             raise ConfigError(f"invalid S3 prefix {prefix!r}", hint="use ASCII letters, digits and ._-/ only")
+        _check_endpoint(endpoint)
         if (access_key_id is None) != (secret_access_key is None):
             raise ConfigError("S3 credentials need both access_key_id and secret_access_key")
         if object_lock_mode is not None or object_lock_days is not None:
@@ -112,6 +127,9 @@ class S3Store(ObjectStore):
         self.profile = profile
         self.object_lock_mode = object_lock_mode
         self.object_lock_days = object_lock_days
+        add_secret(secret_access_key)
+        add_secret(session_token)
+        add_url_secret(endpoint)
         self._access_key_id = access_key_id
         self._secret_access_key = _secret(secret_access_key)
         self._session_token = _secret(session_token)
@@ -168,11 +186,14 @@ class S3Store(ObjectStore):
                     max_pool_connections=_MAX_POOL,
                     s3=self._s3_config() or None,
                 )
-                with translate_boto_errors(f"connecting to {self.display_url}"):
+                with translate_boto_errors(f"connecting to {self.display_url}"):  # no contact yet
                     self._client = self._new_session().client(
                         "s3", region_name=self.region, endpoint_url=self.endpoint, config=config
                     )
             return self._client
+
+    def _translate(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return translate_boto_errors(what, endpoint=self.endpoint or f"s3.{self.region}.amazonaws.com")
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -200,7 +221,7 @@ class S3Store(ObjectStore):
 
     # ---- ObjectStore ----------------------------------------------------------------------------
     def _put(self, key: str, data: bytes) -> None:
-        with translate_boto_errors(self._what("writing", key)):
+        with self._translate(self._what("writing", key)):
             self.client.put_object(**self._put_args(key, data))
 
     def put_etag(self, key: str, data: bytes, *, sha256: str | None = None) -> str | None:
@@ -213,7 +234,7 @@ class S3Store(ObjectStore):
                 same bytes), so they are not hashed again; computed here otherwise.
         """
         args = self._put_args(validate_key(key), data, sha256)
-        with translate_boto_errors(self._what("writing", key)):
+        with self._translate(self._what("writing", key)):
             response = self.client.put_object(**args)
         return md5_etag(response)
 
@@ -224,7 +245,7 @@ class S3Store(ObjectStore):
         object it just wrote and gets 412: callers that must tell "mine" from "someone else's"
         (leases) compare the stored content.
         """
-        with translate_boto_errors(self._what("creating", key)):
+        with self._translate(self._what("creating", key)):
             try:
                 self.client.put_object(IfNoneMatch="*", **self._put_args(key, data))
             except ClientError as exc:
@@ -242,7 +263,7 @@ class S3Store(ObjectStore):
 
     def _fetch(self, key: str) -> Fetched:
         what = self._what("reading", key)
-        with translate_boto_errors(what):
+        with self._translate(what):
             # ChecksumMode makes botocore check the stored SHA-256 on download (where S3 has it).
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED")
             body = response["Body"]
@@ -260,7 +281,7 @@ class S3Store(ObjectStore):
 
     def _stat(self, key: str) -> ObjectInfo | None:
         try:
-            with translate_boto_errors(self._what("checking", key)):
+            with self._translate(self._what("checking", key)):
                 head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ObjectNotFound:
             return None
@@ -268,7 +289,7 @@ class S3Store(ObjectStore):
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         root = self._key("")  # "prefix/" or ""
-        with translate_boto_errors(f"listing s3://{self.bucket}/{root}{prefix}"):
+        with self._translate(f"listing s3://{self.bucket}/{root}{prefix}"):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(
                 Bucket=self.bucket, Prefix=root + prefix, PaginationConfig={"PageSize": self.list_page_size}
@@ -278,7 +299,7 @@ class S3Store(ObjectStore):
 
     def _delete(self, key: str) -> None:
         try:
-            with translate_boto_errors(self._what("deleting", key)):
+            with self._translate(self._what("deleting", key)):
                 self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except ObjectNotFound:  # S3 itself answers 204, but S3-compatibles may say NoSuchKey
             pass
@@ -290,7 +311,7 @@ class S3Store(ObjectStore):
         """
         for start in range(0, len(keys), 1000):
             batch = [{"Key": self._key(validate_key(k))} for k in keys[start:start + 1000]]
-            with translate_boto_errors(f"deleting {len(batch)} objects in {self.display_url}"):
+            with self._translate(f"deleting {len(batch)} objects in {self.display_url}"):
                 answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             errors = [e for e in answer.get("Errors", []) if e.get("Code") != "NoSuchKey"]
             if errors:
@@ -300,7 +321,7 @@ class S3Store(ObjectStore):
     # ---- bucket management ----------------------------------------------------------------------
     def check_bucket(self) -> None:
         """Raise ConfigError if the bucket does not exist (AuthError if we may not see it)."""
-        with translate_boto_errors(f"opening {self.display_url}"):
+        with self._translate(f"opening {self.display_url}"):
             self.client.head_bucket(Bucket=self.bucket)
 
     def create_bucket(self) -> None:
@@ -311,7 +332,7 @@ class S3Store(ObjectStore):
             args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         if self.object_lock_mode:
             args["ObjectLockEnabledForBucket"] = True
-        with translate_boto_errors(f"creating bucket {self.display_url}"):
+        with self._translate(f"creating bucket {self.display_url}"):
             try:
                 self.client.create_bucket(**args)
             except ClientError as exc:

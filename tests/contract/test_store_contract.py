@@ -264,11 +264,27 @@ def test_s3_unknown_profile_is_config_error(moto_server: str) -> None:
         from_url(f"s3://seawall-profile/vault?region=eu-west-1&endpoint={moto_server}&profile=nightly")
 
 
-def test_s3_unreachable_endpoint_is_retryable(s3_env: dict[str, str]) -> None:
+def test_s3_endpoint_never_reached_is_configuration(s3_env: dict[str, str]) -> None:
     from tests.fixtures.s3 import _free_port
 
-    with pytest.raises(RetryableError, match="seawall-down"):
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"seawall-down.*connection refused"):
         from_url(f"s3://seawall-down/vault?region=eu-west-1&endpoint=http://127.0.0.1:{_free_port()}")
+    with pytest.raises(ConfigError, match="unknown host"):
+        from_url("s3://seawall-down/vault?region=eu-west-1&endpoint=http://no-such-host.invalid:9000")
+    with pytest.raises(ConfigError, match="not an http"):
+        from_url("s3://seawall-down/vault?region=eu-west-1&endpoint=htp://127.0.0.1:9000")
+    assert time.monotonic() - started < 10  # at once: no retry loop
+
+
+def test_s3_endpoint_down_after_it_answered_is_retryable(moto_server: str, s3_env: dict[str, str]) -> None:
+    from tests.fixtures.s3_faults import ThrottlingProxy
+
+    with ThrottlingProxy(moto_server) as proxy:
+        url = f"s3://seawall-later-down/vault?region=eu-west-1&endpoint={proxy.url}"
+        from_url(url, create=True).put("config", b"x")
+    with pytest.raises(RetryableError, match="connection refused"):  # a new client: no kept-alive socket
+        from_url(url).get("config")
 
 
 def test_s3_url_parsing(moto_server: str, s3_env: dict[str, str]) -> None:

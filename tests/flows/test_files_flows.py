@@ -17,7 +17,7 @@ from seawall.errors import ConfigError, RetryableError
 from seawall.manifest import BackupStatus
 from seawall.sources.compare import compare_trees
 from seawall.sources.sample import make_sample_tree
-from seawall.verify import VerificationFailed
+from seawall.verify import VaultCheckFailed
 from tasks.policy import only_retryable
 
 
@@ -68,7 +68,7 @@ def test_verify_flow_fails_on_corruption(target: VaultTarget, tmp_path: Path):
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
     victim.write_bytes(bytes(data))
-    with pytest.raises(VerificationFailed) as info:
+    with pytest.raises(VaultCheckFailed) as info:
         verify_vault_flow(target, read_data=True)
     assert manifest.backup_id in str(info.value) and victim.name in str(info.value)
 

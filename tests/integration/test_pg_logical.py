@@ -181,10 +181,11 @@ def test_password_is_checked_and_passed_to_pg_dump(shop: PgConn, pg_cluster: Loc
     assert "right-password" not in manifest.model_dump_json()
 
 
-def test_unreachable_server_is_retryable(pg_workdir: Path) -> None:
+def test_server_never_reached_is_a_config_error(pg_workdir: Path) -> None:
+    # A refused first connection is a wrong host/port, not an outage (seawall.reach): exit 2 at once.
     vault = make_vault(pg_workdir)
     conn = PgConn(f"host=127.0.0.1 port={free_port()} user=postgres dbname=postgres")
-    with pytest.raises(RetryableError, match="connecting to"):
+    with pytest.raises(ConfigError, match=r"connecting to .*connection refused"):
         backup_logical(vault, conn, "nowhere")
 
 
