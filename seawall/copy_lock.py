@@ -7,9 +7,9 @@ that object version before the date (COMPLIANCE), or only with the bypass permis
 before the new backup's: `extend_locks` pushes the retention of every object still referenced by
 a kept backup to now + N days, and `check_locks` reports what expires too early.
 
-Retention is read with HEAD: moto does not implement GetObjectRetention, and HEAD returns the same
-two fields. Retention is only ever extended, never shortened (S3 refuses that in COMPLIANCE mode;
-moto does not enforce it, so we never try).
+The S3 calls live in the store (`ObjectStore.retention` / `set_retention` / `lock_writes`,
+implemented by `S3Store`); other stores refuse Object Lock with a ConfigError. Retention is only
+ever extended, never shortened (S3 refuses that in COMPLIANCE mode).
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from seawall.errors import ConfigError, ObjectNotFound
 from seawall.manifest import BackupStatus
 from seawall.stores import ObjectStore
-from seawall.stores.boto_errors import error_code, translate_boto_errors
 from seawall.streams import ChunkReader
 from seawall.vault import Vault, chunk_key
 from seawall.verify import referenced_chunks
@@ -70,40 +67,14 @@ class LockSpec:
         return {"object_lock_mode": self.mode, "object_lock_days": self.days}
 
 
-def _s3(store: ObjectStore) -> Any:
-    from seawall.stores.s3 import S3Store
-
-    if not isinstance(store, S3Store):
-        raise ConfigError(f"object lock needs an s3:// destination, not {store.display_url}",
-                          hint="drop --object-lock-* or copy into an S3 bucket with Object Lock")
-    return store
-
-
-def _full_key(store: Any, key: str) -> str:
-    return f"{store.prefix}/{key}" if store.prefix else key
-
-
 def require_lock_enabled(store: ObjectStore) -> None:
-    """ConfigError unless the destination bucket has Object Lock enabled."""
-    s3 = _s3(store)
-    with translate_boto_errors(f"reading the Object Lock configuration of {s3.display_url}"):
-        try:
-            config = s3.client.get_object_lock_configuration(Bucket=s3.bucket)
-        except ClientError as exc:
-            if error_code(exc) != "ObjectLockConfigurationNotFoundError":
-                raise
-            config = {}
-    if config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
-        raise ConfigError(f"bucket {s3.bucket} has no Object Lock",
-                          hint="Object Lock is set when a bucket is created: let --init-dest create a new "
-                               "bucket, or create it with ObjectLockEnabledForBucket")
+    """ConfigError unless the destination can lock objects (an S3 bucket with Object Lock enabled)."""
+    store.require_object_lock()
 
 
 def apply_lock(store: ObjectStore, spec: LockSpec) -> None:
     """Make every later write to `store` carry the retention of `spec` (checks the bucket first)."""
-    require_lock_enabled(store)
-    s3 = _s3(store)
-    s3.object_lock_mode, s3.object_lock_days = spec.mode, spec.days
+    store.lock_writes(spec.mode, spec.days)
 
 
 # ---- retention upkeep -----------------------------------------------------------------------------
@@ -124,18 +95,12 @@ class LockReport:
 
 def retention(store: ObjectStore, key: str) -> tuple[str | None, datetime | None]:
     """(mode, retain-until) of the current version of `key`; ObjectNotFound if absent."""
-    s3 = _s3(store)
-    with translate_boto_errors(f"checking the lock of s3://{s3.bucket}/{_full_key(s3, key)}"):
-        head = s3.client.head_object(Bucket=s3.bucket, Key=_full_key(s3, key))
-    return head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+    return store.retention(key)
 
 
 def set_retention(store: ObjectStore, key: str, mode: str, until: datetime) -> None:
     """Set the retention of the current version of `key` (callers only ever extend it)."""
-    s3 = _s3(store)
-    with translate_boto_errors(f"locking s3://{s3.bucket}/{_full_key(s3, key)}"):
-        s3.client.put_object_retention(Bucket=s3.bucket, Key=_full_key(s3, key),
-                                       Retention={"Mode": mode, "RetainUntilDate": until})
+    store.set_retention(key, mode, until)
 
 
 def _visit(store: ObjectStore, key: str, spec: LockSpec, floor: datetime, target: datetime, extend: bool) -> str:

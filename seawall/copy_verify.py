@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 from seawall.errors import ConfigError, IntegrityError
 from seawall.stores import ObjectStore
 
-if TYPE_CHECKING:  # boto3 is imported only when an S3 store is in play
-    from seawall.stores.s3_checksums import Fetched
+if TYPE_CHECKING:
+    from seawall.stores.base import Fetched
 
 MODES = ("auto", "readback", "etag")
 
@@ -39,9 +39,7 @@ def resolve(mode: str, store: ObjectStore) -> str:
     """The concrete method for `store`: `auto` becomes `etag` on S3 and `readback` elsewhere."""
     if mode not in MODES:
         raise ConfigError(f"unknown verification method {mode!r}", hint=f"use one of {', '.join(MODES)}")
-    from seawall.stores.s3 import S3Store
-
-    is_s3 = isinstance(store, S3Store)
+    is_s3 = store.put_returns_md5
     if mode == "etag" and not is_s3:
         raise ConfigError(f"ETag verification needs an s3:// destination, not {store.display_url}",
                           hint="use --verify readback (or auto)")
@@ -50,10 +48,7 @@ def resolve(mode: str, store: ObjectStore) -> str:
 
 def fetch(store: ObjectStore, key: str) -> Fetched:
     """Read `key` with what the store vouches for about the bytes (S3: ETag MD5, checked SHA-256)."""
-    from seawall.stores.s3 import S3Store
-    from seawall.stores.s3_checksums import Fetched
-
-    return store.fetch(key) if isinstance(store, S3Store) else Fetched(store.get(key))
+    return store.fetch(key)
 
 
 def readback(store: ObjectStore, key: str, got: Fetched) -> str | None:

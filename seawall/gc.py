@@ -24,10 +24,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from seawall.errors import (
-    ConfigError,
     IntegrityError,
     ObjectNotFound,
     PermanentError,
@@ -37,7 +35,6 @@ from seawall.errors import (
 from seawall.manifest import BackupStatus, Manifest, is_backup_id
 from seawall.postgres import walnames
 from seawall.stores import ObjectInfo, ObjectStore
-from seawall.stores.memory import MemoryStore
 from seawall.streams import ChunkReader
 from seawall.vault import Vault, chunk_key
 from seawall.verify import referenced_chunks
@@ -64,6 +61,7 @@ class GcReport:
     wal_deleted: int = 0
     wal_note: str = ""
     locked: list[str] = field(default_factory=list)
+    temporaries_deleted: int = 0  # `.tmp-*` files of crashed writes, older than TEMPORARY_MAX_AGE
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -221,33 +219,15 @@ def _segno(name: str, seg_size: int) -> float:
 
 # ---- sweeping -------------------------------------------------------------------------------------
 def lock_probe(store: ObjectStore) -> Callable[[str], datetime | None] | None:
-    """A function giving a key's Object Lock retain-until date, or None if the store has no locks.
-
-    Stores may offer `retained_until(key)`; an S3 bucket with Object Lock enabled is probed with
-    HEAD (`seawall.copy_lock.retention`). A bucket whose lock configuration we may not read is
-    probed per key, to be safe.
-    """
-    hook = getattr(store, "retained_until", None)
-    if hook is not None:
-        return hook
-    from seawall.stores.s3 import S3Store
-
-    if not isinstance(store, S3Store):
+    """A function giving a key's Object Lock retain-until date, or None if the store has no locks."""
+    if not store.has_object_lock():
         return None
-    from seawall import copy_lock
+    return lambda key: _retention_or_none(store, key)
 
+
+def _retention_or_none(store: ObjectStore, key: str) -> datetime | None:
     try:
-        copy_lock.require_lock_enabled(store)
-    except ConfigError:
-        return None
-    except SeawallError:
-        pass
-    return lambda key: _retention_or_none(copy_lock, store, key)
-
-
-def _retention_or_none(copy_lock: Any, store: ObjectStore, key: str) -> datetime | None:
-    try:
-        return copy_lock.retention(store, key)[1]
+        return store.retention(key)[1]
     except ObjectNotFound:
         return None
 
@@ -255,14 +235,13 @@ def _retention_or_none(copy_lock: Any, store: ObjectStore, key: str) -> datetime
 class Sweeper:
     """Deletes objects, skipping (and listing) those still under Object Lock retention.
 
-    Stores with a batch `delete_many(keys)` (S3 DeleteObjects: 1000 keys per request) get whole
-    batches; others get parallel single deletes (on a busy disk, unlink waits for the journal:
-    8 threads measured 10x faster than one). The in-memory store deletes in one thread.
+    Deletion is the store's `delete_many` (S3: DeleteObjects, 1000 keys per request; elsewhere
+    parallel single deletes); retention probes run `store.parallel_requests` at a time.
     """
 
     def __init__(self, store: ObjectStore, workers: int = 8):
         self.store = store
-        self.workers = 1 if isinstance(store, MemoryStore) else workers
+        self.workers = min(workers, store.parallel_requests)
         self.now = datetime.now(UTC)
         self.locked: list[str] = []
 
@@ -277,8 +256,6 @@ class Sweeper:
     def _map(self, fn: Callable[[str], object], keys: list[str]) -> list:
         if self.workers <= 1 or len(keys) < 2 * self.workers:
             return [fn(k) for k in keys]
-        # Slices of 256 keys per future: one future per key costs as much CPU as a local unlink
-        # (ThreadPoolExecutor.map ignores `chunksize`).
         slices = [keys[i:i + 256] for i in range(0, len(keys), 256)]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="seawall-gc") as pool:
             return [r for part in pool.map(lambda ks: [fn(k) for k in ks], slices) for r in part]
@@ -286,11 +263,7 @@ class Sweeper:
     def delete(self, keys: list[str]) -> set[str]:
         """Delete `keys` except those under retention; returns the keys deleted."""
         todo = self._unlocked(keys)
-        batch = getattr(self.store, "delete_many", None)
-        if batch is not None:
-            batch(todo)
-        else:
-            self._map(self.store.delete, todo)
+        self.store.delete_many(todo)
         return set(todo)
 
 
@@ -330,10 +303,12 @@ def collect_garbage(vault: Vault, *, dry_run: bool = False, exclude: Iterable[st
     report.bytes_unreferenced = sum(inv.chunks[c] for c in victims)
     report.wal_removable = [i.key for i in wal]
     report.wal_bytes = sum(i.size for i in wal)
-    if not dry_run and (victims or wal):
+    if not dry_run:
         if before_delete is not None:
             before_delete()
-        _sweep(vault, report, victims, inv.chunks, wal, workers)
+        if victims or wal:
+            _sweep(vault, report, victims, inv.chunks, wal, workers)
+        report.temporaries_deleted = len(vault.store.remove_temporaries())
     report.seconds["sweep"] = time.perf_counter() - clock
     return report
 

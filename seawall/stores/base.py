@@ -1,7 +1,11 @@
 """The object store protocol every vault backend implements.
 
 Five required operations (`_put`, `_get`, `_stat`, `_list`, `_delete`) plus a conditional put;
-everything else (`exists`, `checksum`, `copy_to`) is derived here, as in borgstore and fsspec.
+everything else is derived here with a working default, as in borgstore and fsspec: `exists`,
+`checksum`, `delete_many` (parallel single deletes), Object Lock (a store without it says so, as a
+`ConfigError` for what needs it, and reports no retention), `remove_temporaries` (nothing to do
+for a store whose writes leave no temporary names). A backend overrides what it does better;
+callers never probe with `getattr`/`isinstance`.
 Public methods validate keys on the way in; listings skip names we did not write. Objects are
 bounded in size by design (chunks are at most a few MiB, manifests small), so the byte-oriented API
 never holds a whole user file in memory.
@@ -12,9 +16,16 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
+from seawall.errors import ConfigError, ObjectNotFound
 from seawall.keys import is_valid_key, validate_key
+
+#: A temporary file of a crashed write older than this is removed by GC (a live write's temporary
+#: lives for milliseconds, a backup's deferred chunks until its next commit, seconds).
+TEMPORARY_MAX_AGE = 3600.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,26 @@ class ObjectInfo:
     key: str
     size: int
     mtime: float | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An object's bytes and what the store vouches for about them.
+
+    Attributes:
+        data: The bytes read.
+        md5: Hex MD5 of the bytes the store holds, computed by the server (S3's ETag, when it is one).
+        sha256: Base64 SHA-256 of `data`, computed while reading and checked against the checksum the
+            store keeps with the object (None when it keeps none).
+
+    Example:
+        >>> Fetched(b"abc").sha256 is None
+        True
+    """
+
+    data: bytes
+    md5: str | None = None
+    sha256: str | None = None
 
 
 class ObjectStore(ABC):
@@ -38,6 +69,12 @@ class ObjectStore(ABC):
 
     #: The cloud region the objects live in (S3), or None for stores without one.
     region: str | None = None
+
+    #: True if `put_etag` returns the MD5 the server computed over what it stored (S3 ETags).
+    put_returns_md5: bool = False
+
+    #: Parallel requests `delete_many` (and GC's retention probes) may use: deletes mostly wait.
+    parallel_requests: int = 8
 
     # ---- required by implementations -------------------------------------------------------
     @abstractmethod
@@ -113,6 +150,63 @@ class ObjectStore(ABC):
     def checksum(self, key: str) -> str:
         """SHA-256 hex of the stored bytes (backends with server-side hashes may override)."""
         return hashlib.sha256(self.get(key)).hexdigest()
+
+    def fetch(self, key: str) -> Fetched:
+        """`get`, with what the store vouches for about the bytes (default: nothing beyond them)."""
+        return Fetched(self.get(key))
+
+    def put_etag(self, key: str, data: bytes, *, sha256: str | None = None) -> str | None:
+        """`put`; returns the server's MD5 of the stored bytes where `put_returns_md5`, else None."""
+        self.put(key, data)
+        return None
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete every key (missing ones count as deleted); default: parallel single deletes.
+
+        On a busy disk an unlink waits for the journal: 8 threads measured 10x faster than one
+        (bench/GC.md). Slices of 256 keys per job: one job per key costs as much as a local unlink.
+        """
+        for key in keys:
+            validate_key(key)
+        if self.parallel_requests <= 1 or len(keys) < 2 * self.parallel_requests:
+            for key in keys:
+                self._delete(key)
+            return
+        slices = [keys[i:i + 256] for i in range(0, len(keys), 256)]
+        with ThreadPoolExecutor(self.parallel_requests, thread_name_prefix="seawall-delete") as pool:
+            for _ in pool.map(lambda part: [self._delete(k) for k in part], slices):
+                pass
+
+    def remove_temporaries(self, older_than: float = TEMPORARY_MAX_AGE) -> list[str]:
+        """Remove temporary files of crashed writes older than `older_than` seconds; returns their names.
+
+        Default: nothing to remove (the store's writes are atomic without temporary names).
+        """
+        return []
+
+    # ---- Object Lock (WORM retention); stores without it refuse what needs it -------------------
+    def has_object_lock(self) -> bool:
+        """True if objects here may carry a retention that forbids deleting them."""
+        return False
+
+    def require_object_lock(self) -> None:
+        """ConfigError unless this store can lock objects."""
+        raise ConfigError(f"object lock needs an s3:// destination, not {self.display_url}",
+                          hint="drop --object-lock-* or copy into an S3 bucket with Object Lock")
+
+    def lock_writes(self, mode: str, days: int) -> None:
+        """Make every later write carry retention `mode` for `days` days (checks the store first)."""
+        self.require_object_lock()
+
+    def retention(self, key: str) -> tuple[str | None, datetime | None]:
+        """(mode, retain-until) of `key`; ObjectNotFound if absent. Default: no retention."""
+        if self.stat(key) is None:
+            raise ObjectNotFound(f"object {key!r} not found in {self.display_url}")
+        return None, None
+
+    def set_retention(self, key: str, mode: str, until: datetime) -> None:
+        """Set the retention of `key` (callers only ever extend it)."""
+        self.require_object_lock()
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to release
         """Release connections; the store must not be used afterwards."""

@@ -19,6 +19,7 @@ import mmap
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from seawall.errors import (
     SeawallError,
 )
 from seawall.keys import validate_key
-from seawall.stores.base import ObjectInfo, ObjectStore
+from seawall.stores.base import TEMPORARY_MAX_AGE, ObjectInfo, ObjectStore
 
 
 @contextlib.contextmanager
@@ -289,6 +290,18 @@ class LocalStore(ObjectStore):
         with translate_os_errors(f"deleting {key} in {self.display_url}"):
             _unlink(self._path(key))
 
+    def remove_temporaries(self, older_than: float = TEMPORARY_MAX_AGE) -> list[str]:
+        """Unlink `.tmp-*` files of crashed writes (a kill -9 between write and rename) older than that."""
+        cutoff, removed = time.time() - older_than, []
+        with translate_os_errors(f"removing temporary files in {self.display_url}"):
+            for dirpath, _dirs, filenames in os.walk(self._root_str):
+                for name in filenames:
+                    path = os.path.join(dirpath, name)
+                    if name.startswith(".tmp-") and _mtime(path) < cutoff:
+                        _unlink(path)
+                        removed.append(os.path.relpath(path, self._root_str))
+        return removed
+
 
 DIRECT_ALIGN = 4096  # buffer address, length and file offset of a direct write: any disk's block size
 DIRECT_MIN = 64 << 10  # below this a cached write costs little and a direct one waits for the disk
@@ -302,6 +315,13 @@ def _direct_io_wanted() -> bool:
 # Early writeback: the disk writes the temporary files while chunks are still being sealed, so the
 # syncfs in `commit` (a barrier the whole backup waits for) finds little left to write.
 WRITEBACK_EVERY = 64 << 20
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone already: nothing to remove
 
 
 def _unlink(path: str) -> None:

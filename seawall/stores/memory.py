@@ -13,6 +13,8 @@ from seawall.stores.base import ObjectInfo, ObjectStore
 class MemoryStore(ObjectStore):
     """A dict behind a lock. `display_url` is `memory://NAME`."""
 
+    parallel_requests = 1  # a dict under one lock: threads would only queue for it
+
     def __init__(self, name: str = "test"):
         self.display_url = f"memory://{name}"
         self._objects: dict[str, tuple[bytes, float]] = {}

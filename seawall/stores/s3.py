@@ -25,9 +25,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from seawall.errors import ConfigError, ObjectNotFound, PermanentError, RetryableError
+from seawall.errors import ConfigError, ObjectNotFound, PermanentError, RetryableError, SeawallError
 from seawall.keys import is_valid_key, validate_key
 from seawall.redact import add_secret, add_url_secret
+from seawall.stores import s3_lock
 from seawall.stores.base import ObjectInfo, ObjectStore
 from seawall.stores.boto_errors import error_code, http_status, translate_boto_errors
 from seawall.stores.s3_checksums import Fetched, checked_sha256, md5_etag, sha256_b64
@@ -87,6 +88,8 @@ class S3Store(ObjectStore):
         >>> store = S3Store("my-bucket", "vault", region="eu-west-1")  # doctest: +SKIP
         >>> store.put("config", b"...")  # doctest: +SKIP
     """
+
+    put_returns_md5 = True  # a single-part PUT's ETag is the MD5 S3 computed over the stored bytes
 
     #: Keys per ListObjectsV2 page (S3's maximum is 1000); tests shrink it to exercise paging.
     list_page_size: int = 1000
@@ -317,6 +320,29 @@ class S3Store(ObjectStore):
             if errors:
                 raise PermanentError(f"deleting s3://{self.bucket}/{errors[0]['Key']}: {errors[0].get('Message')} "
                                      f"({errors[0].get('Code')}; {len(errors)} keys failed)")
+
+    # ---- Object Lock (seawall.stores.s3_lock) ---------------------------------------------------
+    def has_object_lock(self) -> bool:
+        try:
+            self.require_object_lock()
+        except ConfigError:
+            return False
+        except SeawallError:  # the configuration is unreadable: assume locks, probe each object
+            return True
+        return True
+
+    def require_object_lock(self) -> None:
+        s3_lock.require_lock_enabled(self)
+
+    def lock_writes(self, mode: str, days: int) -> None:
+        self.require_object_lock()
+        self.object_lock_mode, self.object_lock_days = mode, days
+
+    def retention(self, key: str) -> tuple[str | None, datetime | None]:
+        return s3_lock.retention(self, validate_key(key))
+
+    def set_retention(self, key: str, mode: str, until: datetime) -> None:
+        s3_lock.set_retention(self, validate_key(key), mode, until)
 
     # ---- bucket management ----------------------------------------------------------------------
     def check_bucket(self) -> None:

@@ -9,32 +9,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.httpchecksum import Sha256Checksum, StreamingChecksumBody
 
+from seawall.stores.base import Fetched
+
+__all__ = ["Fetched", "checked_sha256", "md5_etag", "sha256_b64"]
+
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """An object's bytes and what the servers vouch for about them.
-
-    Attributes:
-        data: The bytes read.
-        md5: Hex MD5 of the bytes the store holds, computed by the server (the ETag, when it is one).
-        sha256: Base64 SHA-256 of `data`, computed by botocore while reading and checked against the
-            checksum S3 stored with the object (None when the object has no stored SHA-256).
-
-    Example:
-        >>> Fetched(b"abc").sha256 is None
-        True
-    """
-
-    data: bytes
-    md5: str | None = None
-    sha256: str | None = None
 
 
 def sha256_b64(data: bytes) -> str:

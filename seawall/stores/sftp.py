@@ -32,7 +32,7 @@ from paramiko.sftp import CMD_EXTENDED
 
 from seawall.errors import ConfigError, ObjectNotFound, RetryableError
 from seawall.ssh import KEY_PASSPHRASE_ENV, SshOptions, connect, open_sftp, translate_ssh_errors
-from seawall.stores.base import ObjectInfo, ObjectStore
+from seawall.stores.base import TEMPORARY_MAX_AGE, ObjectInfo, ObjectStore
 
 __all__ = ["SftpStore", "from_url"]
 
@@ -239,6 +239,34 @@ class SftpStore(ObjectStore):
     def _delete(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound), translate_ssh_errors(self._what("deleting", key)):
             self.sftp.remove(self._path(key))
+
+    def remove_temporaries(self, older_than: float = TEMPORARY_MAX_AGE) -> list[str]:
+        """Remove `.tmp-*` files of crashed writes older than `older_than` seconds (server clock)."""
+        removed: list[str] = []
+        with translate_ssh_errors(f"removing temporary files in {self.display_url}"):
+            newest = self._server_now() - older_than
+            self._remove_tmp("", newest, removed)
+        return removed
+
+    def _server_now(self) -> float:
+        """The server's clock, as the mtime of a file written now (its clock may differ from ours)."""
+        probe = f"{self.root.rstrip('/')}/.tmp-{self._tmp_prefix}-clock"
+        with self.sftp.open(probe, "wb"):
+            pass
+        try:
+            return self.sftp.stat(probe).st_mtime or 0.0
+        finally:
+            self.sftp.remove(probe)
+
+    def _remove_tmp(self, rel: str, newest: float, removed: list[str]) -> None:
+        for entry in self.sftp.listdir_attr(self._path(rel) if rel else self.root):
+            key = f"{rel}/{entry.filename}" if rel else entry.filename
+            if statmod.S_ISDIR(entry.st_mode or 0):
+                self._remove_tmp(key, newest, removed)
+            elif entry.filename.startswith(".tmp-") and (entry.st_mtime or 0) < newest:
+                with contextlib.suppress(FileNotFoundError):
+                    self.sftp.remove(self._path(key))
+                removed.append(key)
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def close(self) -> None:

@@ -238,6 +238,34 @@ def test_concurrent_put_if_absent_has_one_winner(store: ObjectStore) -> None:
     assert store.get("locks/lease") == f"writer-{winners[0]}".encode()
 
 
+def test_delete_many(store: ObjectStore) -> None:
+    keys = [f"chunks/{i % 7:02x}/k{i}" for i in range(40)]  # enough for the parallel default
+    for key in keys:
+        store.put(key, b"x")
+    store.delete_many([*keys[:30], "never/there"])
+    assert _keys(store, "chunks/") == sorted(keys[30:])
+    with pytest.raises(ConfigError):
+        store.delete_many(["../escape"])
+
+
+def test_optional_operations_have_working_defaults(store: ObjectStore) -> None:
+    """Callers call these on any store (no probing): stores without a feature say so plainly."""
+    import hashlib
+
+    store.put("k", b"value")
+    assert store.fetch("k").data == b"value"
+    tag = store.put_etag("e", b"abc")
+    assert tag == (hashlib.md5(b"abc").hexdigest() if store.put_returns_md5 else None)
+    assert store.get("e") == b"abc"
+    assert not store.has_object_lock()  # none of these stores was created with Object Lock
+    assert store.retention("k") == (None, None)
+    with pytest.raises(ObjectNotFound):
+        store.retention("missing")
+    with pytest.raises(ConfigError, match=r"(?i)object lock"):
+        store.lock_writes("GOVERNANCE", 1)
+    assert store.remove_temporaries() == []  # nothing crashed here
+
+
 # ---- S3 only: URLs, credentials, Object Lock, error translation --------------------------------------
 def test_s3_unknown_bucket_is_config_error(s3_vault_url: str) -> None:
     with pytest.raises(ConfigError, match="does not exist") as info:

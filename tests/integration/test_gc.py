@@ -327,3 +327,34 @@ def test_buckets_without_object_lock_are_not_probed(s3_vault_url, tmp_path):
 
     assert lock_probe(open_store(s3_vault_url, create=True)) is None
     assert lock_probe(open_store(f"file://{tmp_path}")) is None
+
+
+# ---- temporaries of crashed writes ---------------------------------------------------------------
+@pytest.mark.parametrize("where", ["file", "sftp"])
+def test_gc_removes_old_temporaries_of_crashed_writes(where, tmp_path, request):
+    """A kill -9 between writing a temporary file and renaming it leaves `.tmp-*`: GC removes it
+    once older than TEMPORARY_MAX_AGE, and leaves young ones (a write may be in flight) alone."""
+    from seawall.stores.base import TEMPORARY_MAX_AGE
+
+    root = tmp_path / "vault"
+    if where == "file":
+        url = f"file://{root}"
+    else:
+        sshd = request.getfixturevalue("sshd")
+        url = (f"sftp://root@{sshd.host}:{sshd.port}{root}?identity={sshd.client_key}"
+               f"&known_hosts={sshd.known_hosts}")
+    vault = init_vault(url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
+    chunk, _ = vault.put_chunk(b"live chunk")
+    vault.commit_chunks()
+    vault.write_manifest(make_manifest(status=BackupStatus.DONE, streams=[make_stream(chunks=[(chunk, 10)])]))
+    folder = root / chunk_key(chunk).rsplit("/", 1)[0]
+    old, young = folder / ".tmp-crashed-0", root / "manifests" / ".tmp-inflight-1"
+    young.parent.mkdir(exist_ok=True)
+    for path in (old, young):
+        path.write_bytes(b"half an object")
+    os.utime(old, (time.time() - TEMPORARY_MAX_AGE - 60,) * 2)
+    assert collect_garbage(vault, dry_run=True).temporaries_deleted == 0 and old.exists()
+    report = collect_garbage(vault)
+    assert report.temporaries_deleted == 1 and not old.exists() and young.exists()
+    assert vault.store.get(chunk_key(chunk)) and report.chunks_deleted == 0
+    vault.store.close()
