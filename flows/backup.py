@@ -33,8 +33,11 @@ def backup_files(path: str, vault: VaultTarget | str, dataset: str | None = None
 
 @flow(name="backup-postgres", log_prints=True)
 def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode: str = "logical",
-                    dataset: str | None = None, jobs: int = 2) -> Manifest:
+                    dataset: str | None = None, jobs: int = 2, with_passwords: bool = False) -> Manifest:
     """Back up PostgreSQL: `logical` (pg_dump, one database) or `physical` (base backup + WAL).
+
+    A logical backup also saves the roles and memberships the database needs (their password
+    verifiers only with `with_passwords`, which needs a superuser).
 
     Example:
         ```python
@@ -46,6 +49,6 @@ def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode
     mode = check_mode(mode)
     dataset = dataset or default_dataset(source, mode)
     preflight_postgres(source, target, mode)
-    manifest = backup_postgres_task(source, target, mode, dataset, new_backup_id(), jobs)
+    manifest = backup_postgres_task(source, target, mode, dataset, new_backup_id(), jobs, with_passwords)
     publish_backup_report(manifest)
     return manifest

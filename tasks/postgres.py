@@ -16,6 +16,7 @@ from seawall.postgres.logical import backup_logical
 from seawall.postgres.logical_restore import restore_logical
 from seawall.postgres.physical import backup_physical, check_archiving
 from seawall.postgres.recovery import RecoveryTarget, restore_physical
+from seawall.postgres.roles import RoleOptions
 from seawall.preflight import CheckResult, require_critical, run_checks
 from seawall.progress import reporter
 from tasks.policy import RETRYABLE
@@ -64,7 +65,7 @@ def preflight_postgres(source: PostgresSource, vault: VaultTarget, mode: str) ->
 
 @task(name="backup-postgres", **RETRYABLE)
 def backup_postgres_task(source: PostgresSource, vault: VaultTarget, mode: str, dataset: str,
-                         backup_id: str, jobs: int = 2) -> Manifest:
+                         backup_id: str, jobs: int = 2, with_passwords: bool = False) -> Manifest:
     """Take a logical (pg_dump) or physical (pg_basebackup) backup into the vault.
 
     Example:
@@ -78,12 +79,13 @@ def backup_postgres_task(source: PostgresSource, vault: VaultTarget, mode: str, 
         if mode == "logical":
             parent = v.latest_backup(dataset, kind="postgres-logical")
             return backup_logical(v, conn, dataset, jobs=jobs, backup_id=backup_id, parent=parent,
-                                  progress=reporter("pg_dump"))
+                                  progress=reporter("pg_dump"), passwords=with_passwords)
         return backup_physical(v, conn, dataset, backup_id=backup_id, progress=reporter("pg_basebackup"))
 
 
 @task(name="restore-postgres-logical", **RETRYABLE)
-def restore_logical_task(vault: VaultTarget, backup_id: str, target: PostgresSource, jobs: int = 2) -> dict:
+def restore_logical_task(vault: VaultTarget, backup_id: str, target: PostgresSource, jobs: int = 2,
+                         roles: str = "create", role_map: dict[str, str] | None = None) -> list:
     """pg_restore a logical backup into a new (or empty) database and check rows and checksums.
 
     Example:
@@ -93,7 +95,9 @@ def restore_logical_task(vault: VaultTarget, backup_id: str, target: PostgresSou
     """
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
-    return restore_logical(v, manifest, target.get_pgconn(), jobs=jobs, progress=reporter("pg_restore"))
+    options = RoleOptions(roles, role_map or {})
+    return restore_logical(v, manifest, target.get_pgconn(), jobs=jobs, progress=reporter("pg_restore"),
+                           role_options=options)
 
 
 @task(name="restore-postgres-physical", **RETRYABLE)

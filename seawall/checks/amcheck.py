@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from seawall.checks import CheckResult, error, result
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
+from seawall.postgres.idents import QUALIFIED_SQL
 
 NAME = "amcheck"
-_BTREE_INDEXES = """
-SELECT n.nspname || '.' || t.relname, i.oid::regclass::text, i.oid,
-       pg_relation_size(t.oid) + pg_relation_size(i.oid)
+_BTREE_INDEXES = f"""
+SELECT {QUALIFIED_SQL}, i.oid::regclass::text, i.oid,
+       pg_relation_size(c.oid) + pg_relation_size(i.oid)
 FROM pg_index x
-JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am a ON a.oid = i.relam
+JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am a ON a.oid = i.relam
 WHERE a.amname = 'btree' AND x.indisvalid AND x.indisready AND i.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, 2

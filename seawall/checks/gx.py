@@ -42,9 +42,11 @@ from typing import Any
 from seawall.checks import CheckResult, clip, result
 from seawall.errors import ConfigError
 from seawall.postgres.conn import PgConn
+from seawall.postgres.idents import quote_ident, split_identifiers, split_qualified
 
 BUILTIN = "gx:builtin"
 _LOCK = threading.Lock()  # GX keeps process-wide registries: one validation at a time
+_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
 _IDENT = re.compile(r'^"?([A-Za-z_][A-Za-z0-9_$]*)"?$')
 _UNIQUE_INDEX = re.compile(r"^CREATE UNIQUE INDEX \S+ ON \S+ USING btree \((?P<cols>[^()]*)\)$")
 
@@ -95,12 +97,20 @@ def suite_table(path: Path, raw: dict[str, Any]) -> tuple[str | None, str]:
     """(database or None, `schema.table`) a user suite applies to."""
     meta = raw.get("meta") or {}
     name = meta.get("table") or path.name.removesuffix(".json")
-    parts = name.split(".")
+    try:
+        parts = split_identifiers(name)  # PostgreSQL quoting: "a.b".c is one schema and a table
+    except ValueError:
+        parts = name.split(".")
     if len(parts) == 1:
-        return meta.get("database"), f"public.{parts[0]}"
+        return meta.get("database"), f"public.{_key(parts[0])}"
     if len(parts) == 2:
-        return meta.get("database"), name
-    return parts[0], ".".join(parts[1:3])
+        return meta.get("database"), f"{_key(parts[0])}.{_key(parts[1])}"
+    return parts[0], f"{_key(parts[1])}.{_key(parts[2])}"
+
+
+def _key(part: str) -> str:
+    """One part of a table key as PostgreSQL's quote_ident writes it (plain lower-case names bare)."""
+    return part if _PLAIN.fullmatch(part) else quote_ident(part)
 
 
 def load_user_suites(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any] | None, str]]:
@@ -197,7 +207,7 @@ class GxRunner:
 
     def _batch_definition(self, table: str):
         if table not in self._batches:
-            schema, _, name = table.partition(".")
+            schema, name = split_qualified(table)
             with warnings.catch_warnings():  # GX 1.x deprecates schema_name for a per-source schema
                 warnings.simplefilter("ignore", DeprecationWarning)
                 asset = self._source.add_table_asset(name=f"t{len(self._batches)}", table_name=name,

@@ -26,6 +26,7 @@ from seawall.manifest import Manifest
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
 from seawall.postgres.logical_restore import restore_logical
 from seawall.postgres.recovery import RecoveryTarget, restore_physical
+from seawall.postgres.roles import RoleOptions
 from seawall.sources.files import restore_tree
 from seawall.vault import Vault
 
@@ -65,9 +66,15 @@ class _Clock:
 
 
 def _restore_logical(vault: Vault, manifest: Manifest, scratch: Scratch, jobs: int, clock: _Clock) -> Restored:
-    # verify=False: the rows-checksum check task does the same comparison, table by table
-    restore_logical(vault, manifest, scratch.conn, create_db=True, jobs=jobs, no_owner=True, progress=clock,
-                    verify=False)
+    # verify=False: the rows-checksum check task does the same comparison, table by table.
+    # Roles the backup needs are created when missing (an existing one is used as it is): a
+    # verification never fails for want of a role, and owners, grants and policies are restored too.
+    options = RoleOptions(mode="create", use_existing=True)
+    try:
+        restore_logical(vault, manifest, scratch.conn, create_db=True, jobs=jobs, progress=clock, verify=False,
+                        role_options=options)
+    finally:
+        scratch.created_roles = list(options.created)
     phases, seconds = clock.split("fetch_decode_load", "post_data")
     dbname = scratch.conn.params()["dbname"]
     return Restored(scratch.conn, [dbname], phases=phases, seconds=seconds, bytes_read=clock.bytes)

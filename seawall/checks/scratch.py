@@ -39,6 +39,7 @@ class Scratch:
     created_db: str | None = None
     cluster: LocalCluster | None = None
     notes: list[str] = field(default_factory=list)
+    created_roles: list[str] = field(default_factory=list)  # logical restores onto a given server
 
     def describe(self) -> str:
         if self.kind == "server" and self.conn is not None:
@@ -119,6 +120,20 @@ def _drop_database(conn: PgConn, dbname: str) -> None:
         pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
+def _drop_roles(scratch: Scratch) -> list[str]:
+    """Roles the restore created on a given server go with the scratch database (if nothing else uses them)."""
+    from psycopg import sql
+
+    problems = []
+    for name in reversed(scratch.created_roles):
+        try:
+            with scratch.conn.with_dbname("postgres").connect() as pg:
+                pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        except Exception as exc:
+            problems.append(f"could not drop role {name} created for the verification: {exc}")
+    return problems
+
+
 def teardown(scratch: Scratch) -> list[str]:
     """Remove everything the scratch target holds; returns problems (it never raises)."""
     problems = []
@@ -127,6 +142,7 @@ def teardown(scratch: Scratch) -> list[str]:
             _drop_database(scratch.conn, scratch.created_db)
         except Exception as exc:
             problems.append(f"could not drop scratch database {scratch.created_db}: {exc}")
+        problems += _drop_roles(scratch)
     if scratch.kind == "datadir" and scratch.root is not None:
         cluster = LocalCluster(scratch.datadir, scratch.port, socket_dir=str(scratch.root / "data.sock"))
         with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ from typing import Any
 from seawall.checks import CheckResult, error, result
 from seawall.manifest import Manifest
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
+from seawall.postgres.idents import QUALIFIED_SQL
 from seawall.postgres.tablestats import schema_facts, table_stats
 
 ROWS = "rows-checksum"
@@ -42,8 +43,8 @@ def _one_table(conn: PgConn, table: str, expected: dict[str, Any]) -> CheckResul
     return result(ROWS, table, rows_ok and sum_ok, detail, time.monotonic() - start)
 
 
-_TABLE_SIZES = """
-SELECT n.nspname || '.' || c.relname, pg_table_size(c.oid)
+_TABLE_SIZES = f"""
+SELECT {QUALIFIED_SQL}, pg_table_size(c.oid)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm', 'f', 'p')
 """

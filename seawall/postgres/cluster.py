@@ -148,7 +148,9 @@ class LocalCluster:
 
     # ---- connecting -------------------------------------------------------------------------------
     def conninfo(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        return f"host={self.socket_dir} port={self.port} user={user} dbname={dbname}"
+        from psycopg.conninfo import make_conninfo  # quotes names with spaces or quotes
+
+        return make_conninfo(host=str(self.socket_dir), port=self.port, user=user, dbname=dbname)
 
     def connect(self, dbname: str = "postgres", **kwargs: Any):
         import psycopg

@@ -14,8 +14,8 @@ How a backup runs:
    the spool drains. While a file is read, its rows and checksum are computed from the COPY text
    (see `seawall.postgres.tablestats`): they come from the dump's own snapshot by construction and
    cost no second table scan.
-3. `pg_restore -l` maps TOC entries to files (`TABLE DATA schema table` → `NNNN.dat`), and toc.dat
-   is streamed last.
+3. `pg_restore -l` maps TOC entries to files (`TABLE DATA` of table oid N → `NNNN.dat`; the oid is
+   resolved to its quoted key in the snapshot's catalog), and toc.dat is streamed last.
 
 Compression is ours (zstd in the vault), hence `-Z0`: uncompressed COPY text also deduplicates
 across backups, so unchanged tables cost no new bytes. Without inotify (non-Linux) the files are
@@ -25,6 +25,7 @@ streamed after pg_dump exits, and the spool then holds the whole dump.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -34,11 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from seawall.errors import ConfigError, PermanentError, RetryableError
+from seawall.errors import ConfigError, IntegrityError, PermanentError, RetryableError
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, Manifest, new_manifest
-from seawall.postgres import binaries
+from seawall.postgres import binaries, roles
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
+from seawall.postgres.idents import QUALIFIED_SQL
 from seawall.postgres.spool import TOC, Inotify, Spool
 from seawall.postgres.spool import TailReader as TailReader  # re-exported: it lived here
 from seawall.postgres.tablestats import pgoptions, schema_facts, server_facts
@@ -47,7 +49,14 @@ from seawall.vault import Vault
 
 KIND = "postgres-logical"
 Progress = Callable[[int], None]
-_DATA_ENTRY = re.compile(r"^(\d+); \d+ \d+ TABLE DATA (\S+) (\S+) ")
+# `pg_restore -l` prints names raw (a space inside a name looks like a separator), so a TABLE DATA
+# entry is identified by its dump id and the table's oid (pg_dump gives TABLE DATA the table's oid),
+# and the oid is looked up in the snapshot's own catalog.
+_DATA_ENTRY = re.compile(r"^(\d+); \d+ (\d+) TABLE DATA ")
+_TABLE_KEYS_SQL = f"""
+SELECT c.oid, {QUALIFIED_SQL} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm', 'f')
+"""
 _RETRYABLE_DUMP = ("could not connect", "connection to server", "server closed the connection",
                    "terminating connection", "could not receive data")
 
@@ -91,8 +100,16 @@ def tool_error(tool: str, stderr: str, what: str) -> Exception:
     return PermanentError(message)
 
 
-def toc_data_files(dumpdir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
-    """`{"NNNN.dat": "schema.table"}` for every TABLE DATA entry of the dump's toc.dat."""
+def table_keys(pg) -> dict[int, str]:
+    """`{oid: table key}` of every table-like relation (`seawall.postgres.idents`)."""
+    return dict(pg.execute(_TABLE_KEYS_SQL).fetchall())
+
+
+def toc_data_files(dumpdir: Path, keys: dict[int, str], env: dict[str, str] | None = None) -> dict[str, str]:
+    """`{"NNNN.dat": table key}` for every TABLE DATA entry of the dump's toc.dat.
+
+    `keys` maps table oids to keys (`table_keys`, read in the dump's snapshot).
+    """
     result = binaries.run([binaries.tool("pg_restore"), "-l", str(dumpdir)], as_server_user=False,
                           check=False, env=env)
     if result.returncode != 0:
@@ -101,7 +118,11 @@ def toc_data_files(dumpdir: Path, env: dict[str, str] | None = None) -> dict[str
     for line in result.stdout.splitlines():
         match = _DATA_ENTRY.match(line)
         if match:
-            out[f"{match.group(1)}.dat"] = f"{match.group(2)}.{match.group(3)}"
+            oid = int(match.group(2))
+            if oid not in keys:
+                raise IntegrityError(f"pg_dump's table of contents names table oid {oid}, "
+                                     "which the dump's snapshot does not have")
+            out[f"{match.group(1)}.dat"] = keys[oid]
     return out
 
 
@@ -171,7 +192,8 @@ def _table_facts(files: dict[str, str], spool: Spool, columns: dict[str, list]) 
 
 def backup_logical(vault: Vault, conn: PgConn | str, dataset: str, *, jobs: int = 2, backup_id: str | None = None,
                    parent: Manifest | None = None, progress: Progress | None = None,
-                   spool_dir: str | None = None, max_spool_bytes: int = 256 << 20, workers: int = 3) -> Manifest:
+                   spool_dir: str | None = None, max_spool_bytes: int = 256 << 20, workers: int = 3,
+                   passwords: bool = False) -> Manifest:
     """Back up one database with pg_dump as a new `postgres-logical` backup; returns the DONE manifest.
 
     Args:
@@ -185,6 +207,8 @@ def backup_logical(vault: Vault, conn: PgConn | str, dataset: str, *, jobs: int 
         spool_dir: parent directory of the local spool (default: the system temp dir).
         max_spool_bytes: pause pg_dump while more than this waits unread in the spool.
         workers: chunk upload threads.
+        passwords: also save the password verifiers of the roles the database needs (superuser
+            only; stored encrypted in the backup's `globals.json` stream, see `seawall.postgres.roles`).
 
     Example:
         >>> backup_logical(vault, PgConn("host=db dbname=shop user=backup"), "shop")  # doctest: +SKIP
@@ -198,19 +222,23 @@ def backup_logical(vault: Vault, conn: PgConn | str, dataset: str, *, jobs: int 
         with translate_psycopg_errors(f"reading facts of {conn.display()}"):
             facts = server_facts(pg)
             columns, indexes = schema_facts(pg)
+            keys = table_keys(pg)
+            globals_ = roles.read_globals(pg, passwords=passwords)
         manifest = new_manifest(dataset, KIND, source={**facts, "snapshot": snapshot, "dump_jobs": jobs,
-                                                       "indexes": indexes})
+                                                       "indexes": indexes,
+                                                       "roles": [r["name"] for r in globals_["roles"]]})
         if backup_id:
             manifest.backup_id = backup_id
         manifest.parent = parent.backup_id if parent else None
         with recording(vault, manifest) as phase:
-            _dump_into(vault, conn, manifest, phase, columns, progress, (spool_dir, max_spool_bytes), workers)
+            _dump_into(vault, conn, manifest, phase, (columns, keys, globals_), progress,
+                       (spool_dir, max_spool_bytes), workers)
     finally:
         pg.close()
     return manifest
 
 
-def _dump_into(vault: Vault, conn: PgConn, manifest: Manifest, phase: Any, columns: dict[str, list],
+def _dump_into(vault: Vault, conn: PgConn, manifest: Manifest, phase: Any, catalog: tuple[dict, dict, dict],
                progress: Progress | None, spool_opts: tuple[str | None, int], workers: int) -> None:
     source = manifest.source
     manifest.transition(BackupStatus.UPLOADING)
@@ -224,8 +252,10 @@ def _dump_into(vault: Vault, conn: PgConn, manifest: Manifest, phase: Any, colum
         _run_dump(conn, dumpdir, source["snapshot"], source["dump_jobs"], source["encoding"], spool,
                   Path(tmp) / "pg_dump.err")
         phase("reading the dump's table of contents")
-        files = toc_data_files(dumpdir)
+        columns, keys, globals_ = catalog
+        files = toc_data_files(dumpdir, keys)
         spool.take_toc()
+        spool.streams[roles.STREAM] = writer.write(io.BytesIO(roles.encode(globals_)), roles.STREAM)
         source["tables"] = _table_facts(files, spool, columns)
         source["spool"] = {"peak_files": spool.peak_files, "peak_bytes": spool.peak_bytes,
                            "peak_unread": spool.peak_unread, "streamed_early": spool.streamed_early,

@@ -27,9 +27,10 @@ from pathlib import Path
 
 from seawall.errors import ConfigError, IntegrityError
 from seawall.manifest import BackupStatus, Manifest, StreamRef
-from seawall.postgres import binaries
+from seawall.postgres import binaries, roles
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
 from seawall.postgres.logical import KIND, TOC, tool_error
+from seawall.postgres.roles import RoleOptions
 from seawall.postgres.tablestats import table_stats
 from seawall.streams import ChunkReader
 from seawall.vault import Vault
@@ -84,17 +85,49 @@ def _create_database(target: PgConn, dbname: str, source: dict) -> None:
         pg.execute(stmt)
 
 
-def prepare_target(target: PgConn, source: dict, *, create_db: bool, clean: bool) -> None:
-    """Create the target database if asked and missing; refuse a non-empty one unless `clean`."""
+def prepare_target(target: PgConn, source: dict, *, create_db: bool, clean: bool) -> bool:
+    """Create the target database if asked and missing; refuse a non-empty one unless `clean`.
+
+    Returns whether the database was created (a failed restore then drops it again).
+    """
     dbname = _target_dbname(target)
     if create_db and not _database_exists(target, dbname):
         _create_database(target, dbname, source)
-        return
+        return True
     with target.connect() as pg, translate_psycopg_errors(f"inspecting {target.display()}"):
         relations = pg.execute(_USER_RELATIONS).fetchone()[0]
     if relations and not clean:
         raise ConfigError(f"database {dbname} is not empty ({relations} relations)",
                           hint="restore into a new database, or pass clean=True to replace its objects")
+    return False
+
+
+def _drop_database(target: PgConn, dbname: str) -> None:
+    from psycopg import sql
+
+    with target.with_dbname("postgres").connect() as pg, translate_psycopg_errors(f"dropping {dbname}"):
+        pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def _read_globals(vault: Vault, manifest: Manifest) -> dict | None:
+    if not any(s.name == roles.STREAM for s in manifest.streams):
+        return None  # a backup from before roles were saved
+    with ChunkReader(vault) as reader:
+        return roles.decode(b"".join(reader.iter_stream(manifest.stream(roles.STREAM))))
+
+
+def _plan_roles(target: PgConn, globals_: dict | None, options: RoleOptions) -> list[dict]:
+    if globals_ is None:
+        return []
+    admin = target.with_dbname("postgres")
+    with admin.connect() as pg, translate_psycopg_errors(f"reading roles of {target.display()}"):
+        return roles.plan(pg, globals_, options, target.display())
+
+
+def _roles_step(target: PgConn, step, *args) -> None:
+    admin = target.with_dbname("postgres")
+    with admin.connect() as pg, translate_psycopg_errors(f"changing roles in {target.display()}"):
+        step(pg, *args)
 
 
 # ---- feeding pg_restore -------------------------------------------------------------------------
@@ -186,13 +219,13 @@ def _check_names(manifest: Manifest) -> list[StreamRef]:
     for ref in manifest.streams:
         if not ref.name or ref.name.startswith(".") or not set(ref.name) <= _SAFE_NAME:
             raise IntegrityError(f"backup {manifest.backup_id} has a stream with an unsafe name {ref.name!r}")
-    return [s for s in manifest.streams if s.name != TOC]
+    return [s for s in manifest.streams if s.name not in (TOC, roles.STREAM)]
 
 
 def restore_logical(vault: Vault, manifest: Manifest, target: PgConn | str, *, create_db: bool = True,
                     clean: bool = False, jobs: int = 2, no_owner: bool = False, use_fifos: bool = True,
                     progress: Progress | None = None, spool_dir: str | None = None,
-                    verify: bool = True) -> list[TableCheck]:
+                    verify: bool = True, role_options: RoleOptions | None = None) -> list[TableCheck]:
     """Restore a logical backup into `target`'s database and verify every table against the manifest.
 
     Args:
@@ -202,12 +235,14 @@ def restore_logical(vault: Vault, manifest: Manifest, target: PgConn | str, *, c
         create_db: create the database if it does not exist.
         clean: allow a non-empty database; pg_restore drops the backup's objects first.
         jobs: pg_restore parallel jobs (`-j`).
-        no_owner: skip ownership and privileges (roles of the source may not exist on the target).
+        no_owner: skip ownership and privileges (implied by `role_options.mode == "skip"`).
         use_fifos: stream table files through named pipes (no local copy of the data).
         progress: called with byte counts as data is read from the vault.
         spool_dir: parent directory for the temporary dump directory.
         verify: compare every table with the manifest afterwards (restore verification turns this
             off because its own checks do the same, table by table).
+        role_options: create, skip or map the roles the backup needs (`seawall.postgres.roles`);
+            default: create the missing ones, refuse a collision.
 
     Returns:
         One TableCheck per table, all ok (empty when `verify` is False). A mismatch raises
@@ -221,7 +256,34 @@ def restore_logical(vault: Vault, manifest: Manifest, target: PgConn | str, *, c
         raise ConfigError(f"backup {manifest.backup_id} is a {manifest.status} {manifest.kind} backup, "
                           f"not a complete {KIND} one")
     data_streams = _check_names(manifest)
-    prepare_target(target, manifest.source, create_db=create_db, clean=clean)
+    options = role_options or RoleOptions()
+    globals_ = _read_globals(vault, manifest)
+    to_create = _plan_roles(target, globals_, options)  # a collision is refused before any change
+    created_db = prepare_target(target, manifest.source, create_db=create_db, clean=clean)
+    try:
+        if globals_ is not None:
+            _roles_step(target, roles.create, to_create, globals_, options)
+        _run_pg_restore(vault, manifest, target, data_streams, jobs, clean, no_owner or options.mode == "skip",
+                        use_fifos, progress, spool_dir)
+        _roles_step(target, roles.rename_mapped, options)
+        checks = verify_tables(target, manifest) if verify else []
+    except BaseException:
+        _undo(target, created_db, options)
+        raise
+    return checks
+
+
+def _undo(target: PgConn, created_db: bool, options: RoleOptions) -> None:
+    """Leave nothing half-restored that looks usable: the created database and roles go again."""
+    if created_db:
+        _drop_database(target, _target_dbname(target))
+    if options.created:
+        _roles_step(target, roles.drop_created, options)
+
+
+def _run_pg_restore(vault: Vault, manifest: Manifest, target: PgConn, data_streams: list[StreamRef], jobs: int,
+                    clean: bool, no_owner: bool, use_fifos: bool, progress: Progress | None,
+                    spool_dir: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="seawall-restore-", dir=spool_dir) as tmp:
         dumpdir = Path(tmp) / "dump"
         dumpdir.mkdir()
@@ -234,7 +296,6 @@ def restore_logical(vault: Vault, manifest: Manifest, target: PgConn | str, *, c
             _materialise(vault, dumpdir, data_streams, progress)
         argv = _restore_argv(dumpdir, target, jobs, clean, no_owner)
         _run_restore(argv, target, feeder, Path(tmp) / "pg_restore.err")
-    return verify_tables(target, manifest) if verify else []
 
 
 def verify_tables(target: PgConn, manifest: Manifest) -> list[TableCheck]:

@@ -35,6 +35,7 @@ import blake3
 
 from seawall.errors import ConfigError, PermanentError
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
+from seawall.postgres.idents import QUALIFIED_SQL, split_qualified
 
 #: Server settings (libpq PGOPTIONS) seawall gives pg_dump so its output does not depend on the
 #: server's or role's defaults; `table_stats` uses the same values.
@@ -117,7 +118,7 @@ SELECT c.oid, n.nspname, c.relname,
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
              ORDER BY a.attnum)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname || '.' || c.relname = %s AND c.relkind IN ('r', 'm', 'f', 'p')
+WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'm', 'f', 'p')
 """
 
 
@@ -140,7 +141,10 @@ def _setup_session(pg) -> None:
 
 
 def _table_columns(pg, name: str) -> tuple[str, str, list[str]]:
-    row = pg.execute(_COLUMNS_SQL, (name,)).fetchone()
+    try:
+        row = pg.execute(_COLUMNS_SQL, split_qualified(name)).fetchone()
+    except ValueError as exc:
+        raise ConfigError(f"invalid table name {name!r}: {exc}") from None
     if row is None:
         raise ConfigError(f"table {name} not found in {pg.info.dbname}", hint="was the restore complete?")
     _, schema, table, columns = row
@@ -176,7 +180,7 @@ def table_stats(conn: PgConn | str, tables: Iterable[str], *, jobs: int = 2) -> 
 
     Args:
         conn: the database to read (a PgConn or a conninfo string).
-        tables: names as `schema.table` (exactly as in a logical manifest's `source["tables"]`).
+        tables: keys as in a logical manifest's `source["tables"]` (`seawall.postgres.idents`).
         jobs: tables read in parallel, all in the same exported snapshot.
 
     Returns:
@@ -209,17 +213,17 @@ SELECT current_database(), current_setting('server_version'), pg_encoding_to_cha
        d.datcollate, d.datctype
 FROM pg_database d WHERE d.datname = current_database()
 """
-_SCHEMA_COLUMNS_SQL = """
-SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+_SCHEMA_COLUMNS_SQL = f"""
+SELECT {QUALIFIED_SQL}, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, a.attnum
 """
-_INDEXES_SQL = """
-SELECT n.nspname || '.' || t.relname, i.relname, pg_get_indexdef(i.oid)
-FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
+_INDEXES_SQL = f"""
+SELECT {QUALIFIED_SQL}, i.relname, pg_get_indexdef(i.oid)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, 2
 """
