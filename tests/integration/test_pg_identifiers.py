@@ -93,7 +93,7 @@ def test_role_collision_is_refused_and_nothing_is_left(backed_up, target: LocalC
     target.execute('ALTER ROLE app_reader RENAME TO app_reader_orig')
     target.execute('ALTER ROLE app_reader_clash RENAME TO app_reader')  # same name, LOGIN: another role
     try:
-        with pytest.raises(ConfigError, match="role 'app_reader' exists in .* with other attributes") as info:
+        with pytest.raises(ConfigError, match=r"role 'app_reader' exists in .* with other attributes") as info:
             restore_logical(vault, manifest, PgConn(target.conninfo("clash")))
         assert "--role-map app_reader=NEW" in info.value.hint
         assert not target.execute("SELECT 1 FROM pg_database WHERE datname = 'clash'")
@@ -107,7 +107,7 @@ def test_skip_refuses_a_policy_role_the_target_lacks_and_map_renames(backed_up, 
     bare = LocalCluster.create(workdir)
     bare.start()
     try:
-        with pytest.raises(ConfigError, match="policy names role 'App \"Writer\" Ü'|policy names role 'app_reader'"):
+        with pytest.raises(ConfigError, match=r"policy names role ('App \"Writer\" Ü'|'app_reader')"):
             restore_logical(vault, manifest, PgConn(bare.conninfo("skipped")), role_options=RoleOptions("skip"))
         assert not bare.execute("SELECT 1 FROM pg_database WHERE datname = 'skipped'")
 
