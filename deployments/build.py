@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.events import BACKUP, COPY, VERIFICATION, dataset_resource_id
+from deployments.events import BACKUP, COPY, SUSPICIOUS, VERIFICATION, dataset_resource_id
 from seawall.policy import DatasetSpec, Policy, VaultSpec
 from seawall.redact import add_secret
 
@@ -184,6 +184,15 @@ def automations(policy: Policy, notify: list[str]) -> list[AutomationSpec]:
             notify=notify, subject="seawall: {{ event.resource.name }} {{ event.event.split('.')[-1] }}",
             body=("seawall run {{ event.resource.name }} ended {{ event.event.split('.')[-1] }}: "
                   "{{ event.payload.validated_state.message if event.payload.validated_state else '' }}")))
+    if notify:
+        out.append(AutomationSpec(
+            name="seawall-backup-suspicious", description="A backup was flagged SUSPICIOUS (possible ransomware).",
+            trigger={"type": "event", "expect": [SUSPICIOUS], "match": {"prefect.resource.id": "seawall.dataset.*"},
+                     "posture": "Reactive", "threshold": 1, "within": 0},
+            notify=notify, subject="seawall: SUSPICIOUS backup of {{ event.resource.name }}",
+            body=("seawall flagged backup {{ event.payload.backup_id }} of {{ event.resource.name }}: "
+                  "{{ event.payload.reasons | join('; ') }}. It is kept by retention; "
+                  "`seawall last-clean {{ event.resource.name }}` names the backup before it.")))
     if policy.alerts.on_staleness and notify:
         for name, ds in policy.datasets.items():
             out.append(AutomationSpec(
@@ -207,15 +216,31 @@ def webhook_blocks(policy: Policy, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def build(policy: Policy, env: dict[str, str] | None = None) -> Desired:
-    """The desired state for `policy` (`env` resolves webhook URL variables; default os.environ)."""
+def report_deployments(policy: Policy, policy_file: str | None) -> list[DeploymentSpec]:
+    """The scheduled readiness report (`readiness.report` in the policy), reading the policy file on the worker."""
+    spec = policy.readiness.report
+    if spec is None or policy_file is None:
+        return []
+    return [DeploymentSpec(
+        name="readiness-report", entrypoint=f"{ENTRY}:readiness_report",
+        description="DR readiness report: controls, ages, storage and cost; published as an artifact.",
+        parameters={"policy_file": policy_file, "strict": spec.strict},
+        cron=spec.schedule.cron, timezone=spec.schedule.timezone)]
+
+
+def build(policy: Policy, env: dict[str, str] | None = None, policy_file: str | None = None) -> Desired:
+    """The desired state for `policy` (`env` resolves webhook URL variables; default os.environ).
+
+    `policy_file` is the path the readiness-report deployment reads on the worker (none: not deployed).
+    """
     import os
 
     env = dict(os.environ) if env is None else env
     webhooks = webhook_blocks(policy, env)
     notify = [f"custom-webhook/{n}" for n in webhooks] + list(policy.alerts.blocks)
     specs = [s for name, ds in policy.datasets.items() for s in dataset_deployments(name, ds, policy)]
-    return Desired(work_pool=policy.work_pool, deployments=specs + drill_deployments(policy),
+    specs += drill_deployments(policy) + report_deployments(policy, policy_file)
+    return Desired(work_pool=policy.work_pool, deployments=specs,
                    concurrency_limits={f"seawall-vault-{v}": 1 for v in policy.vaults},
                    webhooks=webhooks, automations=automations(policy, notify))
 

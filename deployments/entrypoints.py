@@ -17,6 +17,7 @@ from __future__ import annotations
 from deployments.events import completion_hook
 from flows.backup import backup_files, backup_postgres
 from flows.cross_region_copy import cross_region_copy
+from flows.readiness import readiness_report
 from flows.restore_verification import verify_restore
 from flows.retention import apply_retention
 
@@ -34,6 +35,8 @@ nightly_backup_files = _emitting(backup_files, "backup")
 copy_to_dr = _emitting(cross_region_copy, "copy")
 verify_in_dr = _emitting(verify_restore, "verification")
 retention = apply_retention
+__all__ = ["copy_to_dr", "nightly_backup_files", "nightly_backup_postgres", "readiness_report", "retention",
+           "verify_in_dr"]
 
 try:  # written concurrently by other engineers: deploy them when present
     from flows.restore_drill import restore_drill

@@ -3,6 +3,7 @@
     seawall.backup.completed        → triggers the dataset's cross-region copy deployment
     seawall.copy.completed          → triggers the dataset's restore verification deployment
     seawall.verification.completed  → (for users: dashboards, notifications)
+    seawall.backup.suspicious       → the alert automation (a backup outside its dataset's usual range)
 
 Every event's resource is the dataset, `seawall.dataset.<name>` (so triggers and staleness alerts
 match one dataset); related resources name the vault and the backup; the payload carries sizes,
@@ -22,6 +23,7 @@ from typing import Any
 
 BACKUP, COPY, VERIFICATION = "seawall.backup.completed", "seawall.copy.completed", "seawall.verification.completed"
 EVENTS = {"backup": BACKUP, "copy": COPY, "verification": VERIFICATION}
+SUSPICIOUS = "seawall.backup.suspicious"
 
 
 def dataset_resource_id(dataset: str) -> str:
@@ -101,6 +103,27 @@ def emit_completed(stage: str, result: Any, vault: str | None = None) -> list[st
         if event is not None:
             ids.append(str(event.id))
     return ids
+
+
+def emit_suspicious(manifest: Any, reasons: list[str], vault: str | None = None) -> list[str]:
+    """Emit `seawall.backup.suspicious` for a backup the anomaly detector flagged; returns the event id(s).
+
+    Example:
+        ```python
+        emit_suspicious(manifest, ["high-entropy rewrite: 30.0% of files changed ..."], vault_url)
+        ```
+    """
+    from prefect.events import emit_event
+
+    related = [{"prefect.resource.id": f"seawall.backup.{manifest.backup_id}", "prefect.resource.role": "backup"}]
+    if vault:
+        related.append({"prefect.resource.id": f"seawall.vault.{_strip_secrets(vault)}",
+                        "prefect.resource.role": "vault"})
+    payload = backup_payload(manifest) | {"reasons": reasons}
+    event = emit_event(SUSPICIOUS, resource={"prefect.resource.id": dataset_resource_id(manifest.dataset),
+                                             "prefect.resource.name": manifest.dataset},
+                       related=related, payload=payload)
+    return [str(event.id)] if event is not None else []
 
 
 def completion_hook(stage: str):

@@ -10,6 +10,7 @@ from seawall.manifest import Manifest, new_backup_id
 from seawall.naming import dataset_for_path
 from tasks.files import backup_files_task, preflight_files
 from tasks.postgres import backup_postgres_task, check_mode, default_dataset, preflight_postgres
+from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
 from tasks.report import publish_backup_report
 
 
@@ -28,6 +29,9 @@ def backup_files(path: str, vault: VaultTarget | str, dataset: str | None = None
     preflight_files(path, target)
     manifest = backup_files_task(target, path, dataset, new_backup_id())
     publish_backup_report(manifest)
+    verdict = check_backup_anomaly(target, manifest)
+    if verdict.suspicious:
+        alert_suspicious_backup(manifest, verdict, target.display())
     return manifest
 
 
@@ -51,4 +55,7 @@ def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode
     preflight_postgres(source, target, mode)
     manifest = backup_postgres_task(source, target, mode, dataset, new_backup_id(), jobs, with_passwords)
     publish_backup_report(manifest)
+    verdict = check_backup_anomaly(target, manifest)
+    if verdict.suspicious:
+        alert_suspicious_backup(manifest, verdict, target.display())
     return manifest

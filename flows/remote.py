@@ -14,6 +14,7 @@ from seawall.errors import ConfigError
 from seawall.manifest import Manifest, new_backup_id
 from seawall.naming import slug
 from seawall.ssh import is_ssh_url, parse_ssh_url
+from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
 from tasks.remote_files import backup_remote_files_task, preflight_remote_files, restore_to_remote_task
 from tasks.report import publish_backup_report
 
@@ -54,6 +55,9 @@ def backup_remote_files(host: SshHost | str, vault: VaultTarget | str, path: str
     preflight_remote_files(ssh_host, path, target)
     manifest = backup_remote_files_task(ssh_host, path, target, dataset, new_backup_id(), exclude, one_file_system)
     publish_backup_report(manifest)
+    verdict = check_backup_anomaly(target, manifest)
+    if verdict.suspicious:
+        alert_suspicious_backup(manifest, verdict, target.display())
     return manifest
 
 

@@ -21,6 +21,7 @@ class ExitCode:
     INTEGRITY = 3  # data failed verification: corrupt, missing or forged objects
     PARTIAL = 4  # the job finished but skipped some items (listed in the output)
     BUSY = 5  # another process holds the vault lease
+    CONTROL_FAILED = 6  # `seawall report`: a readiness control FAILED (with --strict: or was UNKNOWN)
     ABORT_RECOVERY = 126  # wal-get: not "missing" but broken; PostgreSQL aborts recovery above 125
     INTERRUPTED = 130
 

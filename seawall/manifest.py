@@ -61,6 +61,21 @@ class StreamRef(BaseModel):
     chunks: list[ChunkRef] = Field(default_factory=list)
 
 
+class ChangeStats(BaseModel):
+    """How a backup differs from its parent: what the anomaly detector reads (`seawall.readiness.anomaly`).
+
+    Added after schema 1 was in use, as an optional field: manifests written before it open with
+    `changes=None` (nothing to compare), and older readers ignore it.
+    """
+
+    files_new: int = Field(0, description="Files absent from the parent backup.")
+    files_changed: int = Field(0, description="Files whose size, mtime or inode changed since the parent.")
+    files_deleted: int = Field(0, description="Files of the parent backup no longer present.")
+    compression_ratio: float | None = Field(None, description="Plain bytes of new chunks / their stored bytes.")
+    entropy_bits: float | None = Field(None, description="Shannon entropy of a sample of new data, bits per byte.")
+    entropy_sample_bytes: int = Field(0, description="Bytes the entropy was measured on (a sample).")
+
+
 class BackupStats(BaseModel):
     files: int = 0
     bytes_read: int = 0
@@ -71,6 +86,13 @@ class BackupStats(BaseModel):
     chunks_new: int = 0
     files_unchanged: int = 0
     skipped: list[str] = Field(default_factory=list, description="Items not backed up, with the reason.")
+    changes: ChangeStats | None = Field(None, description="Change statistics (None: not measured).")
+
+    def change_stats(self) -> ChangeStats:
+        """The change statistics, created empty on first use (by the backup that measures them)."""
+        if self.changes is None:
+            self.changes = ChangeStats()
+        return self.changes
 
 
 class Manifest(BaseModel):

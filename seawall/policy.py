@@ -31,6 +31,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from seawall.errors import ConfigError
+from seawall.readiness import settings as _readiness
+from seawall.readiness.settings import ReadinessSpec
 
 try:  # the retention planner's policy model, when that module is installed
     from seawall.retention import RetentionPolicy
@@ -103,6 +105,9 @@ class Schedule(_Strict):
         return max((b - a for a, b in itertools.pairwise(times)), default=horizon)
 
 
+_readiness.rebuild(Schedule)
+
+
 class VaultSpec(_Strict):
     """A vault: a URL (passphrase from an env var) or a `seawall-vault` block name."""
 
@@ -110,6 +115,10 @@ class VaultSpec(_Strict):
     block: str | None = Field(None, description="Name of a saved VaultTarget block (holds URL and secrets).")
     passphrase_env: EnvName = "SEAWALL_PASSPHRASE"
     role: Literal["primary", "dr"] = "primary"
+    region: str | None = Field(None, description="Region or site of the vault (default: from an s3:// URL's "
+                               "region; `local` for file://). The offsite-copy control compares it.")
+    media: str | None = Field(None, description="Storage medium for 3-2-1 (default: object-storage for s3://, "
+                              "disk for file:// and sftp://), e.g. tape, nas.")
 
     @field_validator("url")
     @classmethod
@@ -171,6 +180,7 @@ class DatasetSpec(_Strict):
     schedule: Schedule
     retention: RetentionPolicy | None = None
     verify: bool = Field(True, description="Run restore verification after each copy.")
+    tier: str | None = Field(None, description="Criticality tier shown in the readiness report, e.g. tier-1.")
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
@@ -223,7 +233,7 @@ class AlertsSpec(_Strict):
 
 
 class Policy(_Strict):
-    """The whole policy file."""
+    """The whole policy file (`readiness`: see `seawall.readiness.settings`)."""
 
     version: Literal[1] = 1
     work_pool: str = Field("seawall", description="Process work pool the deployments run on.")
@@ -231,6 +241,7 @@ class Policy(_Strict):
     datasets: dict[str, DatasetSpec]
     drills: DrillsSpec = Field(default_factory=DrillsSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    readiness: ReadinessSpec = Field(default_factory=lambda: ReadinessSpec())
 
 
 @dataclass(frozen=True)
@@ -302,6 +313,9 @@ def cross_checks(policy: Policy) -> list[tuple[tuple, str]]:
             out.append((("datasets", name, "rpo"), f"rpo {_human(ds.rpo)} cannot be met: the schedule "
                         f"{ds.schedule.cron!r} leaves up to {_human(gap)} between backups (allowed: rpo ≥ "
                         f"{_human(gap)}, or a more frequent cron)"))
+    for name in policy.readiness.vault_prices:
+        if name not in policy.vaults:
+            out.append((("readiness", "vault_prices", name), f"unknown vault {name!r} (allowed: {', '.join(names)})"))
     drill = policy.drills.restore
     for i, ds_name in enumerate(drill.datasets or [] if drill else []):
         if ds_name not in policy.datasets:

@@ -15,6 +15,8 @@ Safety interlocks on top of the rules (Barman `minimum_redundancy`, WAL-G's lost
 - FAILED and unfinished backups never count toward any rule or toward redundancy; unfinished ones
   (and FAILED ones, for inspection) younger than `unfinished_grace` are always kept;
 - the newest verified-restorable backup is kept (`keep_newest_verified`);
+- SUSPICIOUS backups (`seawall.readiness.anomaly`) are kept for investigation, and so is the newest
+  clean backup before each of them (the one to restore after an attack);
 - at least `min_redundancy` DONE backups stay: removals are held back newest first, and if the
   dataset has fewer DONE backups than that, nothing of it is removed (`refused`).
 """
@@ -202,7 +204,8 @@ class RetentionPlan(BaseModel):
 
 
 def plan_retention(backups: Iterable[BackupLike], policy: RetentionPolicy, now: datetime,
-                   verified_ids: frozenset[str] = frozenset()) -> RetentionPlan:
+                   verified_ids: frozenset[str] = frozenset(),
+                   suspicious: dict[str, str] | None = None) -> RetentionPlan:
     """Plan which backups to keep and which to remove; pure (no I/O, no clock).
 
     Args:
@@ -210,6 +213,7 @@ def plan_retention(backups: Iterable[BackupLike], policy: RetentionPolicy, now: 
         policy: The retention policy, applied to each dataset on its own.
         now: The current time (timezone-aware), used only for the unfinished/FAILED grace period.
         verified_ids: Backups known to restore (e.g. from restore drills); the newest is kept.
+        suspicious: Backups flagged SUSPICIOUS (id → reason): kept, with the clean one before each.
 
     Returns:
         A plan naming every backup exactly once, in `keep` or in `remove`.
@@ -219,7 +223,7 @@ def plan_retention(backups: Iterable[BackupLike], policy: RetentionPolicy, now: 
         by_dataset[backup.dataset].append(backup)
     plan = RetentionPlan()
     for dataset in sorted(by_dataset):
-        plan.merge(_plan_dataset(dataset, by_dataset[dataset], policy, now, verified_ids))
+        plan.merge(_plan_dataset(dataset, by_dataset[dataset], policy, now, verified_ids, suspicious or {}))
     return plan
 
 
@@ -228,7 +232,7 @@ def _newest_first(backups: Iterable[BackupLike]) -> list[BackupLike]:
 
 
 def _plan_dataset(dataset: str, backups: list[BackupLike], policy: RetentionPolicy, now: datetime,
-                  verified_ids: frozenset[str]) -> RetentionPlan:
+                  verified_ids: frozenset[str], suspicious: dict[str, str]) -> RetentionPlan:
     plan = RetentionPlan(datasets={b.backup_id: dataset for b in backups})
     done = _newest_first(b for b in backups if b.status == BackupStatus.DONE)
     _plan_not_done(plan, [b for b in backups if b.status != BackupStatus.DONE], policy, now)
@@ -237,6 +241,7 @@ def _plan_dataset(dataset: str, backups: list[BackupLike], policy: RetentionPoli
         verified = next((b for b in done if b.backup_id in verified_ids), None)
         if verified is not None:
             reasons[verified.backup_id].append("newest verified")
+    _shield_suspicious(done, reasons, suspicious)
     _hold_back(dataset, done, reasons, policy.min_redundancy, plan)
     for backup in done:
         if reasons[backup.backup_id]:
@@ -288,6 +293,18 @@ def _rule_reasons(done: Sequence[BackupLike], policy: RetentionPolicy) -> dict[s
             if backup.started_at >= horizon:
                 reasons[backup.backup_id].append(f"within {format_duration(policy.keep_within)} of the newest")
     return reasons
+
+
+def _shield_suspicious(done: Sequence[BackupLike], reasons: dict[str, list[str]],
+                       suspicious: dict[str, str]) -> None:
+    """Keep every suspicious backup, and the newest clean one older than each (`done` is newest first)."""
+    for index, backup in enumerate(done):
+        if backup.backup_id not in suspicious:
+            continue
+        reasons[backup.backup_id].append(f"suspicious, kept for investigation: {suspicious[backup.backup_id]}")
+        clean = next((b for b in done[index + 1:] if b.backup_id not in suspicious), None)
+        if clean is not None and not any(r.startswith("last clean before") for r in reasons[clean.backup_id]):
+            reasons[clean.backup_id].append(f"last clean before suspicious {backup.backup_id}")
 
 
 def _hold_back(dataset: str, done: Sequence[BackupLike], reasons: dict[str, list[str]], minimum: int,

@@ -24,6 +24,7 @@ from typing import BinaryIO, Protocol
 import blake3
 from pyfastcdc import FastCDC
 
+from seawall.entropy import ByteSampler, merged_entropy
 from seawall.errors import IntegrityError
 from seawall.manifest import BackupStats, ChunkRef, StreamRef
 from seawall.memory import tune_allocator
@@ -118,6 +119,7 @@ class ChunkWriter:
         self._batch_chunks = max(1, max_inflight // 4) if self._batch_limit else 1
         self._error: BaseException | None = None
         self.counters = _Counters()
+        self.sampler = ByteSampler()  # new data's entropy, for the anomaly detector (a few bytes per chunk)
 
     def __enter__(self) -> ChunkWriter:
         return self
@@ -167,6 +169,7 @@ class ChunkWriter:
                 c.bytes_new += len(data)
                 c.stored_new += stored
                 c.chunks_new += 1
+                self.sampler.add(data)
 
     def _seal_here(self, data: memoryview, chunk_id: str) -> None:
         """Seal and store one new chunk in the calling thread (`seal_in_caller`)."""
@@ -305,6 +308,12 @@ class ChunkWriter:
         stats.bytes_new += c.bytes_new
         stats.stored_bytes_new += c.stored_new
         stats.chunks_new += c.chunks_new
+        changes = stats.change_stats()
+        changes.entropy_bits = merged_entropy(changes.entropy_bits, changes.entropy_sample_bytes,
+                                              self.sampler.entropy(), self.sampler.sample_bytes)
+        changes.entropy_sample_bytes += self.sampler.sample_bytes
+        if stats.stored_bytes_new:
+            changes.compression_ratio = round(stats.bytes_new / stats.stored_bytes_new, 4)
 
 
 class ChunkReader:

@@ -36,6 +36,14 @@ def _backups(vault: Vault, datasets: list[str] | None) -> list[Manifest]:
     return [m for d in datasets for m in vault.list_backups(d)]
 
 
+def _suspicious(vault: Vault, backups: list[Manifest]) -> dict[str, str]:
+    """SUSPICIOUS backups: verdicts stored in the vault plus the detector run again over the manifests."""
+    from seawall.readiness.anomaly import suspicious_ids
+    from seawall.readiness.evidence import read_anomalies
+
+    return suspicious_ids(backups, read_anomalies(vault))
+
+
 def _keys(plan: RetentionPlan, ids: list[str]) -> list[str]:
     return [manifest_key(plan.datasets[i], i) for i in ids]
 
@@ -50,8 +58,9 @@ def plan_retention_task(vault: VaultTarget, policy: RetentionPolicy, datasets: l
         plan = plan_retention_task(VaultTarget.load("BLOCK_NAME"), RetentionPolicy(keep_daily=7))
         ```
     """
-    backups = _backups(vault.open_vault(), datasets)
-    return plan_retention(backups, policy, datetime.now(UTC), frozenset(verified_ids or ()))
+    v = vault.open_vault()
+    backups = _backups(v, datasets)
+    return plan_retention(backups, policy, datetime.now(UTC), frozenset(verified_ids or ()), _suspicious(v, backups))
 
 
 @task(name="preview-gc", **RETRYABLE)
@@ -83,7 +92,9 @@ def prune_task(vault: VaultTarget, plan: RetentionPlan, policy: RetentionPolicy,
     """
     v = vault.open_vault()
     with exclusive_lease(v, "retention", wait=wait) as lease:
-        fresh = plan_retention(_backups(v, datasets), policy, datetime.now(UTC), frozenset(verified_ids or ()))
+        backups = _backups(v, datasets)
+        fresh = plan_retention(backups, policy, datetime.now(UTC), frozenset(verified_ids or ()),
+                               _suspicious(v, backups))
         ids = sorted(set(plan.remove) & set(fresh.remove))
         lease.check()
         removed, locked = delete_manifests(v, _keys(fresh, ids))

@@ -220,9 +220,9 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the demo vaults a
 
 def run() -> None:
     # Command groups live in their own modules; each registers itself on the app.
-    from seawall.cli import copy, deploy, drill, keys, pg, retention, verify_restore
+    from seawall.cli import copy, deploy, drill, keys, pg, readiness, retention, verify_restore
 
     pg.register(app, backup_app)
-    for module in (copy, verify_restore, retention, deploy, drill, keys):
+    for module in (copy, verify_restore, retention, deploy, drill, keys, readiness):
         module.register(app)
     app()

@@ -29,7 +29,7 @@ def _desired(policy_path: Path):
     missing = missing_env(policy, dict(os.environ))
     if missing:
         raise ConfigError(f"{policy_path}: " + "; ".join(missing), hint="export the variables, then deploy again")
-    return build(policy)
+    return build(policy, policy_file=str(policy_path.absolute()))
 
 
 def plan_cmd(policy: Path = PolicyOpt, json_out: bool = JsonOpt) -> None:

@@ -153,6 +153,7 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
                 else:
                     reads.add(entry, None)
             reads.drain()
+            stats.change_stats().files_deleted = previous.finish()
             index.seek(0)
             phase("writing index")
             tree = writer.write(index, TREE_STREAM, kind="tree")

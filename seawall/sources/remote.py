@@ -217,6 +217,7 @@ def _upload(vault: Vault, session: RemoteSession, root: str, entries: Iterator[E
                     _emit(*pending.popleft(), stats, index)
             while pending:
                 _emit(*pending.popleft(), stats, index)
+            stats.change_stats().files_deleted = previous.finish()
         finally:
             pool.close()
         stats.bytes_read = session.bytes_read - read_before + pool.bytes_read()

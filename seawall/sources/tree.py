@@ -77,19 +77,37 @@ def iter_entries(pieces: Iterable[bytes]) -> Iterator[Entry]:
 
 
 class PreviousIndex:
-    """Merge-join lookups into a previous index, for paths asked in walk order."""
+    """Merge-join lookups into a previous index, for paths asked in walk order.
+
+    Also counts the previous backup's files that no lookup matched (`deleted`, final after
+    `finish()`): with the new and changed files, the change statistics of the anomaly detector.
+    """
 
     def __init__(self, entries: Iterable[Entry]):
         self._it = iter(entries)
         self._current: Entry | None = next(self._it, None)
+        self._matched = False
+        self.deleted = 0
+
+    def _advance(self) -> None:
+        if self._current is not None and self._current.type == "f" and not self._matched:
+            self.deleted += 1
+        self._current, self._matched = next(self._it, None), False
 
     def find(self, path: str) -> Entry | None:
         key = sort_key(path)
         while self._current is not None and sort_key(self._current.path) < key:
-            self._current = next(self._it, None)
+            self._advance()
         if self._current is not None and self._current.path == path:
+            self._matched = True
             return self._current
         return None
+
+    def finish(self) -> int:
+        """Read past the last lookup; returns the number of previous files never matched."""
+        while self._current is not None:
+            self._advance()
+        return self.deleted
 
 
 def count_and_reuse(entry: Entry, previous: PreviousIndex, known: set[str], stats: BackupStats,
@@ -102,7 +120,14 @@ def count_and_reuse(entry: Entry, previous: PreviousIndex, known: set[str], stat
     stats.files += 1
     stats.bytes_total += entry.size
     prev = previous.find(entry.path)
-    if prev is None or not prev.same_content_as(entry) or not all(c[0] in known for c in prev.chunks):
+    changes = stats.change_stats()
+    if prev is None or prev.type != "f":
+        changes.files_new += 1
+        return False
+    if not prev.same_content_as(entry):
+        changes.files_changed += 1
+        return False
+    if not all(c[0] in known for c in prev.chunks):
         return False
     entry.chunks, entry.hash = prev.chunks, prev.hash
     stats.files_unchanged += 1

@@ -35,6 +35,7 @@ class ObjectInfo:
     key: str
     size: int
     mtime: float | None = None
+    storage_class: str | None = None  # as the store reports it (S3: STANDARD, GLACIER ...), None if it has none
 
 
 @dataclass(frozen=True)

@@ -298,7 +298,8 @@ class S3Store(ObjectStore):
                 Bucket=self.bucket, Prefix=root + prefix, PaginationConfig={"PageSize": self.list_page_size}
             ):
                 for obj in page.get("Contents", ()):
-                    yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj["LastModified"].timestamp())
+                    yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj["LastModified"].timestamp(),
+                                     obj.get("StorageClass"))
 
     def _delete(self, key: str) -> None:
         try:

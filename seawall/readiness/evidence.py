@@ -1,0 +1,226 @@
+"""Evidence: what each vault holds, read into plain records the pure modules judge.
+
+A `VaultEvidence` carries a vault's manifests, verification reports, drill reports, stored anomaly
+verdicts, a probe of every key wrapper, the Object Lock state of each dataset's newest backup and
+the bytes stored per tier. A vault that cannot be opened becomes evidence too (`error`): every
+control that needs it then says UNKNOWN with that reason, never PASS.
+
+Key wrappers are probed by kind through `WRAPPER_PROBES` (kind → function), so a new wrapper kind
+(KMS) adds a probe without touching the controls; a kind without a probe is UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, Field
+
+from seawall.drill.state import DrillReport
+from seawall.errors import IntegrityError, ObjectNotFound, SeawallError
+from seawall.ledger import VerificationReport, list_reports
+from seawall.manifest import BackupStatus, Manifest
+from seawall.readiness.settings import TIERS, StorageTiers
+from seawall.vault import Vault
+
+Status = Literal["PASS", "FAIL", "UNKNOWN"]
+ANOMALY_PREFIX = "anomalies/"
+DRILL_PREFIX = "drills/"
+# S3 storage classes by tier (https://docs.aws.amazon.com/AmazonS3/latest/userguide/storage-class-intro.html).
+_CLASS_TIER = {"STANDARD": "hot", "REDUCED_REDUNDANCY": "hot", "INTELLIGENT_TIERING": "hot", "EXPRESS_ONEZONE": "hot",
+               "STANDARD_IA": "cool", "ONEZONE_IA": "cool", "GLACIER_IR": "cool",
+               "GLACIER": "archive", "DEEP_ARCHIVE": "archive"}
+
+
+class WrapperCheck(BaseModel):
+    id: str
+    kind: str
+    status: Status
+    detail: str
+
+
+class LockFact(BaseModel):
+    """The Object Lock of one backup's manifest (supported False: the store cannot lock)."""
+
+    backup_id: str
+    supported: bool
+    mode: str | None = None
+    retain_until: datetime | None = None
+    error: str | None = None
+
+
+class VaultEvidence(BaseModel):
+    """Everything one vault says, or why it could not be read."""
+
+    name: str
+    url: str
+    role: str = "primary"
+    region: str | None = None
+    media: str = "disk"
+    error: str | None = None
+    backups: list[Manifest] = Field(default_factory=list)
+    reports: list[VerificationReport] = Field(default_factory=list)
+    drills: list[DrillReport] = Field(default_factory=list)
+    anomalies: dict[str, str] = Field(default_factory=dict, description="backup id → stored SUSPICIOUS reason.")
+    wrappers: list[WrapperCheck] = Field(default_factory=list)
+    locks: dict[str, LockFact] = Field(default_factory=dict, description="dataset → its newest DONE backup's lock.")
+    storage: dict[str, int] = Field(default_factory=dict, description="tier → stored bytes.")
+    storage_source: str = "age"
+    objects: int = 0
+
+    def done(self, dataset: str) -> list[Manifest]:
+        return [m for m in self.backups if m.dataset == dataset and m.status == BackupStatus.DONE]
+
+
+def vault_facts(url: str | None, region: str | None, media: str | None) -> tuple[str | None, str]:
+    """(region, media) of a vault: explicit values first, else what its URL says."""
+    scheme = urlsplit(url).scheme if url else ""
+    if region is None and scheme == "s3":
+        region = parse_qs(urlsplit(url).query).get("region", [None])[0]
+    if region is None and scheme == "file":
+        region = "local"
+    return region, media or ("object-storage" if scheme == "s3" else "disk")
+
+
+def unavailable(name: str, url: str, role: str, region: str | None, media: str, error: str) -> VaultEvidence:
+    return VaultEvidence(name=name, url=url, role=role, region=region, media=media, error=error)
+
+
+def gather(vault: Vault, *, name: str, role: str, region: str | None, media: str, passphrases: list[str],
+           tiers: StorageTiers, now: datetime | None = None) -> VaultEvidence:
+    """Read one opened vault into evidence (reads only)."""
+    now = now or datetime.now(UTC)
+    ev = VaultEvidence(name=name, url=vault.url, role=role, region=region, media=media)
+    ev.backups = vault.list_backups()
+    ev.reports = list_reports(vault)
+    ev.drills = read_drills(vault)
+    ev.anomalies = read_anomalies(vault)
+    ev.wrappers = [probe_wrapper(record, vault, passphrases) for record in vault.key_records()]
+    for dataset in sorted({m.dataset for m in ev.backups}):
+        done = ev.done(dataset)
+        if done:
+            ev.locks[dataset] = lock_fact(vault, done[-1])
+    ev.storage, ev.storage_source, ev.objects = storage_by_tier(vault, tiers, now)
+    return ev
+
+
+def read_drills(vault: Vault) -> list[DrillReport]:
+    """Every readable drill report in the vault (failover and restore drills), oldest first."""
+    from seawall.crypto import ObjType
+
+    out = []
+    for info in vault.store.list(DRILL_PREFIX):
+        if not info.key.endswith("/report"):
+            continue
+        try:
+            out.append(DrillReport.model_validate_json(vault.get_record(info.key, ObjType.RECORD)))
+        except (IntegrityError, ObjectNotFound, ValueError):
+            continue
+    return sorted(out, key=lambda r: r.started_at)
+
+
+def anomaly_key(dataset: str, backup_id: str) -> str:
+    return f"{ANOMALY_PREFIX}{dataset}/{backup_id}"
+
+
+def store_anomaly(vault: Vault, dataset: str, backup_id: str, reasons: list[str]) -> str:
+    """Record a SUSPICIOUS verdict in the vault (sealed): retention keeps the backup from then on."""
+    from seawall.crypto import ObjType
+
+    key = anomaly_key(dataset, backup_id)
+    payload = {"dataset": dataset, "backup_id": backup_id, "reasons": reasons,
+               "flagged_at": datetime.now(UTC).isoformat()}
+    vault.put_record(key, json.dumps(payload).encode(), ObjType.RECORD)
+    return key
+
+
+def read_anomalies(vault: Vault, dataset: str | None = None) -> dict[str, str]:
+    """Stored verdicts: backup id → reasons (one line)."""
+    from seawall.crypto import ObjType
+
+    out = {}
+    for info in vault.store.list(f"{ANOMALY_PREFIX}{dataset}/" if dataset else ANOMALY_PREFIX):
+        try:
+            record = json.loads(vault.get_record(info.key, ObjType.RECORD))
+            out[record["backup_id"]] = "; ".join(record["reasons"])
+        except (IntegrityError, ObjectNotFound, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+# ---- key wrappers ------------------------------------------------------------------------------
+
+Probe = Callable[[dict[str, Any], Vault, list[str]], WrapperCheck]
+
+
+def probe_passphrase(record: dict[str, Any], vault: Vault, passphrases: list[str]) -> WrapperCheck:
+    """PASS if a known passphrase opens it to this vault's master key; FAIL if damaged or another key."""
+    from seawall.crypto import unwrap_with_passphrase
+
+    check = {"id": record["id"], "kind": "passphrase"}
+    for passphrase in passphrases:
+        try:
+            keyring = unwrap_with_passphrase(record, passphrase, vault.config.vault_id)
+        except IntegrityError as exc:
+            return WrapperCheck(**check, status="FAIL", detail=exc.message)
+        if keyring is None:
+            continue
+        if not keyring.same_key(vault.keyring):
+            return WrapperCheck(**check, status="FAIL", detail="opens to another master key: data stays unreadable")
+        return WrapperCheck(**check, status="PASS", detail="unwraps this vault's master key")
+    return WrapperCheck(**check, status="UNKNOWN",
+                        detail="no passphrase known to the report opens it (another operator's?)")
+
+
+def probe_kms(record: dict[str, Any], vault: Vault, passphrases: list[str]) -> WrapperCheck:
+    """The KMS key's state (DescribeKey): Enabled is PASS; Disabled, PendingDeletion, missing are FAIL."""
+    from seawall.readiness.kms_probe import kms_key_state
+
+    key_id = record.get("key_id") or record.get("key_arn") or record.get("kms_key_id")
+    check = {"id": record["id"], "kind": "kms"}
+    if not key_id:
+        return WrapperCheck(**check, status="FAIL", detail="KMS wrapper names no key")
+    status, detail = kms_key_state(str(key_id), record.get("region"), record.get("endpoint"))
+    return WrapperCheck(**check, status=status, detail=detail)
+
+
+WRAPPER_PROBES: dict[str, Probe] = {"passphrase": probe_passphrase, "kms": probe_kms}
+
+
+def probe_wrapper(record: dict[str, Any], vault: Vault, passphrases: list[str]) -> WrapperCheck:
+    probe = WRAPPER_PROBES.get(str(record.get("kind")))
+    if probe is None:
+        return WrapperCheck(id=record["id"], kind=str(record.get("kind")), status="UNKNOWN",
+                            detail="no probe for this wrapper kind")
+    return probe(record, vault, passphrases)
+
+
+# ---- locks and storage -------------------------------------------------------------------------
+
+def lock_fact(vault: Vault, manifest: Manifest) -> LockFact:
+    try:
+        if not vault.store.has_object_lock():
+            return LockFact(backup_id=manifest.backup_id, supported=False)
+        mode, until = vault.store.retention(manifest.key)
+    except SeawallError as exc:
+        return LockFact(backup_id=manifest.backup_id, supported=True, error=exc.message)
+    return LockFact(backup_id=manifest.backup_id, supported=True, mode=mode, retain_until=until)
+
+
+def storage_by_tier(vault: Vault, tiers: StorageTiers, now: datetime) -> tuple[dict[str, int], str, int]:
+    """Bytes per tier: the store's storage class when it reports one, else the object's age."""
+    out = dict.fromkeys(TIERS, 0)
+    sources, count = set(), 0
+    for info in vault.store.list(""):
+        count += 1
+        if info.storage_class:
+            out[_CLASS_TIER.get(info.storage_class.upper(), "hot")] += info.size
+            sources.add("storage class")
+            continue
+        age = timedelta(seconds=max(0.0, now.timestamp() - info.mtime)) if info.mtime else timedelta(0)
+        out[tiers.tier_for_age(age)] += info.size
+        sources.add("age")
+    return out, " + ".join(sorted(sources)) or "age", count
