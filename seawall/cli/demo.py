@@ -4,6 +4,7 @@
       → heartbeat → logical + physical backups → a day of changes → second logical backup (dedup)
       → cross-region copy to vault "region-b" → restore verification from region-b (RTO, RPO)
       → restore drill (when `flows.restore_drill` is installed) → summary
+      → readiness report (a policy file for the two vaults; flow + artifact) → runbook for demo-shop
 
 Everything lives in one temporary folder: the two vaults (local folders standing for two regions),
 the cluster, and a Prefect home (`PREFECT_HOME`), so the runs, artifacts and logs can be explored
@@ -71,6 +72,7 @@ def run_demo(*, keep: bool = False) -> None:
         _pipeline(run, cluster)
         run.seconds["total"] = time.monotonic() - clock
         _summary(run)
+        _readiness(run)
     finally:
         if cluster is not None:
             cluster.remove()
@@ -227,6 +229,61 @@ def _summary(run: DemoRun) -> None:
     console.print(f"reports: {run.vault_b}/verifications/{LOGICAL}/ (sealed; `seawall status --vault "
                   f"{run.vault_b}`) and as Prefect artifacts")
     console.print(f"total: {human_seconds(run.seconds['total'])}")
+
+
+DEMO_POLICY = """version: 1
+vaults:
+  region-a: {{url: "{vault_a}", region: region-a}}
+  region-b: {{url: "{vault_b}", role: dr, region: region-b}}
+datasets:
+  {logical}:
+    postgres: {{dsn_env: DEMO_SHOP_DSN, mode: logical}}
+    vault: region-a
+    copy_to: region-b
+    rpo: 26h
+    rto: 30m
+    tier: tier-1
+    schedule: {{cron: "0 2 * * *", timezone: UTC}}
+  {physical}:
+    postgres: {{dsn_env: DEMO_SHOP_DSN, mode: physical}}
+    vault: region-a
+    copy_to: region-b
+    rpo: 26h
+    rto: 1h
+    tier: tier-1
+    schedule: {{cron: "0 2 * * *", timezone: UTC}}
+readiness:
+  contacts: [{{name: Demo on-call, role: incident commander, reach: "+00 000 000 000"}}]
+  escalation: ["the database team after 15 minutes", "the head of platform after 1 hour"]
+"""
+RUNBOOK_BEGIN, RUNBOOK_END = "----- runbook demo-shop -----", "----- end of runbook -----"
+
+
+def _readiness(run: DemoRun) -> None:
+    """Write a policy file for the demo's vaults, publish the readiness report, print it and a runbook."""
+    from datetime import UTC, datetime
+
+    from rich.markdown import Markdown
+
+    from flows.readiness import readiness_report
+    from seawall.policy import load_policy
+    from seawall.readiness.collect import collect
+    from seawall.readiness.report import to_markdown
+    from seawall.readiness.runbook import render
+
+    policy_file = run.base / "seawall.yaml"
+    policy_file.write_text(DEMO_POLICY.format(vault_a=run.vault_a, vault_b=run.vault_b, logical=LOGICAL,
+                                              physical=PHYSICAL))
+    report = run_flow(readiness_report, policy_file=str(policy_file), fail_on_failed=False)
+    console.print("\n[bold]readiness report[/] (also the Prefect artifact `readiness-report`; on a laptop, local "
+                  "folders are neither offsite nor immutable: those controls fail, as they should)")
+    console.print(Markdown(to_markdown(report)))
+    policy = load_policy(policy_file)
+    now = datetime.now(UTC)
+    runbook = render(policy, LOGICAL, collect(policy, [LOGICAL], now), now, str(policy_file))
+    (run.base / f"runbook-{LOGICAL}.md").write_text(runbook)
+    sys.stdout.write(f"\n{RUNBOOK_BEGIN}\n{runbook}{RUNBOOK_END}\n")
+    sys.stdout.flush()
 
 
 def _describe(result: Any) -> str:

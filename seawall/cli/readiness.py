@@ -30,10 +30,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _load(policy_path: Path, datasets: list[str] | None):
-    from seawall.policy import load_policy
+    from seawall.policy import PolicyError, load_policy
     from seawall.readiness.collect import unknown_datasets
 
-    policy = load_policy(policy_path)
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        if len(exc.problems) > 1:
+            raise
+        raise ConfigError(str(exc.problems[0]), hint="fix the policy file and run the command again") from None
     unknown_datasets(policy, datasets)
     return policy
 
