@@ -87,12 +87,6 @@ class Keyring:
     def __repr__(self) -> str:
         return "Keyring(<secret>)"
 
-    def same_key(self, other: Keyring) -> bool:
-        """True if `other` holds the same master key (constant-time comparison)."""
-        import hmac
-
-        return hmac.compare_digest(self._master, other._master)
-
     def __getstate__(self) -> dict:
         raise TypeError("a Keyring must not be pickled; unwrap it where it is used")
 

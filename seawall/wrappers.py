@@ -134,7 +134,9 @@ def _check_passphrase(vault: Vault, record: dict[str, Any], passphrase: str | No
         return False, exc.message
     if keyring is None:
         return None, "not tested: opens with another passphrase"
-    return same_master(keyring, vault.keyring), "opens with the given passphrase"
+    if not same_master(keyring, vault.keyring):
+        return False, "opens to another master key (a wrapper from another vault): data stays unreadable"
+    return True, "opens with the given passphrase"
 
 
 def _check_kms(vault: Vault, record: dict[str, Any], passphrase: str | None) -> tuple[bool | None, str]:

@@ -1,20 +1,17 @@
 """Evidence: what each vault holds, read into plain records the pure modules judge.
 
 A `VaultEvidence` carries a vault's manifests, verification reports, drill reports, stored anomaly
-verdicts, a probe of every key wrapper, the Object Lock state of each dataset's newest backup and
-the bytes stored per tier. A vault that cannot be opened becomes evidence too (`error`): every
-control that needs it then says UNKNOWN with that reason, never PASS.
-
-Key wrappers are probed by kind through `WRAPPER_PROBES` (kind → function), so a new wrapper kind
-(KMS) adds a probe without touching the controls; a kind without a probe is UNKNOWN.
+verdicts, a check of every key wrapper (any kind: `seawall.wrappers.check_wrappers`), the Object
+Lock state of each dataset's newest backup and the bytes stored per tier. A vault that cannot be
+opened becomes evidence too (`error`): every control that needs it then says UNKNOWN with that
+reason, never PASS.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, Field
@@ -98,7 +95,7 @@ def gather(vault: Vault, *, name: str, role: str, region: str | None, media: str
     ev.reports = list_reports(vault)
     ev.drills = read_drills(vault)
     ev.anomalies = read_anomalies(vault)
-    ev.wrappers = [probe_wrapper(record, vault, passphrases) for record in vault.key_records()]
+    ev.wrappers = wrapper_checks(vault, passphrases)
     for dataset in sorted({m.dataset for m in ev.backups}):
         done = ev.done(dataset)
         if done:
@@ -153,49 +150,18 @@ def read_anomalies(vault: Vault, dataset: str | None = None) -> dict[str, str]:
 
 # ---- key wrappers ------------------------------------------------------------------------------
 
-Probe = Callable[[dict[str, Any], Vault, list[str]], WrapperCheck]
+def wrapper_checks(vault: Vault, passphrases: list[str]) -> list[WrapperCheck]:
+    """Every wrapper, whatever its kind, probed by `seawall.wrappers.check_wrappers`: usable → PASS,
+    unusable (damaged, another master key, KMS key disabled or pending deletion) → FAIL, not testable
+    with what the report holds (another operator's passphrase) → UNKNOWN."""
+    from seawall.wrappers import check_wrappers
 
-
-def probe_passphrase(record: dict[str, Any], vault: Vault, passphrases: list[str]) -> WrapperCheck:
-    """PASS if a known passphrase opens it to this vault's master key; FAIL if damaged or another key."""
-    from seawall.crypto import unwrap_with_passphrase
-
-    check = {"id": record["id"], "kind": "passphrase"}
-    for passphrase in passphrases:
-        try:
-            keyring = unwrap_with_passphrase(record, passphrase, vault.config.vault_id)
-        except IntegrityError as exc:
-            return WrapperCheck(**check, status="FAIL", detail=exc.message)
-        if keyring is None:
-            continue
-        if not keyring.same_key(vault.keyring):
-            return WrapperCheck(**check, status="FAIL", detail="opens to another master key: data stays unreadable")
-        return WrapperCheck(**check, status="PASS", detail="unwraps this vault's master key")
-    return WrapperCheck(**check, status="UNKNOWN",
-                        detail="no passphrase known to the report opens it (another operator's?)")
-
-
-def probe_kms(record: dict[str, Any], vault: Vault, passphrases: list[str]) -> WrapperCheck:
-    """The KMS key's state (DescribeKey): Enabled is PASS; Disabled, PendingDeletion, missing are FAIL."""
-    from seawall.readiness.kms_probe import kms_key_state
-
-    key_id = record.get("key_id") or record.get("key_arn") or record.get("kms_key_id")
-    check = {"id": record["id"], "kind": "kms"}
-    if not key_id:
-        return WrapperCheck(**check, status="FAIL", detail="KMS wrapper names no key")
-    status, detail = kms_key_state(str(key_id), record.get("region"), record.get("endpoint"))
-    return WrapperCheck(**check, status=status, detail=detail)
-
-
-WRAPPER_PROBES: dict[str, Probe] = {"passphrase": probe_passphrase, "kms": probe_kms}
-
-
-def probe_wrapper(record: dict[str, Any], vault: Vault, passphrases: list[str]) -> WrapperCheck:
-    probe = WRAPPER_PROBES.get(str(record.get("kind")))
-    if probe is None:
-        return WrapperCheck(id=record["id"], kind=str(record.get("kind")), status="UNKNOWN",
-                            detail="no probe for this wrapper kind")
-    return probe(record, vault, passphrases)
+    out = []
+    for check in check_wrappers(vault, passphrases[0] if passphrases else None):
+        status: Status = {True: "PASS", False: "FAIL", None: "UNKNOWN"}[check.usable]
+        where = f" (key {check.key_id} in {check.region})" if check.key_id else ""
+        out.append(WrapperCheck(id=check.id, kind=check.kind, status=status, detail=check.detail + where))
+    return out
 
 
 # ---- locks and storage -------------------------------------------------------------------------
