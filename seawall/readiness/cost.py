@@ -84,5 +84,5 @@ def estimate(dataset: str, vault: VaultEvidence, prices: PriceTable, settings: R
                     retrieval=retrieval, total=storage + requests + egress + retrieval)
     line.basis = [f"{len(mine)} backups stored, tiers by {vault.storage_source}",
                   f"{restores:g} restore(s) a month of {restore_bytes / max(restores, 1) / GIB:.3f} GiB",
-                  f"prices: {prices.source}, as of {prices.as_of}"]
+                  f"{prices.source}, as of {prices.as_of}"]
     return line

@@ -172,7 +172,7 @@ def to_markdown(report: ReadinessReport) -> str:
                          f"{_money(cl.requests, cl.currency)} | {_money(cl.egress + cl.retrieval, cl.currency)} | "
                          f"{_money(cl.total, cl.currency)} |")
         if r.cost:
-            lines.append(f"\nCost basis: {r.cost[0].basis[-1]}.")
+            lines.append(f"\nPrices: {r.cost[0].basis[-1]}.")
         for backup_id, reason in sorted(r.suspicious.items()):
             lines.append(f"\n**SUSPICIOUS** backup {backup_id}: {reason}")
     broken = [v for v in report.vaults if v.error]

@@ -48,7 +48,7 @@ def _restore_command(m: Manifest, url: str, spec: DatasetSpec, dataset: str) -> 
                 f"(restores into a new folder; move it into place, or point the service at {target})"]
     if m.kind == "postgres-logical":
         jobs = spec.postgres.jobs if spec.postgres else 2
-        return [f'{base} --to-dsn "host=NEW-HOST dbname={dataset} user=postgres" -j {jobs}',
+        return [f'{base} --to-dsn "host=NEW-HOST dbname=DATABASE user=postgres" -j {jobs}',
                 "(a new or empty database; rows and checksums are checked against the backup)"]
     return [f"{base} --to-datadir /var/lib/postgresql/restore-{dataset} --port 5433 "
             "[--target-time 'YYYY-MM-DDTHH:MM:SSZ']",

@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from tests.e2e.demo_golden import normalise, runbook_from
+
 SEAWALL = str(Path(sys.executable).with_name("seawall"))
+GOLDEN = Path(__file__).parents[1] / "golden" / "runbook-demo-shop.md"
 
 
 def test_demo_runs_in_under_three_minutes_and_prints_rto_rpo(tmp_path):
@@ -24,6 +27,15 @@ def test_demo_runs_in_under_three_minutes_and_prints_rto_rpo(tmp_path):
     assert re.search(r"measured RTO: [0-9.]+ s restore", proc.stdout), proc.stdout
     assert re.search(r"measured RPO: [0-9.]+ s", proc.stdout), proc.stdout
     assert "VERIFIED" in proc.stdout
+    # the readiness report: the demo's evidence passes the measured controls; local folders are
+    # neither immutable nor two media, and the report says so
+    assert "DR readiness report" in proc.stdout
+    for control in ("backup-within-rpo", "offsite-copy", "restore-tested-within-days", "rto-measured-under-target",
+                    "rpo-measured-under-target", "encrypted-with-valid-key"):
+        assert re.search(rf"{control}\s+✅ PASS", proc.stdout), (control, proc.stdout[-6000:])
+    assert re.search(r"immutable-copy\s+❌ FAIL", proc.stdout)
+    # the runbook, against the golden file (ids, times, paths and measured seconds normalised)
+    assert normalise(runbook_from(proc.stdout)) == GOLDEN.read_text()
     base = re.search(r"seawall demo in (\S+)", proc.stdout).group(1)
     assert not Path(base).exists(), "the demo folder is removed without --keep"
     assert "postgres" not in subprocess.run(["pgrep", "-af", base], capture_output=True, text=True).stdout
