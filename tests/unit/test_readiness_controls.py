@@ -66,7 +66,7 @@ def test_immutable_copy():
     local = vault("dr", region="local", media="disk", role="dr", backups=[newest],
                   locks={"www": LockFact(backup_id=newest.backup_id, supported=False)})
     result = c.immutable_copy(ctx(dr=local))
-    assert result.status == "FAIL" and any("cannot lock" in e for e in result.evidence)
+    assert result.status == "FAIL" and any("no Object Lock here" in e for e in result.evidence)
     unreadable = vault("dr", region="us-east-2", role="dr", backups=[newest],
                        locks={"www": LockFact(backup_id=newest.backup_id, supported=True, error="AccessDenied")})
     assert c.immutable_copy(ctx(dr=unreadable)).status == "UNKNOWN"
