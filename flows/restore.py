@@ -9,7 +9,7 @@ from blocks.vault import VaultTarget, as_vault_target
 from seawall.postgres.recovery import RecoveryTarget
 from tasks.files import restore_files_task
 from tasks.postgres import restore_logical_task, restore_physical_task
-from tasks.restore import describe_backup
+from tasks.restore import describe_backup, retrieve_archived
 
 
 @flow(name="restore-files", log_prints=True)
@@ -22,7 +22,9 @@ def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> int:
         restore_files("20261122T001120Z-a1b2c3", "file:///backups/vault", "/tmp/restore")
         ```
     """
-    return restore_files_task(as_vault_target(vault), backup_id, target)
+    vault_target = as_vault_target(vault)
+    retrieve_archived(vault_target, backup_id)
+    return restore_files_task(vault_target, backup_id, target)
 
 
 @flow(name="restore-postgres", log_prints=True)
@@ -42,6 +44,7 @@ def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresS
     """
     vault_target = as_vault_target(vault)
     kind = describe_backup(vault_target, backup_id, to_dsn is not None, to_datadir is not None)
+    retrieve_archived(vault_target, backup_id)
     if kind == "postgres-logical":
         return restore_logical_task(vault_target, backup_id, as_postgres_source(to_dsn), jobs)
     return restore_physical_task(vault_target, backup_id, to_datadir, port, RecoveryTarget.parse(target),

@@ -26,6 +26,7 @@ from seawall.checks.scratch import Scratch
 from seawall.errors import SeawallError
 from seawall.ledger import VerificationFailed, VerificationReport
 from seawall.manifest import Manifest
+from tasks.restore import retrieve_archived
 from tasks.verification import (
     before_checks_task,
     check_task,
@@ -82,6 +83,7 @@ def verify_restore(vault: VaultTarget | str, dataset: str, backup: str = "latest
     vault_target = as_vault_target(vault)
     started, clock = datetime.now(UTC), time.monotonic()
     plan, manifest = plan_verification(vault_target, dataset, backup, target_time, seed)
+    retrieve_archived(vault_target, manifest.backup_id)  # archive tiers; not part of the measured restore
     scratch_target = provision_scratch(manifest, as_postgres_source(scratch) if scratch else None, scratch_port)
     outcome = Outcome(phases={"provision": round(time.monotonic() - clock, 3)})
     try:

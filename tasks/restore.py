@@ -25,3 +25,19 @@ def describe_backup(vault: VaultTarget, backup_id: str, has_dsn: bool, has_datad
     if not wanted:
         raise ConfigError(f"backup {backup_id} is a {kind} backup", hint=f"restore it with {_TARGET_FOR[kind]}")
     return kind
+
+
+@task(name="retrieve-archived", **RETRYABLE)
+def retrieve_archived(vault: VaultTarget, backup_id: str) -> dict:
+    """Request the retrieval of a backup's chunks in archive storage classes (GLACIER, DEEP_ARCHIVE)
+    and wait until they are readable; nothing to do for a backup in instant tiers.
+
+    Example:
+        ```python
+        retrieve_archived(VaultTarget.load("VAULT"), "20261122T001120Z-a1b2c3")
+        ```
+    """
+    from seawall.retrieval import retrieve
+
+    v = vault.open_vault()
+    return retrieve(v, v.require_done(backup_id))

@@ -184,27 +184,30 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
         destinations = [d for d in (to, to_dsn, to_datadir) if d is not None]
         if len(destinations) != 1:
             fail("give exactly one of --to PATH, --to-dsn DSN or --to-datadir DIR")
+        from seawall.cli.tiers import show_restore_tier
+
+        tier = show_restore_tier(vault, backup_id, json_out)  # archive tiers: the wait and the RTO it implies
         if to is not None and to.startswith("ssh://"):
             from seawall.cli.ssh import restore_ssh
 
             restore_ssh(backup_id, vault, to, identity, known_hosts, json_out)
             return
         if to is not None:
-            _restore_files(backup_id, vault, Path(to), json_out)
+            _restore_files(backup_id, vault, Path(to), json_out, tier)
             return
         from seawall.cli.pg import restore_postgres_cmd, target_spec
 
         spec = target_spec(target_time, target_lsn, target_name, target_xid)
-        restore_postgres_cmd(backup_id, vault, to_dsn, to_datadir, port, spec, not stopped, jobs, json_out)
+        restore_postgres_cmd(backup_id, vault, to_dsn, to_datadir, port, spec, not stopped, jobs, json_out, tier)
 
 
-def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool) -> None:
+def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool, tier: dict) -> None:
     from flows.restore import restore_files
 
     with progress_bars(not json_out):
         count = run_flow(restore_files, backup_id=backup_id, vault=vault, target=str(to.absolute()))
     if json_out:
-        print_json({"backup_id": backup_id, "target": str(to.absolute()), "files": count})
+        print_json({"backup_id": backup_id, "target": str(to.absolute()), "files": count, "tier": tier})
     else:
         console.print(f"restored {count} files of {backup_id} into {to.absolute()}")
 

@@ -61,7 +61,8 @@ def _public_source(source: dict) -> dict:
 
 
 def restore_postgres_cmd(backup_id: str, vault: str, to_dsn: str | None, to_datadir: Path | None,
-                         port: int | None, target: str, leave_running: bool, jobs: int, json_out: bool) -> None:
+                         port: int | None, target: str, leave_running: bool, jobs: int, json_out: bool,
+                         tier: dict | None = None) -> None:
     from blocks.postgres import PostgresSource
     from flows.restore import restore_postgres
 
@@ -71,7 +72,7 @@ def restore_postgres_cmd(backup_id: str, vault: str, to_dsn: str | None, to_data
                           to_datadir=str(to_datadir.absolute()) if to_datadir else None, port=port,
                           target=target, leave_running=leave_running, jobs=jobs)
     if json_out:
-        print_json(result)
+        print_json(result | {"tier": tier} if isinstance(result, dict) else result)
     else:
         where = PostgresSource(dsn=to_dsn).display() if to_dsn else str(to_datadir)
         console.print(f"restored {backup_id} into {where}" + (f" (target {target})" if to_datadir else ""))

@@ -96,10 +96,11 @@ def _age_cell(age: float | None) -> str:
 def status_cmd(vault: str = VaultOpt, passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt) -> None:
     """Per dataset: last backup, last verified-restorable backup and its age, last RTO and RPO."""
     from seawall.ledger import status_rows
+    from seawall.retrieval import add_tiers
 
     with handled_errors():
         v = open_vault_cli(vault, passphrase_file)
-        rows = status_rows(v)
+        rows = add_tiers(v, status_rows(v))
         if json_out:
             print_json({"vault": v.url, "datasets": rows})
         else:
@@ -109,18 +110,26 @@ def status_cmd(vault: str = VaultOpt, passphrase_file: Path | None = PassFileOpt
 
 def _print_status(rows: list[dict]) -> None:
     table = Table("dataset", "last backup", "last verified backup", "age", "last verification", "RTO",
-                  "RTO verified", "RPO")
+                  "RTO verified", "RPO", "tier", "RTO with retrieval")
     for r in rows:
         status = r["last_verification_status"]
         colour = _STATUS_COLOUR.get(status or "", "yellow")
         table.add_row(r["dataset"], r["last_backup_id"] or "-", r["last_verified_backup_id"] or "-",
                       _age_cell(r["verified_backup_age_s"]), f"[{colour}]{status or 'none'}[/]",
                       human_seconds(r["last_rto_s"]), human_seconds(r["last_rto_verified_s"]),
-                      human_seconds(r["last_rpo_s"]))
+                      human_seconds(r["last_rpo_s"]), _tier_cell(r), human_seconds(r["implied_rto_s"]))
         for c in r["corrupt"]:
             why = c["reason"] if c["object"] in c["reason"] else f"{c['object']}: {c['reason']}"
-            table.add_row(escape(r["dataset"]), "[bold red]CORRUPT[/]", escape(why), "", "", "", "", "")
+            table.add_row(escape(r["dataset"]), "[bold red]CORRUPT[/]", escape(why), "", "", "", "", "", "", "")
     console.print(table)
+
+
+def _tier_cell(row: dict) -> str:
+    tier = row["last_backup_tier"]
+    if tier is None:
+        return "-"
+    archived = row["last_backup_archived_objects"]
+    return f"[yellow]{tier} ({archived} archived)[/]" if archived else tier
 
 
 def register(app: typer.Typer) -> None:

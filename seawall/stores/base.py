@@ -76,6 +76,8 @@ class ObjectStore(ABC):
 
     #: Parallel requests `delete_many` (and GC's retention probes) may use: deletes mostly wait.
     parallel_requests: int = 8
+    #: The storage class bulk objects (chunks) are written in; None: the store's default (one tier).
+    storage_class: str | None = None
 
     # ---- required by implementations -------------------------------------------------------
     @abstractmethod
@@ -208,6 +210,35 @@ class ObjectStore(ABC):
     def set_retention(self, key: str, mode: str, until: datetime) -> None:
         """Set the retention of `key` (callers only ever extend it)."""
         self.require_object_lock()
+
+    # ---- storage tiers (optional: S3 overrides them) -----------------------------------------------
+    def storage_classes(self, prefix: str) -> dict[str, str]:
+        """Storage class per object under `prefix`; {} for a store with one tier."""
+        return {}
+
+    def needs_retrieval(self, storage_class: str | None) -> bool:
+        """True when objects of this class must be retrieved before a read (archive tiers)."""
+        return False
+
+    def retrieval_seconds(self, storage_class: str | None, tier: str = "Standard") -> float | None:
+        """Worst-case time to make an object of this class readable (None: unknown class)."""
+        return 0.0
+
+    def retrieval_state(self, key: str) -> str:
+        """`ready`, `archived` (a retrieval must be requested) or `restoring`."""
+        return "ready"
+
+    def request_retrieval(self, key: str, *, days: int, tier: str) -> None:  # noqa: B027 - nothing to retrieve
+        """Ask for an archived object to be made readable for `days` (retrieval `tier`)."""
+
+    def check_storage_class(self) -> None:  # noqa: B027 - one tier: nothing to check
+        """Raise ConfigError when the configured storage class is refused by the endpoint."""
+
+    def set_lifecycle(self, transitions: list) -> list[str]:
+        """Make the store move bulk objects through `transitions`; one line per change."""
+        from seawall.errors import ConfigError
+
+        raise ConfigError(f"{self.display_url} has no storage tiers", hint="lifecycle rules need an s3:// vault")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to release
         """Release connections; the store must not be used afterwards."""

@@ -32,12 +32,14 @@ from seawall.stores import s3_lock
 from seawall.stores.base import ObjectInfo, ObjectStore
 from seawall.stores.boto_errors import error_code, http_status, translate_boto_errors
 from seawall.stores.s3_checksums import Fetched, checked_sha256, md5_etag, sha256_b64
+from seawall.stores.s3_tiers import S3TiersMixin, is_bulk, normalise_class
 
 __all__ = ["Fetched", "S3Store", "from_url"]
 
-_URL_PARAMS = frozenset({"region", "endpoint", "profile"})
+_URL_PARAMS = frozenset({"region", "endpoint", "profile", "storage_class"})
 _OPTIONS = frozenset(
-    {"access_key_id", "secret_access_key", "session_token", "session", "object_lock_mode", "object_lock_days"}
+    {"access_key_id", "secret_access_key", "session_token", "session", "object_lock_mode", "object_lock_days",
+     "storage_class"}
 )
 _LOCK_MODES = frozenset({"GOVERNANCE", "COMPLIANCE"})
 _DEFAULT_REGION = "us-east-1"
@@ -68,7 +70,7 @@ def _check_endpoint(endpoint: str | None) -> None:
                           hint="use endpoint=http://host:port or endpoint=https://host")
 
 
-class S3Store(ObjectStore):
+class S3Store(S3TiersMixin, ObjectStore):
     """Objects live under `s3://bucket/prefix/`; keys map to `prefix/` + key.
 
     Args:
@@ -83,6 +85,8 @@ class S3Store(ObjectStore):
         session: A ready boto3 Session; takes precedence over profile and explicit keys.
         object_lock_mode: "GOVERNANCE" or "COMPLIANCE" to lock every object written.
         object_lock_days: Retention period in days for `object_lock_mode`.
+        storage_class: Storage class for bulk objects (chunks), e.g. GLACIER_IR; None for the
+            bucket default. Metadata (config, keys, manifests, WAL) stays in the default class.
 
     Example:
         >>> store = S3Store("my-bucket", "vault", region="eu-west-1")  # doctest: +SKIP
@@ -108,6 +112,7 @@ class S3Store(ObjectStore):
         session: boto3.session.Session | None = None,
         object_lock_mode: str | None = None,
         object_lock_days: int | None = None,
+        storage_class: str | None = None,
     ):
         prefix = prefix.strip("/")
         if not bucket:
@@ -133,6 +138,7 @@ class S3Store(ObjectStore):
         add_secret(secret_access_key)
         add_secret(session_token)
         add_url_secret(endpoint)
+        self.storage_class = normalise_class(storage_class)
         self._access_key_id = access_key_id
         self._secret_access_key = _secret(secret_access_key)
         self._session_token = _secret(session_token)
@@ -217,6 +223,8 @@ class S3Store(ObjectStore):
             "ChecksumAlgorithm": "SHA256",
             "ChecksumSHA256": sha256 or sha256_b64(data),
         }
+        if self.storage_class and is_bulk(key):
+            args["StorageClass"] = self.storage_class
         if self.object_lock_mode:
             args["ObjectLockMode"] = self.object_lock_mode
             args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.object_lock_days)
@@ -407,7 +415,7 @@ def parse_s3_url(url: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(
             f"unknown parameter(s) {', '.join(unknown)} in {redact_url(url)!r}",
-            hint="S3 vault URLs accept region, endpoint and profile",
+            hint="S3 vault URLs accept region, endpoint, profile and storage_class",
         )
     return {
         "bucket": parts.netloc,
@@ -437,6 +445,8 @@ def from_url(url: str, *, create: bool = False, **options: Any) -> S3Store:
         if create:
             store.create_bucket()
         store.check_bucket()
+        if create:  # init and --init-dest: a class the endpoint refuses stops before anything is written
+            store.check_storage_class()
     except BaseException:
         store.close()
         raise

@@ -1,0 +1,88 @@
+"""Storage tiers end to end: a vault whose chunks are written in DEEP_ARCHIVE on moto, restored
+through RestoreObject requests, and the RTO the tier implies in `restore` and `status`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from seawall.errors import ExitCode
+from seawall.sources.compare import compare_trees
+from seawall.stores.s3 import from_url
+
+FAST_POLL = {"SEAWALL_RETRIEVAL_POLL_SECONDS": "0.2"}
+DEEP_ARCHIVE_STANDARD_S = 12 * 3600
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "www data"
+    (root / "päge").mkdir(parents=True)
+    (root / "päge" / "index \"home\".html").write_text("<h1>héllo</h1>\n" * 5000)
+    (root / "blob.bin").write_bytes(os.urandom(200_000))
+    return root
+
+
+def _heads(url: str, prefix: str) -> list[dict]:
+    with from_url(url) as store:
+        return [store.client.head_object(Bucket=store.bucket, Key=f"{store.prefix}/{i.key}")
+                for i in store.list(prefix)]
+
+
+def test_restore_from_deep_archive_requests_waits_restores_and_shows_the_rto(cli, tree, tmp_path, s3_vault_url,
+                                                                            s3_env):
+    url = s3_vault_url + "&storage_class=DEEP_ARCHIVE"
+    env = {**s3_env, **FAST_POLL}
+    assert cli("init", url, env=env).code == 0
+    backup = cli("backup", "files", str(tree), "--vault", url, "--json", env=env)
+    assert backup.code == 0, backup.err
+    backup_id = backup.json()["backup_id"]
+    chunks = _heads(url, "chunks/")
+    assert chunks and {h["StorageClass"] for h in chunks} == {"DEEP_ARCHIVE"}
+    assert all("Restore" not in h for h in chunks)  # nothing asked for yet
+    assert {h.get("StorageClass", "STANDARD") for h in _heads(url, "manifests/")} == {"STANDARD"}
+
+    out = tmp_path / "restored"
+    restored = cli("restore", backup_id, "--vault", url, "--to", str(out), "--json", env=env)
+    assert restored.code == 0, restored.err
+    assert compare_trees(tree, out) == []
+    tier = restored.json()["tier"]
+    # Before the retrieval the file list (a tree chunk) is archived too: a lower bound, said so.
+    assert tier["storage_class"] == "DEEP_ARCHIVE" and tier["archived"] == 1 and tier["complete"] is False
+    assert tier["retrieval_s"] == DEEP_ARCHIVE_STANDARD_S and tier["implied_rto_s"] is None  # nothing measured yet
+    assert all('ongoing-request="false"' in h["Restore"] for h in _heads(url, "chunks/"))  # RestoreObject issued
+
+    measured = cli("verify-restore", "--vault", url, "--dataset", backup.json()["dataset"], "--json", env=env)
+    assert measured.code == 0, measured.err
+    restore_s = measured.json()["rto_restore_s"]
+    status = cli("status", "--vault", url, "--json", env=env).json()["datasets"][0]
+    assert status["last_backup_tier"] == "DEEP_ARCHIVE" and status["last_backup_archived_objects"] == len(chunks)
+    assert status["retrieval_s"] == DEEP_ARCHIVE_STANDARD_S
+    assert status["implied_rto_s"] == pytest.approx(restore_s + DEEP_ARCHIVE_STANDARD_S)
+
+    again = cli("restore", backup_id, "--vault", url, "--to", str(tmp_path / "again"), env=env)
+    assert again.code == 0, again.err
+    assert f"{len(chunks)} of {len(chunks)} objects need a retrieval" in again.out  # the tree is readable now
+    assert "chunks in DEEP_ARCHIVE" in again.out and "implied RTO 12.0h" in again.out
+    table = cli("status", "--vault", url, env=env)
+    assert "DEEP_ARCHIVE" in table.out and "12.0h" in table.out
+
+
+def test_glacier_ir_restores_without_a_retrieval(cli, tree, tmp_path, s3_vault_url, s3_env):
+    url = s3_vault_url + "&storage_class=GLACIER_IR"
+    assert cli("init", url, env=s3_env).code == 0
+    backup_id = cli("backup", "files", str(tree), "--vault", url, "--json", env=s3_env).json()["backup_id"]
+    restored = cli("restore", backup_id, "--vault", url, "--to", str(tmp_path / "r"), "--json", env=s3_env)
+    assert restored.code == 0, restored.err
+    assert restored.json()["tier"]["storage_class"] == "GLACIER_IR" and restored.json()["tier"]["archived"] == 0
+    assert all("Restore" not in h for h in _heads(url, "chunks/"))
+
+
+def test_storage_class_the_endpoint_rejects(cli, s3_vault_url, s3_env):
+    result = cli("init", s3_vault_url + "&storage_class=COLD_STORAGE", env=s3_env)
+    assert result.code == ExitCode.USAGE
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "InvalidStorageClass" in lines[0] and "Traceback" not in result.err
+    assert cli("list", "--vault", s3_vault_url, env=s3_env).code == ExitCode.USAGE  # no vault was made
