@@ -86,3 +86,16 @@ def test_storage_class_the_endpoint_rejects(cli, s3_vault_url, s3_env):
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and "InvalidStorageClass" in lines[0] and "Traceback" not in result.err
     assert cli("list", "--vault", s3_vault_url, env=s3_env).code == ExitCode.USAGE  # no vault was made
+
+
+def test_copies_land_in_the_destination_class(cli, tree, s3_vault_url, s3_env):
+    src = s3_vault_url
+    dest = s3_vault_url.replace("s3://seawall-test-", "s3://seawall-dr-", 1) + "&storage_class=GLACIER"
+    assert cli("init", src, env=s3_env).code == 0
+    assert cli("backup", "files", str(tree), "--vault", src, env=s3_env).code == 0
+    copied = cli("copy", "--from", src, "--to", dest, "--init-dest", "--json", env=s3_env)
+    assert copied.code == 0, copied.err
+    chunks = _heads(dest, "chunks/")
+    assert chunks and {h["StorageClass"] for h in chunks} == {"GLACIER"}
+    assert {h.get("StorageClass", "STANDARD") for h in _heads(dest, "manifests/")} == {"STANDARD"}
+    assert all(h.get("StorageClass", "STANDARD") == "STANDARD" for h in _heads(src, "chunks/"))
