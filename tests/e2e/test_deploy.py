@@ -159,6 +159,11 @@ def test_policy_deploys_chains_alerts_and_exports_metrics(env, worker, prefect_s
 
     first = seawall(env, "deploy", "--policy", str(policy), "--json")
     assert first.returncode == 0, first.stderr
+    with temporary_settings({PREFECT_API_URL: prefect_server["url"]}):
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:  # idle stands for a dataset whose backups stopped
+            client.pause_deployment(client.read_deployment_by_name("backup-files/nightly-idle").id)
     assert any("nightly-www" in c for c in json.loads(first.stdout)["changes"])
     second = seawall(env, "deploy", "--policy", str(policy), "--json")
     assert second.returncode == 0 and json.loads(second.stdout)["changes"] == [], second.stdout + second.stderr
