@@ -17,7 +17,7 @@ from __future__ import annotations
 from deployments.events import completion_hook
 from flows.backup import backup_files, backup_postgres
 from flows.cross_region_copy import cross_region_copy
-from flows.readiness import readiness_report
+from flows.readiness import readiness_report  # noqa: F401 - the readiness-report deployment's entrypoint
 from flows.restore_verification import verify_restore
 from flows.retention import apply_retention
 
@@ -35,8 +35,6 @@ nightly_backup_files = _emitting(backup_files, "backup")
 copy_to_dr = _emitting(cross_region_copy, "copy")
 verify_in_dr = _emitting(verify_restore, "verification")
 retention = apply_retention
-__all__ = ["copy_to_dr", "nightly_backup_files", "nightly_backup_postgres", "readiness_report", "retention",
-           "verify_in_dr"]
 
 try:  # written concurrently by other engineers: deploy them when present
     from flows.restore_drill import restore_drill
