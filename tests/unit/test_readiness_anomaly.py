@@ -111,3 +111,14 @@ def test_previous_index_counts_deleted_files():
     assert previous.find("a") is not None
     assert previous.find("c/x") is not None  # "b" passed over unmatched: deleted
     assert previous.finish() == 2  # "b" and "d"
+
+
+def test_deploy_adds_an_alert_on_suspicious_backups():
+    from deployments.build import build
+    from deployments.events import SUSPICIOUS
+    from tests.unit.readiness_builders import POLICY, policy
+
+    text = POLICY + "alerts:\n  webhooks: [{url: 'http://127.0.0.1:9/hook'}]\n"
+    alert = next(a for a in build(policy(text), env={}).automations if a.name == "seawall-backup-suspicious")
+    assert alert.trigger["expect"] == [SUSPICIOUS] and alert.notify == ["custom-webhook/seawall-alert-0"]
+    assert "last-clean" in alert.body
