@@ -63,8 +63,9 @@ def collect_one(name: str, spec: VaultSpec, policy: Policy, now: datetime) -> Va
     shown = spec.url or f"block {spec.block}"
     try:
         vault, passphrase = _open(spec)
+        region = spec.region or vault.store.region or region  # the store knows its region (S3)
         if spec.url is None:
-            region, media = vault_facts(vault.store.display_url, spec.region, spec.media)
+            region, media = vault_facts(vault.store.display_url, region, spec.media)
         return gather(vault, name=name, role=spec.role, region=region, media=media, passphrases=[passphrase],
                       tiers=policy.readiness.storage_tiers, now=now)
     except (SeawallError, OSError) as exc:
