@@ -23,7 +23,8 @@ class ExitCode:
     BUSY = 5  # another process holds the vault lease
     CONTROL_FAILED = 6  # `seawall report`: a readiness control FAILED (with --strict: or was UNKNOWN)
     ABORT_RECOVERY = 126  # wal-get: not "missing" but broken; PostgreSQL aborts recovery above 125
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # SIGINT (Ctrl-C); SIGTERM exits 143: 128 + the signal number, as shells do
+    TERMINATED = 143
 
 
 class SeawallError(Exception):
@@ -105,6 +106,29 @@ class LeaseBusy(PermanentError):
 
 class ConflictError(PermanentError):
     """An immutable object already exists with different content (e.g. a different WAL segment)."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT asked us to stop. A BaseException, like KeyboardInterrupt, so that no
+    `except Exception` swallows it: `finally` blocks still release leases and record the backup
+    FAILED ("interrupted by SIGTERM")."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+def stop_signal(exc: BaseException) -> int | None:
+    """The signal number if `exc` is a request to stop (ours, Ctrl-C, or Prefect's TerminationSignal)."""
+    if isinstance(exc, Interrupted):
+        return exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        return 2
+    signum = getattr(exc, "signal", None)  # prefect.exceptions.TerminationSignal, without importing Prefect
+    return signum if isinstance(signum, int) and not isinstance(exc, Exception) else None
 
 
 def is_retryable(exc: BaseException) -> bool:

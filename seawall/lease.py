@@ -9,9 +9,13 @@ Two kinds of lease objects, plain JSON (owner, host, pid, purpose, expiry), no k
 Each side writes its own object first and then looks for the other kind (a two-flag protocol):
 with read-after-write consistent stores (local files, S3 since 2020) at least one of two
 concurrent takers sees the other and backs off, so GC never runs while a backup writes. A taker
-that finds the other kind either waits (polling until `wait` seconds passed) or raises `LeaseBusy`
-(exit code 5). Leases expire after `ttl` unless renewed: a background thread renews them every
-`ttl / 3`, and a crashed holder's lease is broken by the next taker, with a log line.
+that finds the other kind either waits (polling until `wait` seconds passed, after a log line
+naming the holder and its expiry) or raises `LeaseBusy` (exit code 5). Leases expire after `ttl`
+unless renewed: a background thread renews them every `ttl / 3`, and a crashed holder's lease is
+broken by the next taker, with a log line. A holder on this same host is known crashed at once:
+its record names its PID and that process's start time (boot id + start ticks, so a recycled PID
+is not mistaken for it), so a lease left by a killed process does not block anyone for `ttl`.
+`break_all` (`seawall unlock`) removes every lease, for holders on other hosts that are known dead.
 
 Example:
     ```python
@@ -40,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from seawall.errors import LeaseBusy, ObjectNotFound, SeawallError
+from seawall.stores import ObjectStore
 from seawall.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -67,29 +72,78 @@ class LeaseRecord:
     pid: int
     created: str
     expires: str
+    process: str | None = None  # process_identity(pid) on host (None: written by an older seawall)
 
     def expired(self, now: datetime | None = None) -> bool:
         return datetime.fromisoformat(self.expires) <= (now or datetime.now(UTC))
 
     def describe(self) -> str:
-        until = datetime.fromisoformat(self.expires).strftime("%Y-%m-%d %H:%M:%S UTC")
+        until = datetime.fromisoformat(self.expires).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{self.purpose} ({self.kind}) by {self.host} pid {self.pid}, owner {self.owner}, expires {until}"
+
+    def holder_gone(self) -> bool:
+        """True when the holder ran on this host and that process no longer exists."""
+        if self.host != socket.gethostname() or self.pid <= 0:
+            return False
+        if self.process is not None:
+            # Only a holder in our own boot and PID namespace can be judged from here (a container
+            # sharing the host name sees other PIDs); anyone else's lease waits for its expiry.
+            same_space = _OWN_IDENTITY is not None and self.process.rsplit(":", 1)[0] == _OWN_IDENTITY.rsplit(":", 1)[0]
+            return same_space and process_identity(self.pid) != self.process
+        try:  # an older record without the start time: only a vanished PID is proof
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # exists, owned by another user
+            return False
+        return False
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2).encode()
+
+
+def process_identity(pid: int) -> str | None:
+    """"<boot id>:<pid namespace>:<start ticks>" of a process (Linux /proc), None if it does not exist.
+
+    PIDs are recycled; (boot, namespace, start time) is not, so a new process that got a dead
+    holder's PID is never taken for the holder.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": comm may hold spaces
+    return f"{boot}:{namespace}:{int(fields[19])}"  # field 22 of proc(5): starttime
+
+
+_OWN_PID, _OWN_IDENTITY = os.getpid(), process_identity(os.getpid())
 
 
 def _parse(data: bytes, mtime: Callable[[], float | None]) -> LeaseRecord:
     """A lease record; a damaged one counts as held for DEFAULT_TTL after it was written."""
     try:
         raw = json.loads(data)
-        record = LeaseRecord(**{k: raw[k] for k in LeaseRecord.__dataclass_fields__})
+        optional = {"process"}
+        record = LeaseRecord(**{k: raw[k] for k in LeaseRecord.__dataclass_fields__
+                                if k not in optional or k in raw})
         record.expired()  # the expiry must parse
         return record
     except (ValueError, KeyError, TypeError):
         written = datetime.fromtimestamp(mtime() or time.time(), UTC)
         return LeaseRecord("unknown", "unknown", "unreadable lease object", "?", 0, written.isoformat(),
                            (written + timedelta(seconds=DEFAULT_TTL)).isoformat())
+
+
+def read_lease(store: ObjectStore, key: str) -> LeaseRecord | None:
+    try:
+        data = store.get(key)
+    except ObjectNotFound:
+        return None
+    return _parse(data, lambda: getattr(store.stat(key), "mtime", None))
 
 
 class Lease:
@@ -111,21 +165,25 @@ class Lease:
     def _record(self) -> LeaseRecord:
         now = datetime.now(UTC)
         return LeaseRecord(self.owner, self.kind, self.purpose, socket.gethostname(), os.getpid(),
-                           now.isoformat(), (now + timedelta(seconds=self.ttl)).isoformat())
+                           now.isoformat(), (now + timedelta(seconds=self.ttl)).isoformat(),
+                           _OWN_IDENTITY if os.getpid() == _OWN_PID else process_identity(os.getpid()))
 
     # ---- reading and breaking ---------------------------------------------------------------
     def _read(self, key: str) -> LeaseRecord | None:
-        try:
-            data = self.store.get(key)
-        except ObjectNotFound:
-            return None
-        return _parse(data, lambda: getattr(self.store.stat(key), "mtime", None))
+        return read_lease(self.store, key)
 
     def _break_if_stale(self, key: str, record: LeaseRecord) -> bool:
-        """Delete an expired lease (re-read first, so a renewed or replaced one survives)."""
-        if not record.expired() or self._read(key) != record:
+        """Delete an expired lease, or one whose holder on this host is gone (re-read first, so a
+        renewed or replaced one survives)."""
+        if record.expired():
+            why = "expired"
+        elif record.holder_gone():
+            why = f"its process (pid {record.pid} on this host) no longer runs"
+        else:
             return False
-        log.warning("breaking stale lease %s on %s: %s", key, self.vault.url, record.describe())
+        if self._read(key) != record:
+            return False
+        log.warning("breaking the lease %s on %s (%s): %s", key, self.vault.url, why, record.describe())
         self.store.delete(key)
         return True
 
@@ -187,6 +245,7 @@ class Lease:
         """Take the lease, polling for up to `wait` seconds; LeaseBusy names a holder otherwise."""
         deadline = time.monotonic() + max(wait, 0.0)
         attempt = self._try_exclusive if self.kind == "exclusive" else self._try_shared
+        said = None
         while True:
             blockers = attempt()
             if not blockers:
@@ -195,6 +254,11 @@ class Lease:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._busy(blockers, wait)
+            if said != blockers[0].owner:  # one line per holder, not one per poll
+                said = blockers[0].owner
+                log.warning("vault %s is busy: %s; %s waits up to %.0fs (a lease left by a crashed process "
+                            "on another host: `seawall unlock`)", self.vault.url, blockers[0].describe(),
+                            self.purpose, remaining)
             time.sleep(min(_POLL, remaining))
 
     def _busy(self, blockers: list[LeaseRecord], wait: float) -> LeaseBusy:
@@ -202,7 +266,8 @@ class Lease:
         waited = f" after waiting {wait:.0f}s" if wait > 0 else ""
         return LeaseBusy(
             f"vault {self.vault.url} is busy{waited}: {blockers[0].describe()}{more}; {self.purpose} did not start",
-            hint="retry when it has finished, or wait longer; a crashed holder's lease expires by itself",
+            hint="retry when it has finished, or wait longer; if that holder crashed on another host, "
+                 "`seawall unlock` removes its lease (it also expires by itself)",
         )
 
     # ---- holding ----------------------------------------------------------------------------
@@ -284,6 +349,27 @@ def exclusive_lease(vault: Vault, purpose: str, *, wait: float = 0.0, ttl: float
 
 def current_leases(vault: Vault) -> list[LeaseRecord]:
     """Every lease object in the vault, expired or not (for status displays)."""
-    probe = Lease(vault, "shared", "inspect")
-    keys = [LEASE_KEY, *(i.key for i in vault.store.list(SHARED_PREFIX))]
-    return [r for k in keys if (r := probe._read(k)) is not None]
+    return leases_in(vault.store)
+
+
+def break_all(store: ObjectStore) -> list[LeaseRecord]:
+    """Delete every lease object (`seawall unlock`); returns what was removed.
+
+    For holders known dead that this host cannot prove dead (another host, another container).
+    A live holder loses its lease too and stops at its next check (LeaseLost), so only run it
+    when none is running. Needs no key: lease objects are plain JSON.
+    """
+    removed = []
+    for key in [LEASE_KEY, *(i.key for i in store.list(SHARED_PREFIX))]:
+        record = read_lease(store, key)
+        if record is not None:
+            log.warning("removing the lease %s on %s: %s", key, store.display_url, record.describe())
+            store.delete(key)
+            removed.append(record)
+    return removed
+
+
+def leases_in(store: ObjectStore) -> list[LeaseRecord]:
+    """Every lease object in a store, expired or not (needs no key)."""
+    keys = [LEASE_KEY, *(i.key for i in store.list(SHARED_PREFIX))]
+    return [r for k in keys if (r := read_lease(store, k)) is not None]

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from seawall.errors import SeawallError
+from seawall.errors import SeawallError, stop_signal
 from seawall.manifest import BackupStatus, Manifest
 from seawall.vault import Vault
 
@@ -29,6 +29,11 @@ class Phase:
 
 
 def first_line(exc: BaseException) -> str:
+    signum = stop_signal(exc)
+    if signum is not None:
+        import signal
+
+        return f"interrupted by {signal.Signals(signum).name}"
     text = str(exc).strip().splitlines()
     return (text[0].strip() if text else type(exc).__name__)[:500]
 

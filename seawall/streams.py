@@ -25,7 +25,7 @@ import blake3
 from pyfastcdc import FastCDC
 
 from seawall.entropy import ByteSampler, merged_entropy
-from seawall.errors import IntegrityError
+from seawall.errors import IntegrityError, PermanentError
 from seawall.manifest import BackupStats, ChunkRef, StreamRef
 from seawall.memory import tune_allocator
 from seawall.prefetch import Job, Prefetcher
@@ -128,6 +128,7 @@ class ChunkWriter:
         if exc_type is None:
             self.close()
         else:  # already failing: stop quickly, and do not hide the original error behind a store error
+            self.cancel()
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
@@ -154,6 +155,12 @@ class ChunkWriter:
     def _raise_failure(self) -> None:
         if self._error is not None:
             raise self._error
+
+    def cancel(self) -> None:
+        """Make every `write`/`write_chunks` still running stop at its next chunk (the caller is
+        failing or was told to stop: a reader in the middle of a large file must not hold it up)."""
+        if self._error is None:
+            self._error = PermanentError("cancelled: the backup is stopping")
 
     def _store(self, batch: list[tuple[bytes, str]]) -> None:
         for data, chunk_id in batch:
@@ -234,6 +241,8 @@ class ChunkWriter:
         refs: list[ChunkRef] = []
         size = 0
         for piece in self._cut(reader):
+            if self._error is not None:  # cancelled, or a store write failed: stop reading now
+                raise self._error
             hasher.update(piece)
             chunk_id = keyring.chunk_id(piece)
             n = len(piece)

@@ -15,6 +15,8 @@ from seawall.cli.output import (
     exit_if_corrupt,
     fail,
     handled_errors,
+    install_log_lines,
+    install_stop_handlers,
     print_json,
     progress_bars,
 )
@@ -222,10 +224,12 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the demo vaults a
 
 
 def run() -> None:
+    install_stop_handlers()
+    install_log_lines()
     # Command groups live in their own modules; each registers itself on the app.
-    from seawall.cli import copy, deploy, drill, keys, pg, readiness, retention, verify_restore
+    from seawall.cli import copy, deploy, drill, keys, pg, readiness, retention, unlock, verify_restore
 
     pg.register(app, backup_app)
-    for module in (copy, verify_restore, retention, deploy, drill, keys, readiness):
+    for module in (copy, verify_restore, retention, deploy, drill, keys, readiness, unlock):
         module.register(app)
     app()

@@ -194,6 +194,8 @@ class _OrderedReads:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         # On failure, queued reads are dropped: the backup is failing and will not be listed DONE.
         self._stop = exc_type is not None
+        if self._stop:  # readers in the middle of a file stop at their next chunk
+            self._writer.cancel()
         for _ in self._threads:
             self._todo.put(None)
         for t in self._threads:

@@ -285,7 +285,7 @@ def test_stale_leases_are_broken_and_renewal_keeps_them(vault, vault_url, caplog
     time.sleep(0.6)
     with caplog.at_level(logging.WARNING, logger="seawall.lease"), exclusive_lease(other, "next gc"):
         pass
-    assert "breaking stale lease locks/lease" in caplog.text and "crashed gc" in caplog.text
+    assert "breaking the lease locks/lease" in caplog.text and "crashed gc" in caplog.text
     with pytest.raises(LeaseLost):
         lease.check()
     # End the "crashed" holder's context now: left to the garbage collector, its release would run

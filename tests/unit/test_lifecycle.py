@@ -96,7 +96,7 @@ def test_interrupt_is_recorded_as_failed(vault: Vault) -> None:
         raise KeyboardInterrupt
     final = stored(vault, manifest)
     assert final.status == BackupStatus.FAILED
-    assert final.error == "failure reading (KeyboardInterrupt)"
+    assert final.error == "failure reading (interrupted by SIGINT)"
 
 
 @pytest.mark.parametrize(
