@@ -6,7 +6,8 @@ from prefect import flow
 
 from blocks.postgres import PostgresSource, as_postgres_source
 from blocks.vault import VaultTarget, as_vault_target
-from seawall.postgres.recovery import RecoveryTarget
+from seawall.postgres.recovery import CopyOptions, RecoveryTarget
+from seawall.postgres.roles import RoleOptions
 from tasks.files import restore_files_task
 from tasks.postgres import restore_logical_task, restore_physical_task
 from tasks.restore import describe_backup, retrieve_archived
@@ -30,10 +31,20 @@ def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> int:
 @flow(name="restore-postgres", log_prints=True)
 def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresSource | str | None = None,
                      to_datadir: str | None = None, port: int | None = None, target: str = "latest",
-                     leave_running: bool = True, jobs: int = 2) -> dict:
+                     leave_running: bool = True, jobs: int = 2, target_timeline: str = "latest",
+                     target_action: str = "promote", target_exclusive: bool = False, archive: bool = True,
+                     standby: bool = False, primary_conninfo: str = "",
+                     tablespace_map: dict[str, str] | None = None, roles: str = "create",
+                     role_map: list[str] | None = None) -> dict | list:
     """Restore a PostgreSQL backup: a logical one into a database (`to_dsn`), a physical one into a
     new data directory (`to_datadir`, started on `port`) at a point in time (`target`: `latest`,
-    `time:2026-11-22T01:00:00Z`, `lsn:0/3000060`, `xid:1234`, `name:p1`).
+    `immediate`, `time:2026-11-22T01:00:00Z`, `lsn:0/3000060`, `xid:1234`, `name:p1`).
+
+    Physical: `target_timeline` (latest, current, N), `target_action` (promote, pause, shutdown),
+    `target_exclusive`; once promoted the copy archives its WAL into the vault unless `archive` is
+    False; `standby` makes an archive-fed standby (streaming too with `primary_conninfo`);
+    `tablespace_map` relocates tablespaces (old location → new, empty one). Logical: `roles`
+    (create, skip) and `role_map` (`["OLD=NEW"]`).
 
     Example:
         ```python
@@ -46,6 +57,10 @@ def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresS
     kind = describe_backup(vault_target, backup_id, to_dsn is not None, to_datadir is not None)
     retrieve_archived(vault_target, backup_id)
     if kind == "postgres-logical":
-        return restore_logical_task(vault_target, backup_id, as_postgres_source(to_dsn), jobs)
-    return restore_physical_task(vault_target, backup_id, to_datadir, port, RecoveryTarget.parse(target),
-                                 leave_running)
+        return restore_logical_task(vault_target, backup_id, as_postgres_source(to_dsn), jobs, roles,
+                                    RoleOptions.parse_map(role_map))
+    recovery_target = RecoveryTarget.parse(target, timeline=target_timeline, action=target_action,
+                                           exclusive=target_exclusive)
+    copy = CopyOptions(archive=archive, standby=standby, primary_conninfo=primary_conninfo,
+                       tablespace_map=tablespace_map or {})
+    return restore_physical_task(vault_target, backup_id, to_datadir, port, recovery_target, leave_running, copy)

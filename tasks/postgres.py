@@ -15,7 +15,7 @@ from seawall.naming import slug
 from seawall.postgres.logical import backup_logical
 from seawall.postgres.logical_restore import restore_logical
 from seawall.postgres.physical import backup_physical, check_archiving
-from seawall.postgres.recovery import RecoveryTarget, restore_physical
+from seawall.postgres.recovery import CopyOptions, RecoveryTarget, restore_physical
 from seawall.postgres.roles import RoleOptions
 from seawall.preflight import CheckResult, require_critical, run_checks
 from seawall.progress import reporter
@@ -102,7 +102,8 @@ def restore_logical_task(vault: VaultTarget, backup_id: str, target: PostgresSou
 
 @task(name="restore-postgres-physical", **RETRYABLE)
 def restore_physical_task(vault: VaultTarget, backup_id: str, datadir: str, port: int | None,
-                          target: RecoveryTarget | None, leave_running: bool = True) -> dict:
+                          target: RecoveryTarget | None, leave_running: bool = True,
+                          copy: CopyOptions | None = None) -> dict:
     """Restore a base backup into a new data directory and replay WAL to the target.
 
     Example:
@@ -113,4 +114,4 @@ def restore_physical_task(vault: VaultTarget, backup_id: str, datadir: str, port
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
     return restore_physical(v, manifest, datadir, port=port, target=target, vault_url=vault.url,
-                            passphrase=vault.get_passphrase(), leave_running=leave_running)
+                            passphrase=vault.get_passphrase(), leave_running=leave_running, copy=copy)

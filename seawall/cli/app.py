@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from seawall.cli import pg_options as pgopt
 from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, open_vault_cli, run_flow
 from seawall.cli.output import (
     State,
@@ -178,6 +179,11 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             target_xid: str | None = typer.Option(None, "--target-xid", help="PITR: a transaction id."),
             stopped: bool = typer.Option(False, "--stopped", help="Physical: stop the server after recovery."),
             jobs: int = typer.Option(2, "--jobs", "-j", help="Logical: parallel pg_restore jobs."),
+            target: str | None = pgopt.TargetOpt, target_timeline: str = pgopt.TimelineOpt,
+            target_action: str = pgopt.ActionOpt, target_exclusive: bool = pgopt.ExclusiveOpt,
+            no_archive: bool = pgopt.NoArchiveOpt, standby: bool = pgopt.StandbyOpt,
+            primary_conninfo: str | None = pgopt.PrimaryOpt, tablespace_map: list[str] | None = pgopt.TablespaceOpt,
+            roles: str = pgopt.RolesOpt, role_map: list[str] | None = pgopt.RoleMapOpt,
             passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt) -> None:
     """Restore a backup: a file tree (--to), a database (--to-dsn) or a cluster at a point in time
     (--to-datadir with --target-*). Never overwrites: targets must be new or empty."""
@@ -199,8 +205,13 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             return
         from seawall.cli.pg import restore_postgres_cmd, target_spec
 
-        spec = target_spec(target_time, target_lsn, target_name, target_xid)
-        restore_postgres_cmd(backup_id, vault, to_dsn, to_datadir, port, spec, not stopped, jobs, json_out, tier)
+        spec = target_spec(target_time, target_lsn, target_name, target_xid, target)
+        options = {"target_timeline": target_timeline, "target_action": target_action,
+                   "target_exclusive": target_exclusive, "archive": not no_archive, "standby": standby,
+                   "primary_conninfo": primary_conninfo or "", "tablespace_map": tablespace_map or [],
+                   "roles": roles, "role_map": role_map or []}
+        restore_postgres_cmd(backup_id, vault, to_dsn, to_datadir, port, spec, not stopped, jobs, json_out, tier,
+                             options)
 
 
 def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool, tier: dict) -> None:

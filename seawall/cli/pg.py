@@ -16,12 +16,18 @@ from seawall.errors import ExitCode
 from seawall.units import human_bytes, human_seconds
 
 
-def target_spec(time: str | None, lsn: str | None, name: str | None, xid: str | None) -> str:
-    """At most one recovery target, as `kind:value` (or `latest`)."""
+def target_spec(time: str | None, lsn: str | None, name: str | None, xid: str | None,
+                target: str | None = None) -> str:
+    """At most one recovery target, as `kind:value`, `immediate` (or `latest`)."""
+    if target is not None and target != "immediate":
+        fail(f"--target takes immediate, not {target!r} (use --target-time/-lsn/-name/-xid for the others)")
     given = [(k, v) for k, v in (("time", time), ("lsn", lsn), ("name", name), ("xid", xid)) if v]
+    given += [("immediate", "")] if target else []
     if len(given) > 1:
-        fail("give at most one of --target-time, --target-lsn, --target-name, --target-xid")
-    return f"{given[0][0]}:{given[0][1]}" if given else "latest"
+        fail("give at most one of --target, --target-time, --target-lsn, --target-name, --target-xid")
+    if not given:
+        return "latest"
+    return given[0][0] if given[0][0] == "immediate" else f"{given[0][0]}:{given[0][1]}"
 
 
 def backup_postgres_cmd(
@@ -30,9 +36,11 @@ def backup_postgres_cmd(
     mode: str = typer.Option("logical", "--mode", help="logical (pg_dump) or physical (base backup + WAL)."),
     dataset: str | None = typer.Option(None, help="Dataset name (default: pg-<dbname> / pg-cluster-<host>-<port>)."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Logical: parallel pg_dump jobs."),
+    with_passwords: bool = typer.Option(False, "--with-passwords",
+                                        help="Logical: also save the roles' password verifiers (superuser)."),
     passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt,
 ) -> None:
-    """Back up PostgreSQL: one database (logical) or the whole cluster (physical)."""
+    """Back up PostgreSQL: one database (logical, with the roles it needs) or the whole cluster (physical)."""
     with handled_errors():
         load_passphrase(passphrase_file)
         from blocks.postgres import PostgresSource
@@ -41,7 +49,8 @@ def backup_postgres_cmd(
 
         source = PostgresSource(dsn=dsn)  # a password in the DSN moves into a secret field
         with progress_bars(not json_out):
-            manifest = run_flow(backup_postgres, source=source, vault=vault, mode=mode, dataset=dataset, jobs=jobs)
+            manifest = run_flow(backup_postgres, source=source, vault=vault, mode=mode, dataset=dataset, jobs=jobs,
+                                with_passwords=with_passwords)
         if json_out:
             print_json(manifest_row(manifest) | {"source": _public_source(manifest.source)})
         else:
@@ -62,20 +71,32 @@ def _public_source(source: dict) -> dict:
 
 def restore_postgres_cmd(backup_id: str, vault: str, to_dsn: str | None, to_datadir: Path | None,
                          port: int | None, target: str, leave_running: bool, jobs: int, json_out: bool,
-                         tier: dict | None = None) -> None:
+                         tier: dict | None = None, options: dict | None = None) -> None:
     from blocks.postgres import PostgresSource
     from flows.restore import restore_postgres
 
+    options = dict(options or {})
+    options["tablespace_map"] = _pairs(options.get("tablespace_map"), "--tablespace-map")
     with progress_bars(not json_out):
         result = run_flow(restore_postgres, backup_id=backup_id, vault=vault,
                           to_dsn=PostgresSource(dsn=to_dsn) if to_dsn else None,
                           to_datadir=str(to_datadir.absolute()) if to_datadir else None, port=port,
-                          target=target, leave_running=leave_running, jobs=jobs)
+                          target=target, leave_running=leave_running, jobs=jobs, **options)
     if json_out:
         print_json(result | {"tier": tier} if isinstance(result, dict) else result)
     else:
         where = PostgresSource(dsn=to_dsn).display() if to_dsn else str(to_datadir)
         console.print(f"restored {backup_id} into {where}" + (f" (target {target})" if to_datadir else ""))
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            fail(f"{option} takes OLD=NEW, not {item!r}")
+        out[old] = new
+    return out
 
 
 def wal_check_cmd(

@@ -23,17 +23,26 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seawall.errors import ConfigError, IntegrityError, NoSpaceError, PermanentError, RetryableError, SeawallError
+from seawall.errors import ConfigError, IntegrityError, NoSpaceError, PermanentError, SeawallError
 from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
+from seawall.postgres.conn import PgConn
 from seawall.postgres.physical import BASE_STREAM, KIND
+from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
 from seawall.postgres.tarextract import extract_stream
-from seawall.postgres.targets import REPLACED_SETTINGS, RecoveryTarget, check_target, recovery_settings, restore_command
+from seawall.postgres.targets import (
+    REPLACED_SETTINGS,
+    RecoveryTarget,
+    archive_command,
+    check_target,
+    recovery_settings,
+    restore_command,
+)
 from seawall.postgres.targets import TARGET_KINDS as TARGET_KINDS  # re-exported: it lived here
 from seawall.postgres.targets import default_seawall_bin as default_seawall_bin  # re-exported: it lived here
 from seawall.postgres.wal import WalArchive, check_continuity
@@ -53,16 +62,22 @@ def check_backup(manifest: Manifest) -> None:
 
 
 # ---- the data directory ---------------------------------------------------------------------------
+def require_empty(directory: str | os.PathLike, what: str = "data directory") -> Path:
+    """The absolute path of `directory`; ConfigError if it exists and is not an empty directory."""
+    path = Path(directory).absolute()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"{what} {path} is not empty", hint="restore into a new or empty directory")
+    return path
+
+
 def prepare_datadir(datadir: str | os.PathLike) -> tuple[Path, bool]:
     """Create `datadir` 0700 for the server user; returns (path, whether it existed empty).
 
     Raises:
         ConfigError: it exists and is not an empty directory (nothing is touched).
     """
-    path = Path(datadir).absolute()
+    path = require_empty(datadir)
     existed = path.exists()
-    if existed and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"data directory {path} is not empty", hint="restore into a new or empty directory")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.chmod(0o700)
     binaries.chown_to_server_user(path)
@@ -78,7 +93,7 @@ def discard_datadir(path: Path, keep_empty: bool) -> None:
 
 
 def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: Progress | None = None,
-                 workers: int = 4, writeback: bool = True) -> int:
+                 workers: int = 4, writeback: bool = True, tablespace_map: dict[str, str] | None = None) -> int:
     """Stream `base.tar` from the vault into `datadir`; returns the number of members extracted.
 
     The chunks go straight into the files (`seawall.postgres.tarextract`, not tarfile: see there
@@ -104,16 +119,16 @@ def drop_settings(conf: Path, pattern: re.Pattern[str]) -> None:
         conf.write_text("".join(ln for ln in lines if not pattern.match(ln)))
 
 
-def write_recovery_config(datadir: Path, settings: dict[str, Any]) -> LocalCluster:
+def write_recovery_config(datadir: Path, settings: dict[str, Any], *, standby: bool = False) -> LocalCluster:
     cluster = LocalCluster(datadir, settings.get("port"), socket_dir=str(datadir.parent / f"{datadir.name}.sock"))
     cluster.socket_dir.mkdir(mode=0o700, exist_ok=True)
     binaries.chown_to_server_user(cluster.socket_dir)
     drop_settings(datadir / "postgresql.auto.conf", REPLACED_SETTINGS)
     cluster.configure({**settings, "port": cluster.port})
-    signal_file = datadir / "recovery.signal"
+    signal_file = datadir / ("standby.signal" if standby else "recovery.signal")
     signal_file.touch()
     binaries.chown_to_server_user(signal_file)
-    (datadir / "standby.signal").unlink(missing_ok=True)
+    (datadir / ("recovery.signal" if standby else "standby.signal")).unlink(missing_ok=True)
     return cluster
 
 
@@ -190,32 +205,6 @@ def diagnose_failure(log: RecoveryLog, vault: Vault, manifest: Manifest, target:
     return PermanentError(f"PITR to {target} failed: {fatal}{where}")
 
 
-def wait_recovered(cluster: LocalCluster, timeout: float, *, grace: float = 15) -> None:
-    """Wait until the server is out of recovery; raises `_ServerDied` if it stops on the way."""
-    import psycopg
-
-    start = time.monotonic()
-    seen = False
-    while time.monotonic() - start < timeout:
-        running = cluster.is_running()
-        seen = seen or running
-        if not running and (seen or time.monotonic() - start > grace):
-            raise _ServerDied()
-        if running:
-            try:
-                if not cluster.execute("SELECT pg_is_in_recovery()")[0][0]:
-                    return
-            except psycopg.Error:
-                pass
-        time.sleep(0.25)
-    raise RetryableError(f"PostgreSQL in {cluster.datadir} still in recovery after {timeout:.0f}s",
-                         hint="raise the timeout; see " + str(cluster.logfile))
-
-
-class _ServerDied(Exception):
-    pass
-
-
 def _check_not_partial(log: RecoveryLog, vault: Vault, manifest: Manifest, target: RecoveryTarget,
                        where: str) -> None:
     """A `latest` recovery ends at the first segment it cannot fetch: a hole must not pass as the end."""
@@ -237,65 +226,114 @@ def _passphrase_file(datadir: Path, passphrase: str) -> Path:
     return path
 
 
+@dataclass
+class CopyOptions:
+    """What the restored copy becomes besides a promoted, non-archiving PITR copy.
+
+    Example:
+        >>> CopyOptions(archive=True)  # the promoted copy keeps archiving into the vault  # doctest: +SKIP
+    """
+
+    archive: bool = False  # once promoted, push WAL (its new timeline's history file first) to the vault
+    standby: bool = False  # stay a standby fed from the archive (and `primary_conninfo`, if set)
+    primary_conninfo: str = ""  # streaming from a primary too (no password: use the server user's .pgpass)
+    tablespace_map: dict[str, str] = field(default_factory=dict)  # old location -> new location
+
+    def check(self, target: RecoveryTarget) -> None:
+        if self.standby and target.kind != "latest":
+            raise ConfigError(f"a standby follows the archive to its end: it takes no target (got {target})",
+                              hint="drop --target-* or --standby")
+        if self.primary_conninfo and not self.standby:
+            raise ConfigError("--primary-conninfo is for --standby restores")
+        if "password" in PgConn(self.primary_conninfo).params():
+            raise ConfigError("--primary-conninfo must not hold a password (it would be written into "
+                              "postgresql.auto.conf)", hint="put it in the server OS user's ~/.pgpass")
+
+    def mode(self, target: RecoveryTarget) -> str:
+        return "standby" if self.standby else target.action
+
+
 def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLike, *, port: int | None = None,
                      target: RecoveryTarget | None = None, vault_url: str | None = None,
                      passphrase_file: str | os.PathLike | None = None, passphrase: str | None = None,
                      leave_running: bool = True, timeout: float = 3600, seawall_bin: str | None = None,
-                     progress: Progress | None = None) -> dict[str, Any]:
+                     progress: Progress | None = None, copy: CopyOptions | None = None) -> dict[str, Any]:
     """Restore a physical backup into a new data directory and recover it to `target`.
+
+    Before anything is written, the WAL path to the target along the chosen timeline is checked
+    (`seawall.postgres.recovery_modes.check_wal_path`).
 
     Args:
         vault: the opened vault holding the backup and the WAL archive.
         manifest: the DONE manifest of a `postgres-physical` backup.
         datadir: the new data directory (must not exist, or be empty).
         port: port for the restored server (default: a free one).
-        target: where recovery stops (default: latest).
-        vault_url: URL `wal-get` opens (default: the vault's own).
+        target: where recovery stops, on which timeline, and what then (default: latest, promote).
+        vault_url: URL `wal-get` / `wal-push` open (default: the vault's own).
         passphrase_file: file `wal-get` reads the passphrase from (readable by the server user).
         passphrase: alternatively the passphrase itself: written to a 0600 file next to the data
-            directory for the duration of recovery, then removed.
-        leave_running: keep the promoted server running (else stop it cleanly).
+            directory; removed after recovery unless the copy still needs it (archiving, standby,
+            paused or shut down at the target).
+        leave_running: keep the server running (else stop it cleanly).
         timeout: seconds recovery may take.
-        seawall_bin: the `seawall` executable for restore_command.
+        seawall_bin: the `seawall` executable for restore_command / archive_command.
         progress: called with the number of base-backup bytes read.
+        copy: archiving once promoted, standby mode, tablespace locations (default: none of them).
 
     Returns:
         A summary: datadir, port, conninfo, target, timeline, last restored segment, seconds.
 
     Raises:
-        ConfigError: non-empty datadir, a target before the backup or after the newest WAL.
-        IntegrityError: a WAL segment recovery needs is missing from the archive.
+        ConfigError: non-empty datadir, a target before the backup or after the newest WAL, a
+            timeline the archive lacks or that branched before the backup's end.
+        IntegrityError: a WAL file on the path to the target is missing from the archive.
         NoSpaceError: the disk filled while extracting (the datadir is removed).
     """
-    target = target or RecoveryTarget()
+    target, copy = target or RecoveryTarget(), copy or CopyOptions()
     check_backup(manifest)
     check_target(target, manifest)
+    copy.check(target)
     if passphrase_file is None and passphrase is None:
         raise ConfigError("restore_command needs the vault passphrase", hint="pass passphrase_file or passphrase")
-    started = time.monotonic()
+    require_empty(datadir)
+    wal_path = check_wal_path(vault, manifest, target, standby=copy.standby)
+    started, mode = time.monotonic(), copy.mode(target)
     path, existed = prepare_datadir(datadir)
     temp_pass = _passphrase_file(path, passphrase) if passphrase_file is None else None
-    prefetch = WalPrefetcher(vault, manifest, spool_dir_for(path))
-    command = spooled_command(prefetch.spool,
-                              restore_command(vault_url or vault.url, passphrase_file or temp_pass, seawall_bin))
+    pass_file = passphrase_file or temp_pass
+    url = vault_url or vault.url
+    plain = restore_command(url, pass_file, seawall_bin)
+    prefetch = WalPrefetcher(vault, manifest, spool_dir_for(path), names=wal_path.segments)
+    settings = recovery_settings(target, spooled_command(prefetch.spool, plain), port,
+                                 timeline=None if copy.standby else wal_path.timeline,
+                                 archive=archive_command(url, pass_file, seawall_bin) if copy.archive else "",
+                                 primary_conninfo=copy.primary_conninfo)
+    keep_pass = copy.archive or mode != "promote"
     try:
-        cluster, offset = _restore_into(vault, manifest, path, existed, port, target, command, leave_running,
-                                        timeout, progress, prefetch)
+        cluster, offset = _restore_into(vault, manifest, path, existed, settings, target, mode, timeout, progress,
+                                        prefetch, copy)
+        finish_settings(cluster, None if mode == "promote" else plain)
+        if not leave_running:
+            cluster.stop()
+    except BaseException:
+        keep_pass = False
+        raise
     finally:
         prefetch.close()
-        if temp_pass is not None:
+        if temp_pass is not None and not keep_pass:
             temp_pass.unlink(missing_ok=True)
-    return _summary(cluster, read_log(cluster, offset), manifest, target, leave_running,
-                    time.monotonic() - started)
+    return _summary(cluster, read_log(cluster, offset), manifest, target, leave_running and cluster.is_running(),
+                    time.monotonic() - started) | {"timeline_followed": wal_path.timeline, "mode": mode,
+                                                   "archiving": copy.archive}
 
 
-def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool, port: int | None,
-                  target: RecoveryTarget, command: str, leave_running: bool, timeout: float,
-                  progress: Progress | None, prefetch: WalPrefetcher) -> tuple[LocalCluster, int]:
+def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool, settings: dict[str, Any],
+                  target: RecoveryTarget, mode: str, timeout: float, progress: Progress | None,
+                  prefetch: WalPrefetcher, copy: CopyOptions) -> tuple[LocalCluster, int]:
     prefetch.start()  # fetch the first segments while the base backup is extracted
     try:
-        extract_base(vault, manifest, path, progress=progress)
-        cluster = write_recovery_config(path, recovery_settings(target, command, port))
+        extract_base(vault, manifest, path, progress=progress, tablespace_map=copy.tablespace_map)
+        cluster = write_recovery_config(path, settings, standby=copy.standby)
     except OSError as exc:
         discard_datadir(path, existed)
         if exc.errno == errno.ENOSPC:
@@ -306,22 +344,21 @@ def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool, p
     except BaseException:
         discard_datadir(path, existed)
         raise
-    offset = _recover(cluster, vault, manifest, target, timeout, existed)
-    if not leave_running:
-        cluster.stop()
+    offset = _recover(cluster, vault, manifest, target, mode, timeout, existed)
     return cluster, offset
 
 
-def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: RecoveryTarget, timeout: float,
-             existed: bool) -> int:
-    """Start the copy and wait for it to promote; returns where this run's server log begins."""
+def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: RecoveryTarget, mode: str,
+             timeout: float, existed: bool) -> int:
+    """Start the copy and wait for the end `mode` asks for; returns where this run's server log begins."""
     offset = cluster.logfile.stat().st_size if cluster.logfile.exists() else 0
     where = f" (server log: {cluster.logfile})"
     try:
         cluster.start(wait=False)
-        wait_recovered(cluster, timeout)
-        _check_not_partial(read_log(cluster, offset), vault, manifest, target, where)
-    except _ServerDied:
+        wait_for_end(cluster, mode, timeout)
+        if mode == "promote":
+            _check_not_partial(read_log(cluster, offset), vault, manifest, target, where)
+    except ServerStopped:
         error = diagnose_failure(read_log(cluster, offset), vault, manifest, target, where)
         _abandon(cluster, existed)
         raise error from None

@@ -23,12 +23,16 @@ from seawall.errors import ConfigError
 from seawall.manifest import Manifest
 from seawall.postgres import walnames
 
-TARGET_KINDS = ("latest", "time", "lsn", "xid", "name")
+TARGET_KINDS = ("latest", "immediate", "time", "lsn", "xid", "name")
+TARGET_ACTIONS = ("promote", "pause", "shutdown")
 _TARGET_SETTING = {"time": "recovery_target_time", "lsn": "recovery_target_lsn",
                    "xid": "recovery_target_xid", "name": "recovery_target_name"}
 _XID_RE = re.compile(r"^[0-9]{1,20}$")
 # The copied settings `recovery_settings` replaces (see `recovery.drop_settings`).
 REPLACED_SETTINGS = re.compile(r"^\s*(recovery_target\w*|restore_command|archive_\w+|primary_\w+|port)\s*=", re.I)
+# What only recovery needs: removed once a copy is promoted (nothing dangling in postgresql.auto.conf).
+RECOVERY_ONLY = re.compile(r"^\s*(recovery_target\w*|restore_command)\s*=", re.I)
+_TIMELINE_RE = re.compile(r"^(latest|current|[1-9][0-9]{0,9})$")
 
 
 @dataclass(frozen=True)
@@ -42,27 +46,39 @@ class RecoveryTarget:
 
     kind: str = "latest"
     value: str = ""
+    timeline: str = "latest"  # latest | current | N
+    action: str = "promote"  # promote | pause | shutdown
+    exclusive: bool = False  # stop just before the target instead of just after it
 
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
             raise ConfigError(f"unknown recovery target kind {self.kind!r}", hint="use " + ", ".join(TARGET_KINDS))
         object.__setattr__(self, "value", _normalise(self.kind, self.value.strip()))
+        if not _TIMELINE_RE.match(str(self.timeline)):
+            raise ConfigError(f"invalid target timeline {self.timeline!r}", hint="use latest, current or a number")
+        object.__setattr__(self, "timeline", str(self.timeline))
+        if self.action not in TARGET_ACTIONS:
+            raise ConfigError(f"invalid target action {self.action!r}", hint="use " + ", ".join(TARGET_ACTIONS))
+        if self.exclusive and self.kind in ("latest", "immediate", "name"):
+            raise ConfigError(f"--target-exclusive applies to a time, LSN or xid target, not {self.kind}")
 
     @classmethod
-    def parse(cls, text: str | None) -> RecoveryTarget:
-        """`latest` (or empty), or `kind:value`: `time:2026-11-22T01:00:00+01:00`, `lsn:0/3000060`,
-        `xid:1234`, `name:before-upgrade`."""
+    def parse(cls, text: str | None, *, timeline: str = "latest", action: str = "promote",
+              exclusive: bool = False) -> RecoveryTarget:
+        """`latest` (or empty), `immediate`, or `kind:value`: `time:2026-11-22T01:00:00+01:00`,
+        `lsn:0/3000060`, `xid:1234`, `name:before-upgrade`."""
         text = (text or "").strip()
-        if text in ("", "latest"):
-            return cls()
+        extra = {"timeline": timeline, "action": action, "exclusive": exclusive}
+        if text in ("", "latest", "immediate"):
+            return cls(text or "latest", **extra)
         kind, sep, value = text.partition(":")
         if not sep:
             raise ConfigError(f"invalid recovery target {text!r}",
-                              hint="use latest, time:ISO-8601, lsn:X/Y, xid:N or name:RESTORE_POINT")
-        return cls(kind.strip().lower(), value)
+                              hint="use latest, immediate, time:ISO-8601, lsn:X/Y, xid:N or name:RESTORE_POINT")
+        return cls(kind.strip().lower(), value, **extra)
 
     def __str__(self) -> str:
-        return "latest" if self.kind == "latest" else f"{self.kind}:{self.value}"
+        return self.kind if self.kind in ("latest", "immediate") else f"{self.kind}:{self.value}"
 
     @property
     def time(self) -> datetime | None:
@@ -72,15 +88,18 @@ class RecoveryTarget:
         """The `recovery_target_*` setting for this target (nothing for `latest`)."""
         if self.kind == "latest":
             return {}
+        if self.kind == "immediate":
+            return {"recovery_target": "immediate"}
+        inclusive = {"recovery_target_inclusive": "off"} if self.exclusive else {}
         if self.kind == "time":
-            return {"recovery_target_time": self.time.isoformat(sep=" ")}
-        return {_TARGET_SETTING[self.kind]: self.value}
+            return {"recovery_target_time": self.time.isoformat(sep=" "), **inclusive}
+        return {_TARGET_SETTING[self.kind]: self.value, **inclusive}
 
 
 def _normalise(kind: str, value: str) -> str:
-    if kind == "latest":
+    if kind in ("latest", "immediate"):
         if value:
-            raise ConfigError(f"recovery target latest takes no value (got {value!r})")
+            raise ConfigError(f"recovery target {kind} takes no value (got {value!r})")
         return ""
     if not value:
         raise ConfigError(f"recovery target {kind} needs a value", hint=f"e.g. {kind}:{_EXAMPLES[kind]}")
@@ -95,7 +114,7 @@ def _normalise(kind: str, value: str) -> str:
     return value
 
 
-_EXAMPLES = {"time": "2026-11-22T01:00:00Z", "lsn": "0/3000060", "xid": "1234", "name": "p1"}
+_EXAMPLES = {"immediate": "", "time": "2026-11-22T01:00:00Z", "lsn": "0/3000060", "xid": "1234", "name": "p1"}
 
 
 def _normalise_time(value: str) -> str:
@@ -136,15 +155,27 @@ def restore_command(vault_url: str, passphrase_file: str | os.PathLike, seawall_
     return " ".join(shlex.quote(a) for a in argv) + " %f %p " + " ".join(shlex.quote(a) for a in tail)
 
 
-def recovery_settings(target: RecoveryTarget, command: str, port: int | None = None) -> dict[str, Any]:
+def archive_command(vault_url: str, passphrase_file: str | os.PathLike, seawall_bin: str | None = None) -> str:
+    argv = [seawall_bin or default_seawall_bin(), "wal-push"]
+    tail = ["--vault", vault_url, "--passphrase-file", str(passphrase_file)]
+    return " ".join(shlex.quote(a) for a in argv) + " %p " + " ".join(shlex.quote(a) for a in tail)
+
+
+def recovery_settings(target: RecoveryTarget, command: str, port: int | None = None, *, timeline: int | None = None,
+                      archive: str = "", primary_conninfo: str = "") -> dict[str, Any]:
     """Everything appended to the copy's postgresql.auto.conf (later lines win over the copied ones).
 
-    Archiving is switched off and any standby connection cleared: a restored copy must never push
-    into the original archive nor follow the original primary.
+    `timeline` is the one the restore checked the archive for (PostgreSQL must not pick another);
+    None follows the latest (a standby follows promotions). `archive` is the archive_command of
+    the copy once it is a primary (the vault's `wal-push`), or empty: archiving off. A copy never
+    inherits the original's archive_command or standby connection; `primary_conninfo` is only set
+    for a streaming standby.
     """
-    settings: dict[str, Any] = {"restore_command": command, "recovery_target_action": "promote",
-                                "recovery_target_timeline": "latest", **target.settings()}
-    settings |= {"archive_mode": "off", "archive_command": "", "primary_conninfo": "", "primary_slot_name": ""}
+    settings: dict[str, Any] = {"restore_command": command, "recovery_target_action": target.action,
+                                "recovery_target_timeline": str(timeline) if timeline else "latest",
+                                **target.settings()}
+    settings |= {"archive_mode": "on" if archive else "off", "archive_command": archive,
+                 "primary_conninfo": primary_conninfo, "primary_slot_name": ""}
     if port:
         settings["port"] = port
     return settings

@@ -8,7 +8,8 @@ cluster is refused.
 
 Pushing is idempotent (Barman's `MatchingDuplicateWalFile`): an identical file already archived is
 success, a different one under the same name is a `ConflictError` (PostgreSQL then keeps the file
-and retries). This module sits on the per-segment hot path: no Prefect, typer, rich or pydantic.
+and retries), except a `.partial` (two branches promoted from the same segment: the first is kept).
+This module sits on the per-segment hot path: no Prefect, typer, rich or pydantic.
 """
 
 from __future__ import annotations
@@ -203,6 +204,11 @@ class WalArchive:
         existing = keyring.open(ObjType.WAL, key, self.vault.store.get(key))
         if keyring.chunk_id(existing) == keyring.chunk_id(data):
             return "already archived"
+        if name.endswith(".partial"):
+            # Two copies promoted from the same segment (two branches of one backup) both push the old
+            # timeline's last segment as .partial. Recovery never reads a .partial, and refusing it
+            # would stall that server's archiver on it forever (it retries the oldest file first).
+            return "kept the archived copy (a .partial of another branch; recovery never reads it)"
         raise ConflictError(
             f"{name} is already archived in {self.vault.url} with different content",
             hint="PostgreSQL keeps the file; find out why two different files share one name",

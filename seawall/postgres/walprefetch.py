@@ -1,16 +1,17 @@
 """WAL prefetch for point-in-time restores: keep the next segments recovery will ask for ready.
 
-PostgreSQL calls restore_command once per segment, one after another. Each `seawall wal-get`
-pays a Python start and a key unwrap (~0.3-1 s here), so replay waited on the archive, not on the
-CPU. While `restore_physical` waits for recovery, a thread of its own (vault already unlocked)
-fetches segments of the backup's timeline, in order, into a spool folder next to the data
-directory, at most `ahead` at a time. restore_command takes a spooled segment with a `mv` (same file
-system: a rename). Timeline history files are spooled first and copied (PostgreSQL reads them more
-than once). A name that is not in the archive at all (PostgreSQL probes for future timelines' history
-files) is answered "not found" from the spool's listing, without touching the vault. Only archived
-files that are not spooled (other timelines, a fetch that failed) fall back to `seawall wal-get`,
-which then reports the real error. So a restore from a vault the server's OS user cannot read (a
-root-owned local vault) still works for everything on the backup's own timeline.
+PostgreSQL calls restore_command once per segment, one after another. Each `seawall wal-get` pays a
+Python start and a key unwrap (~0.3-1 s here), so replay waited on the archive, not on the CPU.
+While `restore_physical` waits for recovery, a thread of its own (vault already unlocked) fetches
+the segments of the restore's timeline path (`seawall.postgres.timelines`), in order, into a spool
+folder next to the data directory, at most `ahead` at a time. restore_command takes a spooled
+segment with a `mv` (same file system: a rename). Timeline history files are spooled first and
+copied (PostgreSQL reads them more than once). A name that is not in the archive at all (PostgreSQL
+probes for future timelines' history files) is answered "not found" from the spool's listing,
+without touching the vault. Only archived files that are not spooled (other timelines, a fetch that
+failed) fall back to `seawall wal-get`, which then reports the real error. So a restore from a vault
+the server's OS user cannot read (a root-owned local vault) still works for everything on the
+backup's own timeline.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def segments_to_prefetch(names: list[str], manifest: Manifest) -> list[str]:
 class WalPrefetcher:
     """A background thread filling the spool folder; `close()` stops it and removes the folder."""
 
-    def __init__(self, vault: Vault, manifest: Manifest, spool: Path, *, ahead: int = 8):
+    def __init__(self, vault: Vault, manifest: Manifest, spool: Path, *, ahead: int = 8,
+                 names: list[str] | None = None):
         self.spool, self.ahead = spool, ahead
+        self._path = names  # the segments recovery will read, in order (default: the backup's timeline)
         self._archive = WalArchive(vault)
         self._manifest = manifest
         self._stop = threading.Event()
@@ -101,7 +104,9 @@ class WalPrefetcher:
         return sum(1 for p in self.spool.iterdir() if not p.name.startswith(".") and walnames.is_segment(p.name))
 
     def _run(self) -> None:
-        names = segments_to_prefetch(self._names, self._manifest)
+        archived = set(self._names)
+        names = ([n for n in self._path if n in archived] if self._path is not None
+                 else segments_to_prefetch(self._names, self._manifest))
         if names:  # PostgreSQL reads the newest segment again when it ends recovery there
             (self.spool / f"{names[-1]}{KEEP}").touch()
         for name in names:

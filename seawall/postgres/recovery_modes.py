@@ -1,0 +1,130 @@
+"""The parts of a physical restore that depend on where it goes: the WAL path check before it
+starts, how it ends (promoted, paused, shut down, a standby), and the settings it leaves behind.
+
+- `check_wal_path` runs before the data directory is touched: the timeline is chosen and every
+  history file and segment from the backup's start to the target along it must be archived
+  (`seawall.postgres.timelines`); a missing one is an IntegrityError naming it (exit 3), a timeline
+  the archive lacks or that branched before the backup's end a ConfigError (exit 2).
+- `wait_for_end` waits for the state the target action asks for.
+- `finish_settings` leaves nothing dangling in postgresql.auto.conf: a promoted copy loses its
+  recovery settings (restore_command pointed at a spool folder that is gone); a paused, shut-down or
+  standby copy keeps a plain `seawall wal-get` restore_command, since it still needs WAL.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from seawall.errors import ConfigError, IntegrityError, RetryableError
+from seawall.manifest import Manifest
+from seawall.postgres import binaries, walnames
+from seawall.postgres.cluster import LocalCluster
+from seawall.postgres.targets import RECOVERY_ONLY, RecoveryTarget
+from seawall.postgres.timelines import Archived, BackupPoint, PathError, TimelinePath, choose_timeline, plan_path
+from seawall.postgres.wal import WalArchive
+from seawall.vault import Vault
+
+_RESTORE_COMMAND = re.compile(r"^\s*restore_command\s*=", re.I)
+
+
+class ServerStopped(Exception):
+    """The server stopped while we waited for it (the caller reads the log to say why)."""
+
+
+def _end_segno(target: RecoveryTarget, point: BackupPoint, seg_size: int) -> int | None:
+    if target.kind == "lsn":
+        return max(walnames.parse_lsn(target.value) // seg_size, point.stop_segno(seg_size))
+    if target.kind == "immediate":
+        return point.stop_segno(seg_size)
+    return None
+
+
+def check_wal_path(vault: Vault, manifest: Manifest, target: RecoveryTarget, *, standby: bool = False) -> TimelinePath:
+    """The WAL path of this restore, every file of it archived; raises naming the first missing one."""
+    archive = WalArchive(vault)
+    seg_size = int(manifest.source.get("wal_segment_size") or archive.seg_size)
+    names = archive.names()
+    archived = Archived.from_names(names, archive.histories(names), seg_size)
+    point = BackupPoint.from_source(manifest.source, seg_size)
+    where = f"backup {manifest.backup_id}"
+    try:
+        timeline = choose_timeline("latest" if standby else target.timeline, point.timeline, archived)
+        path = plan_path(point, timeline, archived, _end_segno(target, point, seg_size))
+    except PathError as exc:
+        cls = IntegrityError if exc.kind == "integrity" else ConfigError
+        raise cls(f"cannot restore {where} to {target} on timeline {target.timeline}: {exc.message}",
+                  hint=exc.hint) from None
+    if path.lost:
+        raise IntegrityError(f"restore of {where} to {target} on timeline {timeline} refused: WAL segment "
+                             f"{path.lost[0]} is missing from the archive (newest archived on that path: "
+                             f"{path.newest}); nothing was restored",
+                             hint="restore to an earlier point or timeline, or from a newer backup")
+    if path.after_newest:
+        first = path.after_newest[0]
+        own = walnames.parse_segment(first, seg_size)[1] <= point.stop_segno(seg_size)
+        if own:
+            raise IntegrityError(f"WAL segment {first}, which {where} itself needs, is missing from the archive")
+        raise ConfigError(f"target {target} is after the newest archived WAL on timeline {timeline} "
+                          f"({path.newest}, needs {first})",
+                          hint="pick an earlier target, or archive more WAL (pg_switch_wal()) and retry")
+    return path
+
+
+# ---- waiting for the end of recovery --------------------------------------------------------------
+def _state(cluster: LocalCluster) -> tuple[bool, str] | None:
+    import psycopg
+
+    try:
+        row = cluster.execute("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                              "THEN pg_get_wal_replay_pause_state() ELSE '' END")[0]
+        return bool(row[0]), row[1]
+    except psycopg.Error:
+        return None
+
+
+def _reached(mode: str, state: tuple[bool, str] | None) -> bool:
+    if state is None:
+        return False
+    in_recovery, pause = state
+    return {"promote": not in_recovery, "pause": in_recovery and pause == "paused",
+            "standby": in_recovery}.get(mode, False)
+
+
+def wait_for_end(cluster: LocalCluster, mode: str, timeout: float, *, grace: float = 15) -> None:
+    """Wait until the copy is promoted, paused at the target, shut down at it, or a running standby.
+
+    Raises:
+        ServerStopped: it stopped on the way (for `shutdown`, without saying it reached the target).
+        RetryableError: still recovering after `timeout` seconds.
+    """
+    start, seen = time.monotonic(), False
+    while time.monotonic() - start < timeout:
+        running = cluster.is_running()
+        seen = seen or running
+        if not running and (seen or time.monotonic() - start > grace):
+            if mode == "shutdown" and "shutdown at recovery target" in cluster.log_tail(40):
+                return
+            raise ServerStopped()
+        if running and _reached(mode, _state(cluster)):
+            return
+        time.sleep(0.25)
+    raise RetryableError(f"PostgreSQL in {cluster.datadir} still in recovery after {timeout:.0f}s",
+                         hint="raise the timeout; see " + str(cluster.logfile))
+
+
+# ---- what stays in postgresql.auto.conf ---------------------------------------------------------
+def finish_settings(cluster: LocalCluster, plain_restore_command: str | None) -> None:
+    """A promoted copy (`plain_restore_command` None) loses every recovery-only setting; one that
+    still recovers (paused, shut down at the target, standby) keeps its target and gets a plain
+    `seawall wal-get` restore_command instead of the one reading the (removed) prefetch spool."""
+    conf = Path(cluster.datadir) / "postgresql.auto.conf"
+    lines = conf.read_text().splitlines(keepends=True) if conf.exists() else []
+    drop = RECOVERY_ONLY if plain_restore_command is None else _RESTORE_COMMAND
+    conf.write_text("".join(ln for ln in lines if not drop.match(ln)))
+    binaries.chown_to_server_user(conf)
+    if plain_restore_command:
+        cluster.configure({"restore_command": plain_restore_command})
+    if cluster.is_running():
+        cluster.execute("SELECT pg_reload_conf()")
