@@ -25,7 +25,7 @@ from seawall.checks.scratch import FILES, LOGICAL, Scratch
 from seawall.manifest import Manifest
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
 from seawall.postgres.logical_restore import restore_logical
-from seawall.postgres.recovery import RecoveryTarget, restore_physical
+from seawall.postgres.recovery import CopyOptions, RecoveryTarget, restore_physical
 from seawall.postgres.roles import RoleOptions
 from seawall.sources.files import restore_tree
 from seawall.vault import Vault
@@ -88,9 +88,13 @@ def _databases(conn: PgConn) -> list[str]:
 
 def _restore_physical(vault: Vault, manifest: Manifest, plan: RestorePlan, scratch: Scratch, passphrase: str,
                       vault_url: str, clock: _Clock) -> Restored:
+    # Tablespaces go inside the scratch folder (their original locations belong to the source).
+    locations = {t["location"]: str(scratch.root / f"tablespace-{t['oid']}")
+                 for t in manifest.source.get("tablespaces") or []}
     summary = restore_physical(vault, manifest, scratch.datadir, port=scratch.port,
                                target=RecoveryTarget.parse(plan.target), vault_url=vault_url,
-                               passphrase=passphrase, leave_running=True, progress=clock)
+                               passphrase=passphrase, leave_running=True, progress=clock,
+                               copy=CopyOptions(tablespace_map=locations))
     phases, seconds = clock.split("fetch_decode_extract", "replay")
     conn = PgConn(summary["conninfo"])
     match = _LOG_TIME.search(summary.get("last_transaction") or "")

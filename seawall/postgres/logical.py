@@ -135,7 +135,7 @@ def _run_dump(conn: PgConn, dumpdir: Path, snapshot: str, jobs: int, encoding: s
         proc = binaries.popen(argv, as_server_user=False, env=dump_env(conn), stdout=subprocess.DEVNULL,
                               stderr=err, start_new_session=True)  # its own group: paused as a whole
         try:
-            _follow(proc, watch, spool)
+            follow_files(proc, watch, spool)
         finally:
             _signal(proc, signal.SIGCONT)
             if proc.poll() is None:
@@ -154,7 +154,7 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _follow(proc: subprocess.Popen, watch: Inotify | None, spool: Spool) -> None:
+def follow_files(proc: subprocess.Popen, watch: Inotify | None, spool: Spool) -> None:
     """Hand files to the spool as pg_dump creates and closes them, until it exits.
 
     When more than `spool.limit` bytes wait unread (the vault is slower than pg_dump), pg_dump and

@@ -31,6 +31,7 @@ from seawall.postgres.basebackup_tar import TarTap, stop_facts
 from seawall.postgres.basebackup_tar import parse_backup_label as parse_backup_label  # re-exported: it lived here
 from seawall.postgres.basebackup_tar import parse_wal_ranges as parse_wal_ranges  # re-exported: it lived here
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
+from seawall.postgres.tablespaces import basebackup_to_spool, read_tablespaces
 from seawall.postgres.wal import WalArchive
 from seawall.streams import ChunkWriter
 from seawall.vault import Vault
@@ -121,9 +122,6 @@ def preflight(facts: ServerFacts, where: str) -> None:
     if todo:
         raise ConfigError(f"{where} is not set up for physical backups: set " + "; ".join(todo),
                           hint="use ALTER SYSTEM or postgresql.conf, then restart/reload the server")
-    if facts.extra_tablespaces:
-        raise ConfigError(f"{where} has {facts.extra_tablespaces} tablespace(s) besides pg_default/pg_global",
-                          hint="physical backups support the default tablespace only for now; use --mode logical")
 
 
 def check_archiving(conn: PgConn) -> str:
@@ -216,6 +214,35 @@ def _drain(stream: BinaryIO, sink: list[bytes]) -> threading.Thread:
     return thread
 
 
+def stream_basebackup_spooled(writer: ChunkWriter, conn: PgConn, *, archive_wait: float,
+                              progress: Progress | None) -> tuple[list, TarTap, str]:
+    """pg_basebackup of a cluster with tablespaces (one tar each, through a local spool: see
+    `seawall.postgres.tablespaces`); returns (StreamRefs, base.tar's tap, stderr text)."""
+    watchdogs: list[_Watchdog] = []
+
+    def watchdog(proc: subprocess.Popen) -> _Watchdog:
+        watchdogs.append(_Watchdog(proc, conn, archive_wait))
+        watchdogs[-1].start()
+        return watchdogs[-1]
+
+    refs, tap, stderr, rc = basebackup_to_spool(writer, basebackup_argv(conn), conn, progress=progress,
+                                                watchdog_factory=watchdog)
+    _raise_for(conn, watchdogs[0].stuck if watchdogs else None, archive_wait, rc, stderr, tap)
+    return refs, tap, stderr
+
+
+def _raise_for(conn: PgConn, stuck: ArchiverState | None, archive_wait: float, rc: int, stderr: str,
+               tap: TarTap) -> None:
+    if stuck is not None:
+        raise RetryableError(f"WAL archiving on {conn.display()} kept failing on {stuck.last_failed_wal} for "
+                             f"{archive_wait:.0f}s, so the base backup cannot complete",
+                             hint="fix archive_command (see the server log), then run the backup again")
+    if rc != 0:
+        raise classify_basebackup_error(stderr, conn.display())
+    if not tap.ended:
+        raise IntegrityError(f"pg_basebackup from {conn.display()} ended without the tar end marker")
+
+
 def stream_basebackup(writer: ChunkWriter, conn: PgConn, *, archive_wait: float,
                       progress: Progress | None) -> tuple[Any, TarTap, str]:
     """Run pg_basebackup into `writer`; returns (StreamRef, tap, stderr text)."""
@@ -236,15 +263,7 @@ def stream_basebackup(writer: ChunkWriter, conn: PgConn, *, archive_wait: float,
             proc.wait()
         drain.join(timeout=10)
     stderr = b"".join(err).decode("utf-8", "replace")
-    if watchdog.stuck is not None:
-        s = watchdog.stuck
-        raise RetryableError(f"WAL archiving on {conn.display()} kept failing on {s.last_failed_wal} for "
-                             f"{archive_wait:.0f}s, so the base backup cannot complete",
-                             hint="fix archive_command (see the server log), then run the backup again")
-    if rc != 0:
-        raise classify_basebackup_error(stderr, conn.display())
-    if not tap.ended:
-        raise IntegrityError(f"pg_basebackup from {conn.display()} ended without the tar end marker")
+    _raise_for(conn, watchdog.stuck, archive_wait, rc, stderr, tap)
     return ref, tap, stderr
 
 
@@ -296,13 +315,15 @@ def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str 
         workers: chunk-store worker threads.
 
     Raises:
-        ConfigError: wal_level/archive_mode/archive_command not set for archiving, or tablespaces.
+        ConfigError: wal_level/archive_mode/archive_command not set for archiving.
         RetryableError: the server is unreachable or WAL archiving is stuck.
     """
     facts = read_facts(conn)
     preflight(facts, conn.display())
     require_archiver_ok(conn)
     manifest = _new_physical_manifest(facts, dataset, backup_id)
+    if facts.extra_tablespaces:
+        manifest.source["tablespaces"] = read_tablespaces(conn)
     with recording(vault, manifest) as phase:
         phase("streaming pg_basebackup")
         tap = _upload_base(vault, conn, manifest, archive_wait=archive_wait, progress=progress, workers=workers)
@@ -331,9 +352,14 @@ def _upload_base(vault: Vault, conn: PgConn, manifest: Manifest, *, archive_wait
     manifest.transition(BackupStatus.UPLOADING)
     vault.known_chunks(refresh=True)
     with ChunkWriter(vault, workers=workers) as writer:
-        ref, tap, _ = stream_basebackup(writer, conn, archive_wait=archive_wait, progress=progress)
+        if manifest.source.get("tablespaces"):
+            refs, tap, _ = stream_basebackup_spooled(writer, conn, archive_wait=archive_wait, progress=progress)
+        else:
+            ref, tap, _ = stream_basebackup(writer, conn, archive_wait=archive_wait, progress=progress)
+            refs = [ref]
         writer.fill_stats(manifest.stats)
-    manifest.streams = [ref]
-    manifest.stats.files, manifest.stats.bytes_total = 1, ref.size
-    manifest.stats.bytes_read, manifest.stats.chunks_total = ref.size, len(ref.chunks)
+    manifest.streams = refs
+    size = sum(r.size for r in refs)
+    manifest.stats.files, manifest.stats.bytes_total = len(refs), size
+    manifest.stats.bytes_read, manifest.stats.chunks_total = size, sum(len(r.chunks) for r in refs)
     return tap

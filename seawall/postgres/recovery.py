@@ -34,6 +34,8 @@ from seawall.postgres.cluster import LocalCluster
 from seawall.postgres.conn import PgConn
 from seawall.postgres.physical import BASE_STREAM, KIND
 from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
+from seawall.postgres.tablespaces import discard_locations, plan_locations, prepare_locations, write_map
+from seawall.postgres.tablespaces import stream_name as ts_stream_name
 from seawall.postgres.tarextract import extract_stream
 from seawall.postgres.targets import (
     REPLACED_SETTINGS,
@@ -93,17 +95,27 @@ def discard_datadir(path: Path, keep_empty: bool) -> None:
 
 
 def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: Progress | None = None,
-                 workers: int = 4, writeback: bool = True, tablespace_map: dict[str, str] | None = None) -> int:
+                 workers: int = 4, writeback: bool = True,
+                 tablespaces: list[tuple[dict[str, Any], Path]] | None = None) -> int:
     """Stream `base.tar` from the vault into `datadir`; returns the number of members extracted.
 
     The chunks go straight into the files (`seawall.postgres.tarextract`, not tarfile: see there
     why), owned by the server OS user; the stream's size and hash are checked at its end.
     `writeback=False` for a copy that is deleted soon (verification): no disk writes started early.
+    `tablespaces` (`tablespaces.plan_locations`, locations prepared): each tablespace's tar goes into
+    its location and `tablespace_map` is rewritten to point there.
     """
-    ref = manifest.stream(BASE_STREAM)
+    members = 0
     with ChunkReader(vault, workers=workers, prefetch=12) as reader:
-        chunks = reader.iter_stream(ref)
-        return extract_stream(_counted(chunks, progress) if progress else chunks, datadir, writeback=writeback)
+        chunks = reader.iter_stream(manifest.stream(BASE_STREAM))
+        members += extract_stream(_counted(chunks, progress) if progress else chunks, datadir, writeback=writeback)
+        for ts, location in tablespaces or []:
+            chunks = reader.iter_stream(manifest.stream(ts_stream_name(ts["oid"])))
+            members += extract_stream(_counted(chunks, progress) if progress else chunks, location,
+                                      writeback=writeback)
+    if tablespaces:
+        write_map(datadir, tablespaces)
+    return members
 
 
 def _counted(chunks: Iterator[bytes], progress: Progress) -> Iterator[bytes]:
@@ -296,6 +308,7 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
     if passphrase_file is None and passphrase is None:
         raise ConfigError("restore_command needs the vault passphrase", hint="pass passphrase_file or passphrase")
     require_empty(datadir)
+    ts_plan = plan_locations(manifest, copy.tablespace_map)  # every location new or empty
     wal_path = check_wal_path(vault, manifest, target, standby=copy.standby)
     started, mode = time.monotonic(), copy.mode(target)
     path, existed = prepare_datadir(datadir)
@@ -311,7 +324,7 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
     keep_pass = copy.archive or mode != "promote"
     try:
         cluster, offset = _restore_into(vault, manifest, path, existed, settings, target, mode, timeout, progress,
-                                        prefetch, copy)
+                                        prefetch, copy, ts_plan)
         finish_settings(cluster, None if mode == "promote" else plain)
         if not leave_running:
             cluster.stop()
@@ -329,13 +342,17 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
 
 def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool, settings: dict[str, Any],
                   target: RecoveryTarget, mode: str, timeout: float, progress: Progress | None,
-                  prefetch: WalPrefetcher, copy: CopyOptions) -> tuple[LocalCluster, int]:
+                  prefetch: WalPrefetcher, copy: CopyOptions,
+                  ts_plan: list[tuple[dict[str, Any], Path]]) -> tuple[LocalCluster, int]:
     prefetch.start()  # fetch the first segments while the base backup is extracted
+    made: list[tuple[Path, bool]] = []
     try:
-        extract_base(vault, manifest, path, progress=progress, tablespace_map=copy.tablespace_map)
+        made = prepare_locations(ts_plan)
+        extract_base(vault, manifest, path, progress=progress, tablespaces=ts_plan)
         cluster = write_recovery_config(path, settings, standby=copy.standby)
     except OSError as exc:
         discard_datadir(path, existed)
+        discard_locations(made)
         if exc.errno == errno.ENOSPC:
             raise NoSpaceError(f"no space left on the device of {path} while extracting backup "
                                f"{manifest.backup_id}; the partial data directory was removed",
@@ -343,8 +360,13 @@ def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool, s
         raise PermanentError(f"cannot write the data directory {path}: {exc}") from None
     except BaseException:
         discard_datadir(path, existed)
+        discard_locations(made)
         raise
-    offset = _recover(cluster, vault, manifest, target, mode, timeout, existed)
+    try:
+        offset = _recover(cluster, vault, manifest, target, mode, timeout, existed)
+    except BaseException:
+        discard_locations(made)
+        raise
     return cluster, offset
 
 

@@ -188,7 +188,6 @@ def _facts(**overrides) -> ServerFacts:
     ({"archive_command": ""}, r"archive_command = 'seawall wal-push %p"),
     ({"archive_command": "(disabled)"}, r"archive_command = "),
     ({"in_recovery": True}, r"archive_mode = always"),
-    ({"extra_tablespaces": 2}, r"2 tablespace"),
 ])
 def test_preflight_says_what_to_set(overrides: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
