@@ -7,7 +7,8 @@ checks that every listed file exists with its size and checksum, and that nothin
 It must see the files as extracted, before the server starts: recovery rewrites them. Because
 `restore_physical` extracts and starts in one call, the check extracts `base.tar` once more into a
 private temporary directory (streaming from the vault, as the restore does) and removes it after.
-PostgreSQL 15's pg_verifybackup reads plain directories only (tar support came in 18).
+PostgreSQL 15's pg_verifybackup reads plain directories only (tar support came in 18). Tablespaces
+are extracted beside it and linked from `pg_tblspc`, as PostgreSQL would link them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from seawall.manifest import Manifest
 from seawall.postgres import binaries
 from seawall.postgres.cluster import make_private_dir
 from seawall.postgres.recovery import extract_base
+from seawall.postgres.tablespaces import prepare_locations
 from seawall.vault import Vault
 
 NAME = "pg_verifybackup"
@@ -52,7 +54,11 @@ def verify_base_backup(vault: Vault, manifest: Manifest, *, workdir: str | None 
         datadir = root / "data"
         datadir.mkdir(mode=0o700)
         binaries.chown_to_server_user(datadir)
-        extract_base(vault, manifest, datadir)
+        plan = [(t, root / f"tablespace-{t['oid']}") for t in manifest.source.get("tablespaces") or []]
+        prepare_locations(plan)
+        extract_base(vault, manifest, datadir, tablespaces=plan, rewrite_map=False)
+        for ts, location in plan:  # what PostgreSQL would make from tablespace_map: pg_verifybackup follows it
+            (datadir / "pg_tblspc" / str(ts["oid"])).symlink_to(location)
         return [verify_datadir(datadir)]
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -34,6 +34,7 @@ from seawall.postgres.cluster import LocalCluster
 from seawall.postgres.conn import PgConn
 from seawall.postgres.physical import BASE_STREAM, KIND
 from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
+from seawall.postgres.tablespaces import MANIFEST as TS_MANIFEST
 from seawall.postgres.tablespaces import discard_locations, plan_locations, prepare_locations, write_map
 from seawall.postgres.tablespaces import stream_name as ts_stream_name
 from seawall.postgres.tarextract import extract_stream
@@ -96,14 +97,15 @@ def discard_datadir(path: Path, keep_empty: bool) -> None:
 
 def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: Progress | None = None,
                  workers: int = 4, writeback: bool = True,
-                 tablespaces: list[tuple[dict[str, Any], Path]] | None = None) -> int:
+                 tablespaces: list[tuple[dict[str, Any], Path]] | None = None, rewrite_map: bool = True) -> int:
     """Stream `base.tar` from the vault into `datadir`; returns the number of members extracted.
 
     The chunks go straight into the files (`seawall.postgres.tarextract`, not tarfile: see there
     why), owned by the server OS user; the stream's size and hash are checked at its end.
     `writeback=False` for a copy that is deleted soon (verification): no disk writes started early.
     `tablespaces` (`tablespaces.plan_locations`, locations prepared): each tablespace's tar goes into
-    its location and `tablespace_map` is rewritten to point there.
+    its location and `tablespace_map` is rewritten to point there (unless `rewrite_map` is False:
+    pg_verifybackup checks that file too); the backup's separate `backup_manifest`, if any, is written.
     """
     members = 0
     with ChunkReader(vault, workers=workers, prefetch=12) as reader:
@@ -113,7 +115,12 @@ def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: P
             chunks = reader.iter_stream(manifest.stream(ts_stream_name(ts["oid"])))
             members += extract_stream(_counted(chunks, progress) if progress else chunks, location,
                                       writeback=writeback)
-    if tablespaces:
+        if any(s.name == TS_MANIFEST for s in manifest.streams):
+            with open(datadir / TS_MANIFEST, "wb") as out:
+                for chunk in reader.iter_stream(manifest.stream(TS_MANIFEST)):
+                    out.write(chunk)
+            binaries.chown_to_server_user(datadir / TS_MANIFEST)
+    if tablespaces and rewrite_map:
         write_map(datadir, tablespaces)
     return members
 

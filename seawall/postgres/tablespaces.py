@@ -38,6 +38,7 @@ SELECT oid::int, spcname, pg_tablespace_location(oid) FROM pg_tablespace
 WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid
 """
 MAP_FILE = "tablespace_map"
+MANIFEST = "backup_manifest"
 
 
 def read_tablespaces(conn: PgConn) -> list[dict[str, Any]]:
@@ -106,8 +107,11 @@ def basebackup_to_spool(writer: ChunkWriter, argv: list[str], conn: PgConn, *, p
             err.seek(0)
             stderr = err.read()
         tap = spool.taps.get("base.tar") or TarTap(None)
-        manifest = out / "backup_manifest"
+        manifest = out / MANIFEST
         tap.manifest_tail = bytearray(manifest.read_bytes()[-(256 << 10):]) if manifest.exists() else bytearray()
+        if manifest.exists():  # kept for pg_verifybackup (stdout mode puts it inside base.tar)
+            with open(manifest, "rb") as fh:
+                spool.streams[MANIFEST] = writer.write(fh, MANIFEST, progress=progress)
         refs = sorted(spool.streams.values(), key=lambda s: (s.name != "base.tar", s.name))
         return refs, tap, stderr, proc.returncode
 

@@ -13,6 +13,7 @@ from seawall.errors import ExitCode
 from seawall.postgres.cluster import LocalCluster, free_port
 from seawall.postgres.conn import PgConn
 from seawall.postgres.physical import wait_archived
+from tests.fixtures import pg_weird
 from tests.fixtures.postgres import ArchivedCluster
 
 
@@ -88,6 +89,7 @@ def test_physical_backup_pitr_and_wal_check(cli, pg_archived: ArchivedCluster, p
         str(port),
         "--target-name",
         "p1",
+        "--no-archive",  # an inspection copy: its timeline 2 stays out of the vault
         "--json",
         *args,
     )
@@ -119,7 +121,7 @@ def test_physical_backup_pitr_and_wal_check(cli, pg_archived: ArchivedCluster, p
         str(free_port()),
         *args,
     )
-    assert late.code != 0 and victim.name in late.err and len(late.err.strip().splitlines()) == 1
+    assert late.code == ExitCode.INTEGRITY and victim.name in late.err and len(late.err.strip().splitlines()) == 1
     assert not (pg_workdir / "pitr-late").exists() or not any((pg_workdir / "pitr-late").iterdir())
     shutil.rmtree(datadir, ignore_errors=True)
 
@@ -155,3 +157,46 @@ def test_bad_targets_are_one_line(cli, pg_archived: ArchivedCluster, pg_workdir)
     )
     assert unreachable.code == ExitCode.FAILURE and "Traceback" not in unreachable.err
     assert "connecting to" in unreachable.err and len(unreachable.err.strip().splitlines()) == 1
+
+
+def test_odd_identifiers_roles_restore_and_verify(cli, pg_archived: ArchivedCluster, pg_workdir):
+    """Issue 16 point 1 through the CLI: a database nobody here designed, backed up with its roles,
+    restored into a fresh cluster (roles created) and verified in a throwaway cluster."""
+    source, vault = pg_archived.cluster, pg_archived.vault_url
+    args = ("--passphrase-file", str(pg_archived.passphrase_file))
+    db = pg_weird.create(source)
+    backup = cli("backup", "postgres", "--dsn", source.conninfo(db), "--vault", vault, "--dataset", "weird",
+                 "--with-passwords", "--json", *args)
+    assert backup.code == 0, backup.err
+    row = backup.json()
+    assert row["source"]["tables"]['"a b"."c d"']["rows"] == 300
+    assert "report-secret" not in backup.out and "SCRAM" not in backup.out
+
+    fresh = LocalCluster.create(pg_workdir)
+    fresh.start()
+    try:
+        restored = cli("restore", row["backup_id"], "--vault", vault, "--to-dsn", fresh.conninfo(db), *args)
+        assert restored.code == 0, restored.err
+        assert pg_weird.schema_dump(fresh, db) == pg_weird.schema_dump(source, db)
+        assert pg_weird.table_md5s(fresh, db) == pg_weird.table_md5s(source, db)
+        assert pg_weird.large_objects(fresh, db) == pg_weird.large_objects(source, db)
+        assert pg_weird.sequences(fresh, db) == pg_weird.sequences(source, db)
+        names = ["app_reader", 'App "Writer" Ü', "report.user"]
+        assert pg_weird.roles(fresh, names) == pg_weird.roles(source, names)
+
+        # A role of the same name but other attributes in the target: one line, exit 2, nothing left.
+        fresh.execute('ALTER ROLE "report.user" NOLOGIN')
+        clash = cli("restore", row["backup_id"], "--vault", vault, "--to-dsn", fresh.conninfo("second copy"), *args)
+        assert clash.code == ExitCode.USAGE and "role 'report.user' exists" in clash.err, clash.err
+        assert len(clash.err.strip().splitlines()) == 1 and "Traceback" not in clash.err
+        assert not fresh.execute("SELECT 1 FROM pg_database WHERE datname = 'second copy'")
+    finally:
+        fresh.remove()
+
+    verified = cli("verify-restore", "--vault", vault, "--dataset", "weird", "--json", *args)
+    assert verified.code == 0, verified.err + verified.out
+    report = verified.json()
+    assert report["status"] == "VERIFIED"
+    failed = [c for c in report["checks"] if c["status"] != "pass"]
+    assert not failed, failed
+    assert '"a b"."c d"' in {c["table"] for c in report["checks"] if c["name"] == "rows-checksum"}

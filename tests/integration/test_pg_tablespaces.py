@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from seawall.checks.verifybackup import verify_base_backup
 from seawall.errors import ConfigError
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
@@ -37,7 +38,10 @@ def test_tablespace_backup_and_pitr_with_a_map(pg_archived: ArchivedCluster, pg_
 
     manifest = backup_physical(vault, PgConn(primary.conninfo()), "pg")
     assert [t["location"] for t in manifest.source["tablespaces"]] == [str(old)]
-    assert {s.name for s in manifest.streams} == {"base.tar", f"{manifest.source['tablespaces'][0]['oid']}.tar"}
+    oid = manifest.source["tablespaces"][0]["oid"]
+    assert {s.name for s in manifest.streams} == {"base.tar", f"{oid}.tar", "backup_manifest"}
+    (verified,) = verify_base_backup(vault, manifest, workdir=str(pg_workdir))
+    assert verified.status == "pass", verified.detail  # pg_verifybackup saw the tablespace's files too
 
     primary.execute("INSERT INTO \"Spaced Tbl\" SELECT g, 'after ' || g FROM generate_series(5001, 6000) g")
     time.sleep(0.05)
