@@ -35,7 +35,6 @@ import os
 import re
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +132,8 @@ def load_user_suites(folder: str | os.PathLike) -> list[tuple[Path, dict[str, An
 # ---- running ------------------------------------------------------------------------------------
 def sqlalchemy_url(conn: PgConn) -> str:
     """`postgresql+psycopg://user:pw@localhost:PORT/db?host=/socket` for a libpq connection."""
+    from urllib.parse import quote
+
     from sqlalchemy.engine import URL
 
     p = conn.params()
@@ -141,8 +142,13 @@ def sqlalchemy_url(conn: PgConn) -> str:
     password = conn.password.get_secret_value() if conn.password is not None else p.get("password")
     url = URL.create("postgresql+psycopg", username=p.get("user"), password=password,
                      host="localhost" if host.startswith("/") else host, port=int(p.get("port") or 5432),
-                     database=p.get("dbname"), query=query)
-    return url.render_as_string(hide_password=False)
+                     query=query).render_as_string(hide_password=False)
+    if not p.get("dbname"):
+        return url
+    # SQLAlchemy leaves a space in a database name as it is, which GX's URL check refuses: quote it all
+    # (SQLAlchemy decodes it again when it parses the URL).
+    base, sep, rest = url.partition("?")
+    return f"{base}/{quote(p['dbname'], safe='')}{sep}{rest}"
 
 
 def _context():
@@ -206,14 +212,20 @@ class GxRunner:
                 name="seawall-scratch", connection_string=sqlalchemy_url(self.conn))
 
     def _batch_definition(self, table: str):
+        """A query asset over the table: GX's table assets lower-case schema names and leave spaces and
+        quotes in names unquoted, so the query is written here with PostgreSQL's quoting."""
         if table not in self._batches:
             schema, name = split_qualified(table)
-            with warnings.catch_warnings():  # GX 1.x deprecates schema_name for a per-source schema
-                warnings.simplefilter("ignore", DeprecationWarning)
-                asset = self._source.add_table_asset(name=f"t{len(self._batches)}", table_name=name,
-                                                     schema_name=schema)
+            query = f"SELECT * FROM {quote_ident(schema)}.{quote_ident(name)}"
+            asset = self._source.add_query_asset(name=f"t{len(self._batches)}", query=query)
             self._batches[table] = asset.add_batch_definition_whole_table("whole-table")
         return self._batches[table]
+
+    def _exists(self, table: str) -> bool:
+        schema, name = split_qualified(table)
+        with self.conn.connect() as pg:
+            return pg.execute("SELECT to_regclass(%s) IS NOT NULL",
+                              (f"{quote_ident(schema)}.{quote_ident(name)}",)).fetchone()[0]
 
     def validate(self, table: str, expectations: list[dict[str, Any]], check: str) -> CheckResult:
         """Run `expectations` on `table`; a missing table/column or any unmet expectation is `fail`."""
@@ -229,6 +241,8 @@ class GxRunner:
                                    detail=clip(f"invalid suite: {str(exc).splitlines()[0]}"))
             self._ensure_source()
             try:
+                if not self._exists(table):
+                    raise TestConnectionError(f"{table} does not exist")
                 outcome = self._batch_definition(table).get_batch().validate(suite, result_format="SUMMARY")
             except TestConnectionError:
                 return result(check, label, False, f"table {table} does not exist in the restored database",

@@ -155,7 +155,8 @@ def test_bad_targets_are_one_line(cli, pg_archived: ArchivedCluster, pg_workdir)
         *args,
         env={"SEAWALL_TASK_RETRIES": "2", "SEAWALL_RETRY_BACKOFF_SECONDS": "0.2"},
     )
-    assert unreachable.code == ExitCode.FAILURE and "Traceback" not in unreachable.err
+    # refused before the server ever answered: a configuration problem, exit 2 at once (seawall/reach.py)
+    assert unreachable.code == ExitCode.USAGE and "Traceback" not in unreachable.err
     assert "connecting to" in unreachable.err and len(unreachable.err.strip().splitlines()) == 1
 
 
