@@ -131,7 +131,12 @@ def load_user_suites(folder: str | os.PathLike) -> list[tuple[Path, dict[str, An
 
 # ---- running ------------------------------------------------------------------------------------
 def sqlalchemy_url(conn: PgConn) -> str:
-    """`postgresql+psycopg://user:pw@localhost:PORT/db?host=/socket` for a libpq connection."""
+    """`postgresql+psycopg://user:pw@localhost:PORT/db?host=/socket` for a libpq connection.
+
+    A database name that is not URL-safe (a space, unicode) goes into the query as `dbname=`
+    instead: SQLAlchemy 2.0 neither escapes nor decodes the path's database part, and GX's URL check
+    refuses a space; query values are escaped and decoded, and psycopg takes `dbname` from them.
+    """
     from urllib.parse import quote
 
     from sqlalchemy.engine import URL
@@ -139,16 +144,14 @@ def sqlalchemy_url(conn: PgConn) -> str:
     p = conn.params()
     host = p.get("host") or "localhost"
     query = {"host": host} if host.startswith("/") else {}
+    dbname = p.get("dbname")
+    if dbname and quote(dbname, safe="") != dbname:
+        query, dbname = {**query, "dbname": dbname}, None
     password = conn.password.get_secret_value() if conn.password is not None else p.get("password")
     url = URL.create("postgresql+psycopg", username=p.get("user"), password=password,
                      host="localhost" if host.startswith("/") else host, port=int(p.get("port") or 5432),
-                     query=query).render_as_string(hide_password=False)
-    if not p.get("dbname"):
-        return url
-    # SQLAlchemy leaves a space in a database name as it is, which GX's URL check refuses: quote it all
-    # (SQLAlchemy decodes it again when it parses the URL).
-    base, sep, rest = url.partition("?")
-    return f"{base}/{quote(p['dbname'], safe='')}{sep}{rest}"
+                     database=dbname, query=query)
+    return url.render_as_string(hide_password=False)
 
 
 def _context():

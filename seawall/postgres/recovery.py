@@ -1,15 +1,18 @@
 """Point-in-time restore of a physical backup into a new data directory.
 
-Steps: refuse a non-empty target; extract `base.tar` streaming from the vault (no local copy of the
-tar; `seawall.postgres.tarextract` refuses members that would land outside the data directory); write
-`recovery.signal` and the recovery settings (`restore_command = seawall wal-get ...`, the target,
-promote at the end, archiving off so the copy never pushes into the original archive);
-start the copy and wait until it has promoted.
+Steps: refuse a non-empty target (data directory and tablespace locations) and a WAL path with a
+hole; extract `base.tar` (and each tablespace's tar) streaming from the vault (no local copy;
+`seawall.postgres.tarextract` refuses members that would land outside the data directory); write
+`recovery.signal` (or `standby.signal`) and the recovery settings (`restore_command = seawall
+wal-get ...`, the target, timeline and action; archiving into the same vault once promoted, or off;
+never the original's archive_command or primary_conninfo); start the copy and wait until it is
+promoted, paused, shut down at the target, or a running standby (`seawall.postgres.recovery_modes`).
 
-A restore never reports a partial result as success: PostgreSQL's own failures ("recovery ended
-before configured recovery target was reached"...) are read from the server log, and a `latest`
-restore that stopped at a hole in the archive (a later segment exists) is an IntegrityError naming
-the missing segment. On failure the half-restored data directory is removed (its log stays).
+A restore never reports a partial result as success: before anything is written, every WAL file on
+the path to the target along the chosen timeline must be archived (`recovery_modes.check_wal_path`:
+a `latest` restore cannot stop at a hole, nor read another timeline's segment in its place), and
+PostgreSQL's own failures ("recovery ended before configured recovery target was reached"...) are
+read from the server log. On failure the half-restored data directory is removed (its log stays).
 
 Recovery targets and the settings rendered from them live in `seawall.postgres.targets` (re-exported
 here).
@@ -224,18 +227,6 @@ def diagnose_failure(log: RecoveryLog, vault: Vault, manifest: Manifest, target:
     return PermanentError(f"PITR to {target} failed: {fatal}{where}")
 
 
-def _check_not_partial(log: RecoveryLog, vault: Vault, manifest: Manifest, target: RecoveryTarget,
-                       where: str) -> None:
-    """A `latest` recovery ends at the first segment it cannot fetch: a hole must not pass as the end."""
-    if target.kind != "latest":
-        return  # PostgreSQL >= 13 refuses to promote before reaching an explicit target
-    lost, newest = _archive_gap(vault, manifest)
-    if lost:
-        raise IntegrityError(f"restore to latest would be partial: WAL segment {lost} is missing from the archive "
-                             f"(last restored: {log.last_restored}, newest archived: {newest}){where}",
-                             hint="recovery stopped at the hole: restore to an earlier target or a newer backup")
-
-
 def _passphrase_file(datadir: Path, passphrase: str) -> Path:
     path = datadir.parent / f".{datadir.name}.seawall-passphrase"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -384,9 +375,7 @@ def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: Re
     where = f" (server log: {cluster.logfile})"
     try:
         cluster.start(wait=False)
-        wait_for_end(cluster, mode, timeout)
-        if mode == "promote":
-            _check_not_partial(read_log(cluster, offset), vault, manifest, target, where)
+        wait_for_end(cluster, mode, timeout)  # the path to the target was checked whole before: no hole
     except ServerStopped:
         error = diagnose_failure(read_log(cluster, offset), vault, manifest, target, where)
         _abandon(cluster, existed)
