@@ -98,6 +98,21 @@ def test_physical_backup_pitr_and_wal_check(cli, pg_archived: ArchivedCluster, p
     assert _tags(info["datadir"], info["port"], info.get("socket_dir")) == {"A": 200, "B": 200}
     LocalCluster(info["datadir"], info["port"], socket_dir=info.get("socket_dir")).stop("immediate")
 
+    # The new target options through the CLI: a timeline the archive lacks is one line, exit 2, nothing
+    # written; `--target immediate --target-action shutdown` leaves a stopped copy at the backup's end.
+    lacking = cli("restore", backup_id, "--vault", vault, "--to-datadir", str(pg_workdir / "tl9"),
+                  "--target-timeline", "9", *args)
+    assert lacking.code == ExitCode.USAGE and "timeline 9 is not in the archive" in lacking.err, lacking.err
+    assert len(lacking.err.strip().splitlines()) == 1 and not (pg_workdir / "tl9").exists()
+    stopped = cli("restore", backup_id, "--vault", vault, "--to-datadir", str(pg_workdir / "imm"), "--port",
+                  str(free_port()), "--target", "immediate", "--target-action", "shutdown", "--no-archive",
+                  "--json", *args)
+    assert stopped.code == 0, stopped.err
+    assert stopped.json()["mode"] == "shutdown" and not stopped.json()["running"]
+    conf = (pg_workdir / "imm" / "postgresql.auto.conf").read_text()
+    assert "recovery_target = 'immediate'" in conf and "walspool" not in conf and "wal-get" in conf
+    shutil.rmtree(pg_workdir / "imm", ignore_errors=True)
+
     ok = cli("wal-check", "--vault", vault, "--json", *args)
     assert ok.code == 0, ok.out + ok.err
     report = ok.json()

@@ -263,3 +263,28 @@ def test_label_and_ranges_parsers() -> None:
                                                          '"End-LSN": "0/3000100"}]')
     with pytest.raises(IntegrityError, match="no WAL-Ranges"):
         parse_wal_ranges('{"Files": []}')
+
+
+def test_target_modes_render_their_settings() -> None:
+    from seawall.postgres.targets import recovery_settings
+
+    assert RecoveryTarget.parse("immediate").settings() == {"recovery_target": "immediate"}
+    excl = RecoveryTarget.parse("xid:1234", exclusive=True, action="pause", timeline="current")
+    assert excl.settings() == {"recovery_target_xid": "1234", "recovery_target_inclusive": "off"}
+    settings = recovery_settings(excl, "cmd", 5440, timeline=2, archive="seawall wal-push %p")
+    assert settings["recovery_target_action"] == "pause" and settings["recovery_target_timeline"] == "2"
+    assert settings["archive_mode"] == "on" and settings["archive_command"] == "seawall wal-push %p"
+    assert recovery_settings(RecoveryTarget(), "cmd")["archive_mode"] == "off"
+    assert recovery_settings(RecoveryTarget(), "cmd")["recovery_target_timeline"] == "latest"
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"timeline": "newest"}, "invalid target timeline"),
+    ({"action": "explode"}, "invalid target action"),
+    ({"text": "name:p1", "exclusive": True}, "--target-exclusive applies to a time, LSN or xid"),
+    ({"text": "immediate:x"}, "takes no value"),
+])
+def test_bad_target_options_are_refused(kwargs: dict, match: str) -> None:
+    text = kwargs.pop("text", "latest")
+    with pytest.raises(ConfigError, match=match):
+        RecoveryTarget.parse(text, **kwargs)

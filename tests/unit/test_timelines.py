@@ -77,3 +77,19 @@ def test_a_branch_before_the_backups_end_cannot_be_followed() -> None:
 def test_the_backups_own_wal_missing_breaks_every_window() -> None:
     names = [n for n in NAMES if n != seg(1, 2)]
     assert all(not w.ok and w.first_missing == seg(1, 2) for w in windows(POINT, archived(names, HIST)))
+
+
+def test_two_branches_pushing_different_partials_keep_the_first() -> None:
+    from seawall.errors import ConflictError
+    from seawall.postgres.wal import WalArchive
+    from tests.unit.builders import memory_vault
+
+    archive = WalArchive(memory_vault())
+    archive.bind("7")
+    name = seg(1, 5) + ".partial"
+    assert archive.put(name, b"branch A", "7") == "archived"
+    assert archive.put(name, b"branch B", "7").startswith("kept the archived copy")
+    assert archive.read(name) == b"branch A"
+    archive.put(seg(1, 5), b"segment", "7")
+    with pytest.raises(ConflictError, match="different content"):  # a whole segment still may not differ
+        archive.put(seg(1, 5), b"other", "7")
