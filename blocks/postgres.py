@@ -1,17 +1,19 @@
-"""The `PostgresSource` block: how to reach a PostgreSQL server, with the password as a secret."""
+"""The `PostgresSource` block: how to reach a PostgreSQL server, with the password as a secret.
+
+Fields and factories are `seawall.configs.postgres.PostgresConfig`'s; the block adds Prefect's
+storage and UI.
+"""
 
 from __future__ import annotations
 
-import os
-
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, model_validator
 
-from seawall.errors import ConfigError
-from seawall.postgres.conn import PgConn
+from seawall.configs.postgres import PostgresConfig, as_postgres_source
+
+__all__ = ["PostgresSource", "as_postgres_source"]
 
 
-class PostgresSource(Block):
+class PostgresSource(PostgresConfig, Block):
     """A PostgreSQL server (and database) to back up or restore into.
 
     Give either `dsn` (a libpq conninfo string or postgresql:// URI) or the separate fields; the
@@ -31,57 +33,3 @@ class PostgresSource(Block):
     _block_type_name = "Seawall PostgreSQL Source"
     _block_type_slug = "seawall-postgres-source"
     _description = "A PostgreSQL server/database seawall backs up, restores into or drills on."
-
-    dsn: str | None = Field(default=None, description="libpq conninfo or URI; overrides the separate fields.")
-    host: str | None = Field(default=None, description="Host name, IP address or Unix socket directory.")
-    port: int | None = Field(default=None, description="TCP port (default 5432).")
-    dbname: str | None = Field(default=None, description="Database name.")
-    user: str | None = Field(default=None, description="Role to connect as.")
-    password: SecretStr | None = Field(default=None, description="Password (empty: .pgpass or PGPASSWORD).")
-    sslmode: str | None = Field(default=None, description="libpq sslmode, e.g. require or verify-full.")
-
-    @model_validator(mode="after")
-    def _password_out_of_dsn(self) -> PostgresSource:
-        """A password written into the DSN moves into the secret field, so repr/logs never show it."""
-        if self.dsn:
-            from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-            try:
-                params = conninfo_to_dict(self.dsn)
-            except Exception:
-                return self  # reported when a connection is attempted
-            if "password" in params:
-                secret = params.pop("password")
-                if self.password is None:
-                    self.password = SecretStr(secret)
-                self.dsn = make_conninfo(**params)
-        return self
-
-    def get_pgconn(self) -> PgConn:
-        """The connection description used by seawall's core (password kept out of the string)."""
-        from psycopg.conninfo import make_conninfo
-
-        fields = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
-                  "sslmode": self.sslmode}
-        conninfo = make_conninfo(self.dsn or "", **{k: v for k, v in fields.items() if v is not None})
-        return PgConn(conninfo, self.password)
-
-    def get_connection(self, *, autocommit: bool = True):
-        """A new psycopg connection (errors translated to seawall's families)."""
-        return self.get_pgconn().connect(autocommit=autocommit)
-
-    def display(self) -> str:
-        return self.get_pgconn().display()
-
-
-def as_postgres_source(source: PostgresSource | str) -> PostgresSource:
-    """Accept a block, a bare DSN, or `env:NAME` (the DSN is in that environment variable, so a
-    deployment's parameters never hold it)."""
-    if isinstance(source, PostgresSource):
-        return source
-    if source.startswith("env:"):
-        name = source[4:]
-        if not os.environ.get(name):
-            raise ConfigError(f"environment variable {name} is not set", hint="set it to the server's DSN")
-        return PostgresSource(dsn=os.environ[name])
-    return PostgresSource(dsn=source)

@@ -1,9 +1,11 @@
-"""The flows as deployments run them: the library flows plus the hooks that emit seawall events.
+"""The flows as deployments run them: Prefect flow objects built from seawall's flows.
 
-Deployments point at these objects (`deployments/entrypoints.py:<name>`), so a nightly backup run
-emits `seawall.backup.completed` (which triggers the copy deployment), a copy run emits
-`seawall.copy.completed` (which triggers verification), without changing how the flows behave when
-imported from Python or run by the CLI.
+Deployments point at these objects (`deployments/entrypoints.py:<name>`); Prefect's loader wants
+real `prefect.Flow` objects, so each is the `.prefect` form of a `tasks.runtime` flow (importing
+this module imports Prefect). The flows emit their own `seawall.*.completed` events and tag their
+runs, so a deployment run, a CLI run with an API configured and a Python run behave the same: a
+nightly backup run emits `seawall.backup.completed` (which triggers the copy deployment), a copy
+run emits `seawall.copy.completed` (which triggers verification).
 
 Example:
     ```python
@@ -14,33 +16,30 @@ Example:
 
 from __future__ import annotations
 
-from deployments.events import completion_hook
 from flows.backup import backup_files, backup_postgres
 from flows.cross_region_copy import cross_region_copy
-from flows.readiness import readiness_report  # noqa: F401 - the readiness-report deployment's entrypoint
+from flows.readiness import readiness_report as _readiness_report
 from flows.restore_verification import verify_restore
 from flows.retention import apply_retention
 
-
-def _emitting(flow, stage: str):
-    """The flow with an on_completion hook that emits the stage's event (unless it already has one)."""
-    hooks = list(flow.on_completion_hooks or [])
-    if any(getattr(h, "__name__", "") == f"emit_{stage}_completed" for h in hooks):
-        return flow
-    return flow.with_options(on_completion=[*hooks, completion_hook(stage)])
-
-
-nightly_backup_postgres = _emitting(backup_postgres, "backup")
-nightly_backup_files = _emitting(backup_files, "backup")
-copy_to_dr = _emitting(cross_region_copy, "copy")
-verify_in_dr = _emitting(verify_restore, "verification")
-retention = apply_retention
+nightly_backup_postgres = backup_postgres.prefect
+nightly_backup_files = backup_files.prefect
+copy_to_dr = cross_region_copy.prefect
+verify_in_dr = verify_restore.prefect
+retention = apply_retention.prefect
+readiness_report = _readiness_report.prefect
+__all__ = ["copy_to_dr", "nightly_backup_files", "nightly_backup_postgres", "readiness_report", "retention",
+           "verify_in_dr"]
 
 try:  # written concurrently by other engineers: deploy them when present
-    from flows.restore_drill import restore_drill
+    from flows.restore_drill import restore_drill as _restore_drill
+
+    restore_drill = _restore_drill.prefect
 except ImportError:  # pragma: no cover
     restore_drill = None
 try:
-    from flows.failover_drill import failover_drill
+    from flows.failover_drill import failover_drill as _failover_drill
+
+    failover_drill = _failover_drill.prefect
 except ImportError:  # pragma: no cover
     failover_drill = None

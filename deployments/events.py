@@ -7,8 +7,9 @@
 
 Every event's resource is the dataset, `seawall.dataset.<name>` (so triggers and staleness alerts
 match one dataset); related resources name the vault and the backup; the payload carries sizes,
-durations and ids. Flows emit them with `emit_completed(...)` at their end, or by attaching
-`on_completion=[completion_hook("backup")]` to the flow.
+durations and ids. The flows emit them with `emit_completed(...)` at their end, in every Prefect
+run (deployment, CLI with an API, Python with an API); in plain mode (no Prefect) nothing is sent.
+`completion_hook` remains for users' own flows.
 
 Example:
     ```python
@@ -87,8 +88,9 @@ def emit_completed(stage: str, result: Any, vault: str | None = None) -> list[st
         emit_completed("copy", report)
         ```
     """
-    from prefect.events import emit_event
-
+    emit_event = _emitter()
+    if emit_event is None:
+        return []
     ids = []
     for payload in payloads(stage, result):
         dataset = payload["dataset"]
@@ -113,8 +115,9 @@ def emit_suspicious(manifest: Any, reasons: list[str], vault: str | None = None)
         emit_suspicious(manifest, ["high-entropy rewrite: 30.0% of files changed ..."], vault_url)
         ```
     """
-    from prefect.events import emit_event
-
+    emit_event = _emitter()
+    if emit_event is None:
+        return []
     related = [{"prefect.resource.id": f"seawall.backup.{manifest.backup_id}", "prefect.resource.role": "backup"}]
     if vault:
         related.append({"prefect.resource.id": f"seawall.vault.{_strip_secrets(vault)}",
@@ -124,6 +127,17 @@ def emit_suspicious(manifest: Any, reasons: list[str], vault: str | None = None)
                                              "prefect.resource.name": manifest.dataset},
                        related=related, payload=payload)
     return [str(event.id)] if event is not None else []
+
+
+def _emitter():
+    """Prefect's `emit_event` inside a Prefect run; None in plain mode (no events, no `import prefect`)."""
+    from tasks.mode import in_prefect_run
+
+    if not in_prefect_run():
+        return None
+    from prefect.events import emit_event
+
+    return emit_event
 
 
 def completion_hook(stage: str):

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import TYPE_CHECKING
 
-from blocks.vault import VaultTarget, as_vault_target
+from deployments.events import emit_completed
+from seawall.configs.vault import as_vault_target
 from seawall.copy import CopyReport, build_report, raise_for_failures
 from seawall.copy_lock import LockSpec
 from seawall.copy_plan import Selection
@@ -21,9 +22,13 @@ from tasks.copy import (
     publish_copy_report,
     refresh_locks_task,
 )
+from tasks.runtime import flow, label_run
+
+if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.vault import VaultTarget
 
 
-@flow(name="cross-region-copy", log_prints=True)
+@flow(name="cross-region-copy", stage="copy", log_prints=True)
 def cross_region_copy(source_vault: VaultTarget | str, dest_vault: VaultTarget | str,
                       datasets: list[str] | None = None, backups: Selection = "all", include_wal: bool = True,
                       init_dest: bool = False, workers: int = 8, bwlimit: int | None = None,
@@ -51,6 +56,7 @@ def cross_region_copy(source_vault: VaultTarget | str, dest_vault: VaultTarget |
     source, dest = as_vault_target(source_vault), as_vault_target(dest_vault)
     lock = LockSpec.parse(object_lock_mode, object_lock_days)
     settings = CopySettings(workers=workers, bwlimit=bwlimit)
+    label_run(*(datasets or []))
     prepare_destination_task(source, dest, init_dest, lock)
     plan = plan_copy_task(source, dest, datasets, backups, include_wal)
     wal, wal_stats = copy_wal_task(source, dest, plan, settings, lock) if include_wal else (None, {})
@@ -58,4 +64,6 @@ def cross_region_copy(source_vault: VaultTarget | str, dest_vault: VaultTarget |
     locks = refresh_locks_task(dest, plan, results, lock) if lock else None
     report = build_report(plan, results, wal, [wal_stats, copy_stats], locks)
     publish_copy_report(report)
-    return raise_for_failures(report)
+    raise_for_failures(report)
+    emit_completed("copy", report, dest.display())
+    return report

@@ -13,11 +13,9 @@ steps all passed and whose status is OBJECTIVE_MISSED.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from prefect import flow
-
-from blocks.drill import DrillObjectives, PostgresNode, TrafficSwitchBlock
-from blocks.vault import VaultTarget, as_vault_target
+from seawall.configs.vault import as_vault_target
 from seawall.drill.state import (
     DirStateStore,
     DrillFailed,
@@ -45,9 +43,14 @@ from tasks.drill import (
     report_task,
     switch_task,
 )
+from tasks.runtime import flow, label_run
+
+if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.drill import DrillObjectives, PostgresNode, TrafficSwitchBlock
+    from blocks.vault import VaultTarget
 
 
-@flow(name="failover-drill", log_prints=True)
+@flow(name="failover-drill", stage="drill", log_prints=True)
 def failover_drill(primary: PostgresNode, standby: PostgresNode, switch: TrafficSwitchBlock | None = None,
                    objectives: DrillObjectives | None = None, fail_back: bool = True, drill_id: str | None = None,
                    vault: VaultTarget | str | None = None, dataset: str | None = None,
@@ -76,6 +79,7 @@ def failover_drill(primary: PostgresNode, standby: PostgresNode, switch: Traffic
         failover_drill(PostgresNode.load("db-1"), PostgresNode.load("db-2"))
         ```
     """
+    label_run(dataset)
     drill = open_drill(primary, standby, switch, objectives, drill_id, vault, dataset, checks, fence_mode)
     if drill.state.status != "RUNNING":
         return finished(drill)

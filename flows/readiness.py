@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
 from seawall.errors import ExitCode, PermanentError
 from seawall.policy import load_policy
 from seawall.readiness.collect import unknown_datasets, vaults_for
 from seawall.readiness.report import ReadinessReport
 from tasks.readiness import collect_vault_evidence, judge_readiness, publish_readiness_report
+from tasks.runtime import flow
 
 
 class ControlsFailed(PermanentError):
@@ -25,7 +24,7 @@ class ControlsFailed(PermanentError):
         self.report = report
 
 
-@flow(name="readiness-report", log_prints=True)
+@flow(name="readiness-report", stage="readiness", log_prints=True)
 def readiness_report(policy_file: str, datasets: list[str] | None = None, fail_on_failed: bool = True,
                      strict: bool = False) -> ReadinessReport:
     """Judge DR readiness from the evidence in the policy's vaults and publish it (artifact `readiness-report`).

@@ -6,10 +6,11 @@ a remote backup is a `files` backup like any other.)
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import TYPE_CHECKING
 
-from blocks.ssh import SshHost, as_ssh_host
-from blocks.vault import VaultTarget, as_vault_target
+from deployments.events import emit_completed
+from seawall.configs.ssh import as_ssh_host
+from seawall.configs.vault import as_vault_target
 from seawall.errors import ConfigError
 from seawall.manifest import Manifest, new_backup_id
 from seawall.naming import slug
@@ -17,6 +18,11 @@ from seawall.ssh import is_ssh_url, parse_ssh_url
 from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
 from tasks.remote_files import backup_remote_files_task, preflight_remote_files, restore_to_remote_task
 from tasks.report import publish_backup_report
+from tasks.runtime import flow, label_run
+
+if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.ssh import SshHost
+    from blocks.vault import VaultTarget
 
 
 def _host_and_path(host: SshHost | str, path: str | None) -> tuple[SshHost, str]:
@@ -34,7 +40,7 @@ def default_remote_dataset(host: str, path: str) -> str:
     return slug(f"files-{host}-{base}")
 
 
-@flow(name="backup-remote-files", log_prints=True)
+@flow(name="backup-remote-files", stage="backup", log_prints=True)
 def backup_remote_files(host: SshHost | str, vault: VaultTarget | str, path: str | None = None,
                         dataset: str | None = None, exclude: list[str] | None = None,
                         one_file_system: bool = False) -> Manifest:
@@ -52,16 +58,18 @@ def backup_remote_files(host: SshHost | str, vault: VaultTarget | str, path: str
     ssh_host, path = _host_and_path(host, path)
     target = as_vault_target(vault)
     dataset = dataset or default_remote_dataset(ssh_host.host, path)
+    label_run(dataset)
     preflight_remote_files(ssh_host, path, target)
     manifest = backup_remote_files_task(ssh_host, path, target, dataset, new_backup_id(), exclude, one_file_system)
     publish_backup_report(manifest)
     verdict = check_backup_anomaly(target, manifest)
     if verdict.suspicious:
         alert_suspicious_backup(manifest, verdict, target.display())
+    emit_completed("backup", manifest, target.display())
     return manifest
 
 
-@flow(name="restore-to-remote", log_prints=True)
+@flow(name="restore-to-remote", stage="restore", log_prints=True)
 def restore_to_remote(backup_id: str, vault: VaultTarget | str, host: SshHost | str,
                       path: str | None = None) -> int:
     """Restore a files backup into a new or empty folder on an SSH host; returns the files written.

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import TYPE_CHECKING
 
-from blocks.postgres import PostgresSource, as_postgres_source
-from blocks.vault import VaultTarget, as_vault_target
+from seawall.configs.postgres import as_postgres_source
+from seawall.configs.vault import as_vault_target
 from seawall.postgres.recovery import CopyOptions, RecoveryTarget
 from seawall.postgres.roles import RoleOptions
 from tasks.files import restore_files_task
 from tasks.postgres import restore_logical_task, restore_physical_task
 from tasks.restore import describe_backup, retrieve_archived
+from tasks.runtime import flow
+
+if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.postgres import PostgresSource
+    from blocks.vault import VaultTarget
 
 
-@flow(name="restore-files", log_prints=True)
+@flow(name="restore-files", stage="restore", log_prints=True)
 def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> int:
     """Restore a files backup into an empty folder; returns the number of files written.
 
@@ -28,7 +33,7 @@ def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> int:
     return restore_files_task(vault_target, backup_id, target)
 
 
-@flow(name="restore-postgres", log_prints=True)
+@flow(name="restore-postgres", stage="restore", log_prints=True)
 def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresSource | str | None = None,
                      to_datadir: str | None = None, port: int | None = None, target: str = "latest",
                      leave_running: bool = True, jobs: int = 2, target_timeline: str = "latest",

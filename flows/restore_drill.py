@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-
-from blocks.vault import VaultTarget, as_vault_target
 from flows.restore_verification import verify_restore
 from seawall.checks.plan import choose_point
 from seawall.checks.window import recoverable_window
+from seawall.configs.vault import as_vault_target
 from seawall.drill.state import (
     DrillFailed,
     DrillReport,
@@ -34,6 +31,10 @@ from seawall.ledger import VerificationFailed, VerificationReport
 from seawall.manifest import BackupStatus
 from tasks.policy import RETRYABLE
 from tasks.report import artifact_key
+from tasks.runtime import NO_CACHE, create_markdown_artifact, flow, label_run, task
+
+if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.vault import VaultTarget
 
 
 @task(name="plan-restore-drill", **RETRYABLE, cache_policy=NO_CACHE)
@@ -73,7 +74,7 @@ def record_restore_drill(vault: VaultTarget, report: DrillReport) -> str:
     return key
 
 
-@flow(name="restore-drill", log_prints=True)
+@flow(name="restore-drill", stage="drill", log_prints=True)
 def restore_drill(vault: VaultTarget | str, dataset: str, rto_seconds: float | None = 3600,
                   seed: int | None = None, scratch_port: int | None = None) -> DrillReport:
     """Restore the newest backup at a random point in time into a new cluster; measure RTO.
@@ -95,6 +96,7 @@ def restore_drill(vault: VaultTarget | str, dataset: str, rto_seconds: float | N
         ```
     """
     target = as_vault_target(vault)
+    label_run(dataset)
     started = datetime.now(UTC)
     backup_id, when = plan_restore_drill(target, dataset, seed)
     error, verification = None, None

@@ -12,21 +12,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from prefect import flow
-from prefect.futures import PrefectFuture
-
-from blocks.postgres import PostgresSource, as_postgres_source
-from blocks.vault import VaultTarget, as_vault_target
+from deployments.events import emit_completed
 from seawall.checks import CheckResult, ChecksFailed, clip, summary_line
 from seawall.checks.plan import RestorePlan
 from seawall.checks.registry import CheckTarget, check_names
 from seawall.checks.restore import Restored, Rpo
 from seawall.checks.scratch import Scratch
+from seawall.configs.postgres import as_postgres_source
+from seawall.configs.vault import as_vault_target
 from seawall.errors import SeawallError
 from seawall.ledger import VerificationFailed, VerificationReport
 from seawall.manifest import Manifest
 from tasks.restore import retrieve_archived
+from tasks.runtime import flow, label_run
 from tasks.verification import (
     before_checks_task,
     check_task,
@@ -38,6 +38,10 @@ from tasks.verification import (
     teardown_scratch,
     write_heartbeat,
 )
+
+if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.postgres import PostgresSource
+    from blocks.vault import VaultTarget
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Outcome:
     error: BaseException | None = None
 
 
-@flow(name="restore-verification", log_prints=True)
+@flow(name="restore-verification", stage="verification", log_prints=True)
 def verify_restore(vault: VaultTarget | str, dataset: str, backup: str = "latest", target_time: datetime | None = None,
                    scratch: PostgresSource | str | None = None, suites: str | None = None,
                    scratch_port: int | None = None, jobs: int = 2, before_checks: str | None = None,
@@ -81,6 +85,7 @@ def verify_restore(vault: VaultTarget | str, dataset: str, backup: str = "latest
         ```
     """
     vault_target = as_vault_target(vault)
+    label_run(dataset)
     started, clock = datetime.now(UTC), time.monotonic()
     plan, manifest = plan_verification(vault_target, dataset, backup, target_time, seed)
     retrieve_archived(vault_target, manifest.backup_id)  # archive tiers; not part of the measured restore
@@ -92,7 +97,9 @@ def verify_restore(vault: VaultTarget | str, dataset: str, backup: str = "latest
         outcome.phases["teardown"] = teardown_scratch(scratch_target)
     report = build_report(vault_target, manifest, plan, scratch_target, outcome, started)
     record_verification(vault_target, report)
-    return judge(report, outcome.error)
+    verified = judge(report, outcome.error)
+    emit_completed("verification", verified, vault_target.display())
+    return verified
 
 
 def restore_and_check(vault: VaultTarget, manifest: Manifest, plan: RestorePlan, scratch: Scratch, outcome: Outcome,
@@ -117,7 +124,7 @@ def restore_and_check(vault: VaultTarget, manifest: Manifest, plan: RestorePlan,
     outcome.phases["checks"] = round(time.monotonic() - clock, 3)
 
 
-def results_of(name: str, future: PrefectFuture) -> list[CheckResult]:
+def results_of(name: str, future: Any) -> list[CheckResult]:
     """A check task's results, from its return value or from the ChecksFailed it raised."""
     future.wait()
     if future.state.is_completed():
@@ -155,7 +162,7 @@ def judge(report: VerificationReport, error: BaseException | None) -> Verificati
                              report=report, exit_code=error.exit_code if isinstance(error, SeawallError) else None)
 
 
-@flow(name="postgres-heartbeat")
+@flow(name="postgres-heartbeat", stage="heartbeat")
 def postgres_heartbeat(source: PostgresSource | str) -> str:
     """Write one heartbeat row into the source database (deploy it on a schedule, e.g. every 10 s).
 

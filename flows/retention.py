@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prefect import flow
 from pydantic import BaseModel
 
-from blocks.vault import VaultTarget, as_vault_target
+from seawall.configs.vault import as_vault_target
 from seawall.gc import GcReport
 from seawall.retention import DEFAULT_POLICY, RetentionPlan, RetentionPolicy, make_policy
 from tasks.retention import (
@@ -18,6 +17,10 @@ from tasks.retention import (
     publish_prune_report,
     publish_retention_plan,
 )
+from tasks.runtime import flow, label_run
+
+if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.vault import VaultTarget
 
 
 class RetentionResult(BaseModel):
@@ -36,7 +39,7 @@ def as_policy(policy: RetentionPolicy | dict[str, Any] | None) -> RetentionPolic
     return policy if isinstance(policy, RetentionPolicy) else make_policy(**policy)
 
 
-@flow(name="apply-retention", log_prints=True)
+@flow(name="apply-retention", stage="retention", log_prints=True)
 def apply_retention(vault: VaultTarget | str, policy: RetentionPolicy | dict[str, Any] | None = None,
                     dry_run: bool = True, datasets: list[str] | None = None,
                     verified_ids: list[str] | None = None, wait: float = 0.0) -> RetentionResult:
@@ -50,6 +53,7 @@ def apply_retention(vault: VaultTarget | str, policy: RetentionPolicy | dict[str
         ```
     """
     target, rules = as_vault_target(vault), as_policy(policy)
+    label_run(*(datasets or []))
     plan = plan_retention_task(target, rules, datasets, verified_ids)
     preview: GcReport = preview_gc_task(target, plan)
     publish_retention_plan(plan, preview, rules)

@@ -10,12 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import task_run
-
-from blocks.vault import VaultTarget
+from seawall.configs.vault import VaultConfig
 from seawall.copy import (
     BackupCopy,
     CopyReport,
@@ -34,20 +29,21 @@ from seawall.stores import ObjectStore, open_store
 from seawall.units import human_bytes, human_seconds
 from seawall.vault import Vault
 from tasks.policy import RETRYABLE
+from tasks.runtime import NO_CACHE, create_markdown_artifact, create_table_artifact, run_count, task
 
 _TASK = dict(RETRYABLE, cache_policy=NO_CACHE)  # plans hold every chunk id: never hash them as inputs
 
 
-def dest_store(dest: VaultTarget, lock: LockSpec | None, *, create: bool = False, source_url: str = "SRC",
+def dest_store(dest: VaultConfig, lock: LockSpec | None, *, create: bool = False, source_url: str = "SRC",
                ) -> ObjectStore:
     """The destination's store, writing with Object Lock retention when `lock` is given."""
     if lock is not None and not dest.url.startswith("s3://"):
         raise ConfigError(f"object lock needs an s3:// destination, not {dest.display()}",
                           hint="drop --object-lock-* or copy into an S3 bucket with Object Lock")
-    # VaultTarget.get_store() takes no store options yet, so its credentials are passed on here.
+    # VaultConfig.get_store() takes no store options yet, so its credentials are passed on here.
     options: dict[str, Any] = dest._store_options() | (lock.store_options() if lock else {})
     try:
-        store = open_store(dest.url, create=create, **options)
+        store = open_store(dest.store_url(), create=create, **options)
     except ConfigError as exc:
         if create or "does not exist" not in exc.message:
             raise
@@ -58,7 +54,7 @@ def dest_store(dest: VaultTarget, lock: LockSpec | None, *, create: bool = False
     return store
 
 
-def open_pair(source: VaultTarget, dest: VaultTarget, lock: LockSpec | None = None, *,
+def open_pair(source: VaultConfig, dest: VaultConfig, lock: LockSpec | None = None, *,
               init: bool = False) -> tuple[Vault, Vault]:
     """The unlocked source and destination vaults, checked to fit each other."""
     src = source.open_vault()
@@ -68,7 +64,7 @@ def open_pair(source: VaultTarget, dest: VaultTarget, lock: LockSpec | None = No
 
 
 @task(name="prepare-copy-destination", **_TASK)
-def prepare_destination_task(source: VaultTarget, dest: VaultTarget, init_dest: bool = False,
+def prepare_destination_task(source: VaultConfig, dest: VaultConfig, init_dest: bool = False,
                              lock: LockSpec | None = None) -> str:
     """Check (or with `init_dest`, create) the destination; returns its vault id.
 
@@ -82,7 +78,7 @@ def prepare_destination_task(source: VaultTarget, dest: VaultTarget, init_dest: 
 
 
 @task(name="plan-copy", **_TASK)
-def plan_copy_task(source: VaultTarget, dest: VaultTarget, datasets: list[str] | None = None,
+def plan_copy_task(source: VaultConfig, dest: VaultConfig, datasets: list[str] | None = None,
                    backups: Selection = "all", include_wal: bool = True) -> CopyPlan:
     """List both sides once and work out what the destination lacks.
 
@@ -96,7 +92,7 @@ def plan_copy_task(source: VaultTarget, dest: VaultTarget, datasets: list[str] |
 
 
 @task(name="copy-wal", **_TASK)
-def copy_wal_task(source: VaultTarget, dest: VaultTarget, plan: CopyPlan, settings: CopySettings,
+def copy_wal_task(source: VaultConfig, dest: VaultConfig, plan: CopyPlan, settings: CopySettings,
                   lock: LockSpec | None = None) -> tuple[WalCopy, dict]:
     """Copy the WAL objects the destination lacks (cluster binding first); returns (result, stats).
 
@@ -113,7 +109,7 @@ def copy_wal_task(source: VaultTarget, dest: VaultTarget, plan: CopyPlan, settin
 
 
 @task(name="copy-backups", **_TASK)
-def copy_backups_task(source: VaultTarget, dest: VaultTarget, plan: CopyPlan, settings: CopySettings,
+def copy_backups_task(source: VaultConfig, dest: VaultConfig, plan: CopyPlan, settings: CopySettings,
                       wal: WalCopy | None = None, lock: LockSpec | None = None) -> tuple[list[BackupCopy], dict]:
     """Copy the planned backups: chunks, verification at the destination, then each manifest.
 
@@ -123,7 +119,7 @@ def copy_backups_task(source: VaultTarget, dest: VaultTarget, plan: CopyPlan, se
         ```
     """
     src, dst = open_pair(source, dest, lock)
-    if (task_run.run_count or 1) > 1:  # a retry: what the failed attempt copied is no longer missing
+    if run_count() > 1:  # a retry: what the failed attempt copied is no longer missing
         plan = plan_copy(src, dst, backups=[i.backup_id for i in plan.items],
                          include_wal=plan.include_wal) if plan.items else plan
     stats = TransferStats()
@@ -134,7 +130,7 @@ def copy_backups_task(source: VaultTarget, dest: VaultTarget, plan: CopyPlan, se
 
 
 @task(name="refresh-object-locks", **_TASK)
-def refresh_locks_task(dest: VaultTarget, plan: CopyPlan, results: list[BackupCopy],
+def refresh_locks_task(dest: VaultConfig, plan: CopyPlan, results: list[BackupCopy],
                        lock: LockSpec) -> dict:
     """Extend the retention of older chunks the newly copied backups reuse.
 
@@ -149,7 +145,7 @@ def refresh_locks_task(dest: VaultTarget, plan: CopyPlan, results: list[BackupCo
 
 
 @task(name="extend-object-locks", **_TASK)
-def extend_locks_task(dest: VaultTarget, lock: LockSpec, extend: bool = True) -> dict:
+def extend_locks_task(dest: VaultConfig, lock: LockSpec, extend: bool = True) -> dict:
     """Check (and extend) the retention of everything the destination's kept backups reference.
 
     Example:

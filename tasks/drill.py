@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-
 from seawall.drill import steps
 from seawall.drill.state import STEPS, DrillReport, judge, save_report
 from seawall.drill.steps import Drill, run_step
 from tasks.policy import RETRYABLE
 from tasks.report import artifact_key
+from tasks.runtime import NO_CACHE, create_markdown_artifact, create_table_artifact, task
 
 _TASK = dict(RETRYABLE, cache_policy=NO_CACHE)  # inputs hold live connections: never hash them
 _ONCE = dict(cache_policy=NO_CACHE)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from prefect import task
-
-from blocks.vault import VaultTarget
+from seawall.configs.vault import VaultConfig
 from seawall.lease import shared_lease
 from seawall.manifest import Manifest
 from seawall.preflight import CheckResult, require_critical, run_checks
 from seawall.progress import reporter
 from seawall.sources.files import backup_tree, check_restore_target, check_source, restore_tree
 from tasks.policy import RETRYABLE
+from tasks.runtime import task
 
 
 @task(name="preflight-files", **RETRYABLE)
-def preflight_files(path: str, vault: VaultTarget) -> list[CheckResult]:
+def preflight_files(path: str, vault: VaultConfig) -> list[CheckResult]:
     """Check the source folder and the vault before anything is written.
 
     Example:
@@ -31,7 +30,7 @@ def preflight_files(path: str, vault: VaultTarget) -> list[CheckResult]:
 
 
 @task(name="backup-files", **RETRYABLE)
-def backup_files_task(vault: VaultTarget, path: str, dataset: str, backup_id: str) -> Manifest:
+def backup_files_task(vault: VaultConfig, path: str, dataset: str, backup_id: str) -> Manifest:
     """Back up a folder incrementally against the dataset's newest DONE backup.
 
     Idempotent: a retry reuses `backup_id`, already-stored chunks are skipped.
@@ -48,7 +47,7 @@ def backup_files_task(vault: VaultTarget, path: str, dataset: str, backup_id: st
 
 
 @task(name="restore-files", **RETRYABLE)
-def restore_files_task(vault: VaultTarget, backup_id: str, target: str) -> int:
+def restore_files_task(vault: VaultConfig, backup_id: str, target: str) -> int:
     """Restore a files backup into an empty folder; returns the number of files written.
 
     Example:

@@ -1,11 +1,14 @@
-"""The retry policy shared by every task: retry only errors seawall classified as transient."""
+"""The retry policy shared by every task: retry only errors seawall classified as transient.
+
+Prefect applies it in Prefect mode, `tasks/plain.py` in plain mode (same options, same meaning);
+this module imports no Prefect.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
-
-from prefect.tasks import exponential_backoff
 
 from seawall.errors import RetryableError
 
@@ -22,6 +25,15 @@ def only_retryable(task: Any, task_run: Any, state: Any) -> bool:
     except BaseException:
         return False
     return False
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Delays `factor * 2**n` for n = 0..retries-1, as `prefect.tasks.exponential_backoff` (at most 50)."""
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**r for r in range(min(retries, 50))]
+
+    return delays
 
 
 def _env_number(name: str, default: float) -> float:

@@ -4,10 +4,8 @@ targets, so a retry after a crash starts from a clean target the task itself rem
 
 from __future__ import annotations
 
-from prefect import task
-
-from blocks.postgres import PostgresSource
-from blocks.vault import VaultTarget
+from seawall.configs.postgres import PostgresConfig
+from seawall.configs.vault import VaultConfig
 from seawall.errors import ConfigError
 from seawall.lease import shared_lease
 from seawall.manifest import Manifest
@@ -20,6 +18,7 @@ from seawall.postgres.roles import RoleOptions
 from seawall.preflight import CheckResult, require_critical, run_checks
 from seawall.progress import reporter
 from tasks.policy import RETRYABLE
+from tasks.runtime import task
 
 MODES = ("logical", "physical")
 
@@ -30,7 +29,7 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def default_dataset(source: PostgresSource, mode: str) -> str:
+def default_dataset(source: PostgresConfig, mode: str) -> str:
     """`pg-<dbname>` for logical backups, `pg-cluster-<host>-<port>` for physical ones."""
     params = source.get_pgconn().params()
     if mode == "logical":
@@ -40,13 +39,13 @@ def default_dataset(source: PostgresSource, mode: str) -> str:
     return slug(f"pg-cluster-{host}-{params.get('port') or 5432}")
 
 
-def _check_connects(source: PostgresSource) -> str:
+def _check_connects(source: PostgresConfig) -> str:
     with source.get_connection() as conn:
         return conn.execute("SELECT version()").fetchone()[0].split(" on ")[0]
 
 
 @task(name="preflight-postgres", **RETRYABLE)
-def preflight_postgres(source: PostgresSource, vault: VaultTarget, mode: str) -> list[CheckResult]:
+def preflight_postgres(source: PostgresConfig, vault: VaultConfig, mode: str) -> list[CheckResult]:
     """Check the server, its archiving settings (physical) and the vault before writing anything.
 
     Example:
@@ -64,7 +63,7 @@ def preflight_postgres(source: PostgresSource, vault: VaultTarget, mode: str) ->
 
 
 @task(name="backup-postgres", **RETRYABLE)
-def backup_postgres_task(source: PostgresSource, vault: VaultTarget, mode: str, dataset: str,
+def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, dataset: str,
                          backup_id: str, jobs: int = 2, with_passwords: bool = False) -> Manifest:
     """Take a logical (pg_dump) or physical (pg_basebackup) backup into the vault.
 
@@ -84,7 +83,7 @@ def backup_postgres_task(source: PostgresSource, vault: VaultTarget, mode: str, 
 
 
 @task(name="restore-postgres-logical", **RETRYABLE)
-def restore_logical_task(vault: VaultTarget, backup_id: str, target: PostgresSource, jobs: int = 2,
+def restore_logical_task(vault: VaultConfig, backup_id: str, target: PostgresConfig, jobs: int = 2,
                          roles: str = "create", role_map: dict[str, str] | None = None) -> list:
     """pg_restore a logical backup into a new (or empty) database and check rows and checksums.
 
@@ -101,7 +100,7 @@ def restore_logical_task(vault: VaultTarget, backup_id: str, target: PostgresSou
 
 
 @task(name="restore-postgres-physical", **RETRYABLE)
-def restore_physical_task(vault: VaultTarget, backup_id: str, datadir: str, port: int | None,
+def restore_physical_task(vault: VaultConfig, backup_id: str, datadir: str, port: int | None,
                           target: RecoveryTarget | None, leave_running: bool = True,
                           copy: CopyOptions | None = None) -> dict:
     """Restore a base backup into a new data directory and replay WAL to the target.

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-
-from blocks.vault import VaultTarget
+from seawall.configs.vault import VaultConfig
 from seawall.manifest import Manifest
 from seawall.policy import Policy
 from seawall.readiness.anomaly import Verdict, detect
@@ -16,6 +12,7 @@ from seawall.readiness.evidence import VaultEvidence, read_anomalies, store_anom
 from seawall.readiness.report import ReadinessReport, build_report, to_markdown
 from tasks.policy import RETRYABLE
 from tasks.report import artifact_key
+from tasks.runtime import NO_CACHE, create_markdown_artifact, create_table_artifact, task
 
 REPORT_ARTIFACT = "readiness-report"
 
@@ -65,7 +62,7 @@ def publish_readiness_report(report: ReadinessReport) -> str:
 
 
 @task(name="check-backup-anomaly", **RETRYABLE, cache_policy=NO_CACHE)
-def check_backup_anomaly(vault: VaultTarget, manifest: Manifest) -> Verdict:
+def check_backup_anomaly(vault: VaultConfig, manifest: Manifest) -> Verdict:
     """Judge a new backup against its dataset's recent range; record a SUSPICIOUS verdict in the vault.
 
     Idempotent: the verdict record's key is the backup's, a retry writes the same record.

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from prefect import task
-
-from blocks.ssh import SshHost
-from blocks.vault import VaultTarget
+from seawall.configs.ssh import SshConfig
+from seawall.configs.vault import VaultConfig
 from seawall.lease import shared_lease
 from seawall.manifest import Manifest
 from seawall.preflight import CheckResult, require_critical, run_checks
@@ -14,9 +12,10 @@ from seawall.sources.remote import RemoteSession, RemoteSource, backup_remote_tr
 from seawall.sources.remote_restore import restore_tree_remote
 from seawall.ssh import translate_ssh_errors
 from tasks.policy import RETRYABLE
+from tasks.runtime import task
 
 
-def _source_check(host: SshHost, path: str) -> str:
+def _source_check(host: SshConfig, path: str) -> str:
     options = host.ssh_options()
     with RemoteSession(options) as session, translate_ssh_errors(f"checking {path} on {session.display}"):
         check_remote_dir(session, path)
@@ -24,7 +23,7 @@ def _source_check(host: SshHost, path: str) -> str:
 
 
 @task(name="preflight-remote-files", **RETRYABLE)
-def preflight_remote_files(host: SshHost, path: str, vault: VaultTarget) -> list[CheckResult]:
+def preflight_remote_files(host: SshConfig, path: str, vault: VaultConfig) -> list[CheckResult]:
     """Check that the host accepts us (host key, login), the folder exists, and the vault opens.
 
     Example:
@@ -41,7 +40,7 @@ def preflight_remote_files(host: SshHost, path: str, vault: VaultTarget) -> list
 
 
 @task(name="backup-remote-files", **RETRYABLE)
-def backup_remote_files_task(host: SshHost, path: str, vault: VaultTarget, dataset: str, backup_id: str,
+def backup_remote_files_task(host: SshConfig, path: str, vault: VaultConfig, dataset: str, backup_id: str,
                              exclude: list[str] | None = None, one_file_system: bool = False) -> Manifest:
     """Back up a folder on an SSH host, incrementally against the dataset's newest DONE backup.
 
@@ -63,7 +62,7 @@ def backup_remote_files_task(host: SshHost, path: str, vault: VaultTarget, datas
 
 
 @task(name="restore-to-remote", **RETRYABLE)
-def restore_to_remote_task(vault: VaultTarget, backup_id: str, host: SshHost, path: str) -> int:
+def restore_to_remote_task(vault: VaultConfig, backup_id: str, host: SshConfig, path: str) -> int:
     """Restore a files backup into a new or empty folder on an SSH host; returns the files written.
 
     A retry resumes its own unfinished restore (a marker file names the backup); any other

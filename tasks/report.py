@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
 from seawall.manifest import Manifest
 from seawall.units import human_bytes
 from seawall.verify import VerifyReport
+from tasks.runtime import create_markdown_artifact, create_table_artifact, task
 
 
 def artifact_key(*parts: str) -> str:

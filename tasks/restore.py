@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import task
-
-from blocks.vault import VaultTarget
+from seawall.configs.vault import VaultConfig
 from seawall.errors import ConfigError
 from tasks.policy import RETRYABLE
+from tasks.runtime import task
 
 _TARGET_FOR = {"postgres-logical": "--to-dsn", "postgres-physical": "--to-datadir", "files": "--to"}
 
 
 @task(name="describe-backup", **RETRYABLE)
-def describe_backup(vault: VaultTarget, backup_id: str, has_dsn: bool, has_datadir: bool) -> str:
+def describe_backup(vault: VaultConfig, backup_id: str, has_dsn: bool, has_datadir: bool) -> str:
     """The kind of a DONE backup, checked against the restore target that was given.
 
     Example:
@@ -28,7 +27,7 @@ def describe_backup(vault: VaultTarget, backup_id: str, has_dsn: bool, has_datad
 
 
 @task(name="retrieve-archived", **RETRYABLE)
-def retrieve_archived(vault: VaultTarget, backup_id: str) -> dict:
+def retrieve_archived(vault: VaultConfig, backup_id: str) -> dict:
     """Request the retrieval of a backup's chunks in archive storage classes (GLACIER, DEEP_ARCHIVE)
     and wait until they are readable; nothing to do for a backup in instant tiers.
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
-from blocks.vault import VaultTarget
+from seawall.configs.vault import VaultConfig
 from seawall.gc import GcReport, collect_garbage, delete_manifests
 from seawall.lease import exclusive_lease
 from seawall.manifest import Manifest, manifest_key
@@ -20,6 +18,7 @@ from seawall.retention import RetentionPlan, RetentionPolicy, plan_retention
 from seawall.units import human_bytes
 from seawall.vault import Vault
 from tasks.policy import RETRYABLE
+from tasks.runtime import create_markdown_artifact, create_table_artifact, task
 
 
 class PruneResult(BaseModel):
@@ -49,7 +48,7 @@ def _keys(plan: RetentionPlan, ids: list[str]) -> list[str]:
 
 
 @task(name="plan-retention", **RETRYABLE)
-def plan_retention_task(vault: VaultTarget, policy: RetentionPolicy, datasets: list[str] | None = None,
+def plan_retention_task(vault: VaultConfig, policy: RetentionPolicy, datasets: list[str] | None = None,
                         verified_ids: list[str] | None = None) -> RetentionPlan:
     """Read the manifests and plan which backups to keep (pure planning, nothing deleted).
 
@@ -64,7 +63,7 @@ def plan_retention_task(vault: VaultTarget, policy: RetentionPolicy, datasets: l
 
 
 @task(name="preview-gc", **RETRYABLE)
-def preview_gc_task(vault: VaultTarget, plan: RetentionPlan) -> GcReport:
+def preview_gc_task(vault: VaultConfig, plan: RetentionPlan) -> GcReport:
     """Dry-run GC as if the plan's backups were gone: the chunks and bytes it would free.
 
     Example:
@@ -77,7 +76,7 @@ def preview_gc_task(vault: VaultTarget, plan: RetentionPlan) -> GcReport:
 
 
 @task(name="prune", **RETRYABLE)
-def prune_task(vault: VaultTarget, plan: RetentionPlan, policy: RetentionPolicy,
+def prune_task(vault: VaultConfig, plan: RetentionPlan, policy: RetentionPolicy,
                datasets: list[str] | None = None, verified_ids: list[str] | None = None,
                wait: float = 0.0) -> PruneResult:
     """Under the exclusive lease: delete the manifests the plan removes, then collect garbage.

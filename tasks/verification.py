@@ -12,12 +12,6 @@ import re
 import time
 from datetime import datetime
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-
-from blocks.postgres import PostgresSource
-from blocks.vault import VaultTarget
 from seawall import heartbeat
 from seawall.checks import CheckResult, ChecksFailed, failures, summary_line
 from seawall.checks.plan import RestorePlan, plan_restore
@@ -25,9 +19,12 @@ from seawall.checks.registry import CheckTarget, needs_vault, run_check
 from seawall.checks.restore import Restored, Rpo, measure_rpo, restore_into, run_sql
 from seawall.checks.scratch import Scratch, provision, teardown
 from seawall.checks.window import recoverable_window
+from seawall.configs.postgres import PostgresConfig
+from seawall.configs.vault import VaultConfig
 from seawall.ledger import VerificationReport, store_report
 from seawall.manifest import Manifest
 from tasks.policy import RETRYABLE
+from tasks.runtime import NO_CACHE, create_markdown_artifact, create_table_artifact, task
 
 # Inputs hold manifests (every chunk id) and scratch connections: never hash nor cache them.
 _TASK = dict(RETRYABLE, cache_policy=NO_CACHE)
@@ -35,7 +32,7 @@ _ONCE = dict(cache_policy=NO_CACHE)
 
 
 @task(name="plan-verification", **_TASK)
-def plan_verification(vault: VaultTarget, dataset: str, backup: str, target_time: datetime | None,
+def plan_verification(vault: VaultConfig, dataset: str, backup: str, target_time: datetime | None,
                       seed: int | None = None) -> tuple[RestorePlan, Manifest]:
     """Pick the backup (latest, random, or an id) and, for PITR, the point in time.
 
@@ -54,7 +51,7 @@ def plan_verification(vault: VaultTarget, dataset: str, backup: str, target_time
 
 
 @task(name="provision-scratch", **_TASK)
-def provision_scratch(manifest: Manifest, scratch: PostgresSource | None, port: int | None) -> Scratch:
+def provision_scratch(manifest: Manifest, scratch: PostgresConfig | None, port: int | None) -> Scratch:
     """Create the scratch target (throwaway cluster, new database, or temp folder).
 
     Example:
@@ -66,7 +63,7 @@ def provision_scratch(manifest: Manifest, scratch: PostgresSource | None, port: 
 
 
 @task(name="restore-to-scratch", **_ONCE)
-def restore_to_scratch(vault: VaultTarget, manifest: Manifest, plan: RestorePlan, scratch: Scratch,
+def restore_to_scratch(vault: VaultConfig, manifest: Manifest, plan: RestorePlan, scratch: Scratch,
                        jobs: int = 2) -> Restored:
     """Restore the planned backup into the scratch target, timed per phase.
 
@@ -92,7 +89,7 @@ def before_checks_task(restored: Restored, sql: str) -> None:
 
 
 @task(name="check", **_TASK)
-def check_task(name: str, target: CheckTarget, vault: VaultTarget) -> list[CheckResult]:
+def check_task(name: str, target: CheckTarget, vault: VaultConfig) -> list[CheckResult]:
     """Run one integrity check on the copy; the task fails (ChecksFailed) when any result is not a pass.
 
     Example:
@@ -135,7 +132,7 @@ def teardown_scratch(scratch: Scratch) -> float:
 
 
 @task(name="record-verification", **_TASK)
-def record_verification(vault: VaultTarget, report: VerificationReport) -> str:
+def record_verification(vault: VaultConfig, report: VerificationReport) -> str:
     """Store the report in the vault ledger and publish it as Prefect artifacts; returns its key.
 
     Example:
@@ -149,7 +146,7 @@ def record_verification(vault: VaultTarget, report: VerificationReport) -> str:
 
 
 @task(name="write-heartbeat", **RETRYABLE)
-def write_heartbeat(source: PostgresSource) -> str:
+def write_heartbeat(source: PostgresConfig) -> str:
     """Write one row into the source's `seawall_heartbeat` table (schedule it every N seconds).
 
     Example:

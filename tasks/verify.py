@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import task
-
-from blocks.vault import VaultTarget
+from seawall.configs.vault import VaultConfig
 from seawall.progress import reporter
 from seawall.verify import VerifyReport, verify_vault
 from tasks.policy import RETRYABLE
+from tasks.runtime import task
 
 
 @task(name="verify-vault", **RETRYABLE)
-def verify_vault_task(vault: VaultTarget, backup_id: str | None = None, read_data: bool = False) -> VerifyReport:
+def verify_vault_task(vault: VaultConfig, backup_id: str | None = None, read_data: bool = False) -> VerifyReport:
     """Check manifests and chunks; with `read_data`, decrypt and hash every chunk.
 
     Example:

@@ -9,7 +9,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from seawall.cli import pg_options as pgopt
-from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, open_vault_cli, run_flow
+from seawall.cli.common import (
+    JsonOpt,
+    PassFileOpt,
+    VaultOpt,
+    load_passphrase,
+    open_vault_cli,
+    run_flow,
+    vault_param,
+)
 from seawall.cli.output import (
     State,
     console,
@@ -23,7 +31,7 @@ from seawall.cli.output import (
 )
 from seawall.cli.ssh import ExcludeOpt, IdentityOpt, KnownHostsOpt, OneFsOpt
 from seawall.errors import ExitCode
-from seawall.manifest import Manifest
+from seawall.manifest import Manifest, validate_dataset
 from seawall.units import human_bytes, human_seconds
 from seawall.vault import CorruptManifest
 
@@ -87,10 +95,15 @@ def backup_files_cmd(path: str = typer.Argument(..., help="Folder to back up, or
         if exclude or one_file_system:
             fail("--exclude and --one-file-system apply to ssh:// sources only")
         load_passphrase(passphrase_file)
+        from seawall.sources.files import check_source
+
+        check_source(str(path.absolute()))  # usage errors before any flow machinery starts
+        if dataset:
+            validate_dataset(dataset)
         from flows.backup import backup_files
 
         with progress_bars(not json_out):
-            manifest = run_flow(backup_files, path=str(path.absolute()), vault=vault, dataset=dataset)
+            manifest = run_flow(backup_files, path=str(path.absolute()), vault=vault_param(vault), dataset=dataset)
         if json_out:
             print_json(manifest_row(manifest) | {"skipped_items": manifest.stats.skipped})
         else:
@@ -145,7 +158,8 @@ def verify(vault: str = VaultOpt, backup_id: str | None = typer.Argument(None, h
 
         try:
             with progress_bars(not json_out):
-                report = run_flow(verify_vault_flow, vault=vault, backup_id=backup_id, read_data=read_data)
+                report = run_flow(verify_vault_flow, vault=vault_param(vault), backup_id=backup_id,
+                                  read_data=read_data)
         except VaultCheckFailed as exc:
             if json_out:
                 print_json(exc.report.to_dict())
@@ -215,10 +229,13 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
 
 
 def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool, tier: dict) -> None:
+    from seawall.sources.files import check_restore_target
+
+    check_restore_target(str(to.absolute()))  # a usage error before any flow machinery starts
     from flows.restore import restore_files
 
     with progress_bars(not json_out):
-        count = run_flow(restore_files, backup_id=backup_id, vault=vault, target=str(to.absolute()))
+        count = run_flow(restore_files, backup_id=backup_id, vault=vault_param(vault), target=str(to.absolute()))
     if json_out:
         print_json({"backup_id": backup_id, "target": str(to.absolute()), "files": count, "tier": tier})
     else:

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: passphrase sources, vault opening, and running flows quietly."""
+"""Shared CLI plumbing: passphrase sources, vault opening, flow parameters, and running flows quietly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from seawall.cli.output import State
-from seawall.cli.runtime import prepare_environment, quiet_prefect_console
+from seawall.cli.runtime import start_runtime
 from seawall.errors import ConfigError
 from seawall.redact import add_secret
 from seawall.stores import open_store
@@ -21,6 +21,17 @@ VaultOpt = typer.Option(..., "--vault", "-v", help="Vault URL: file:///path, s3:
 PassFileOpt = typer.Option(None, "--passphrase-file", help="Read the vault passphrase from this file "
                            "(default: the SEAWALL_PASSPHRASE environment variable).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output (schema in README).")
+
+# What flows take, per mode: blocks in Prefect mode (flow parameters are typed as blocks, and their
+# SecretStr fields are stored masked), the Prefect-free configuration models in plain mode.
+_MODELS = {
+    "vault": ("blocks.vault", "VaultTarget", "seawall.configs.vault", "VaultConfig"),
+    "postgres": ("blocks.postgres", "PostgresSource", "seawall.configs.postgres", "PostgresConfig"),
+    "ssh": ("blocks.ssh", "SshHost", "seawall.configs.ssh", "SshConfig"),
+    "node": ("blocks.drill", "PostgresNode", "seawall.configs.drill", "PostgresNodeConfig"),
+    "switch": ("blocks.drill", "TrafficSwitchBlock", "seawall.configs.drill", "TrafficSwitchConfig"),
+    "objectives": ("blocks.drill", "DrillObjectives", "seawall.configs.drill", "DrillObjectivesConfig"),
+}
 
 
 def load_passphrase(passphrase_file: Path | None) -> str | None:
@@ -40,10 +51,33 @@ def open_vault_cli(url: str, passphrase_file: Path | None) -> Vault:
     return Vault.open(open_store(url), load_passphrase(passphrase_file))
 
 
-def run_flow(flow_fn: Any, **params: Any) -> Any:
-    """Run a Prefect flow in-process with quiet console logging; exceptions propagate."""
-    prepare_environment()
-    import prefect  # noqa: F401  - configures logging, which we then quieten
+def model(kind: str) -> Any:
+    """The class a flow parameter of this kind is built from: a block in Prefect mode, else the
+    configuration model (no Prefect import). Kinds: vault, postgres, ssh, node, switch, objectives."""
+    import importlib
 
-    quiet_prefect_console(State.verbose or State.debug)
+    from tasks.mode import prefect_mode
+
+    block_module, block, config_module, config = _MODELS[kind]
+    if prefect_mode():
+        return getattr(importlib.import_module(block_module), block)
+    return getattr(importlib.import_module(config_module), config)
+
+
+def vault_param(url: str) -> Any:
+    """A vault URL as a flow parameter: the URL itself, or a model holding its password as a secret
+    (so a flow run's stored parameters never show it)."""
+    from urllib.parse import urlsplit
+
+    try:
+        userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    except ValueError:
+        return url
+    return model("vault")(url=url) if ":" in userinfo else url
+
+
+def run_flow(flow_fn: Any, **params: Any) -> Any:
+    """Run a flow in this process: plain with no Prefect API configured, else as a flow run on the
+    API (checked first). Console logging stays quiet unless --verbose; exceptions propagate."""
+    start_runtime(State.verbose or State.debug)
     return flow_fn(**params)

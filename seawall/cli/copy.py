@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from pydantic import SecretStr
 
-from seawall.cli.common import JsonOpt, PassFileOpt, load_passphrase, run_flow
+from seawall.cli.common import JsonOpt, PassFileOpt, load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, handled_errors, print_json, progress_bars
 from seawall.errors import ConfigError, ExitCode
 from seawall.units import human_bytes, human_seconds
@@ -60,12 +60,11 @@ def copy_cmd(
     with handled_errors():
         load_passphrase(passphrase_file)
         LockSpec.parse(lock_mode, lock_days)  # bad lock options fail before Prefect starts
-        from blocks.vault import VaultTarget
         from flows.cross_region_copy import cross_region_copy
 
         secret = dest_passphrase(dest_passphrase_file)
-        target = VaultTarget(url=dest, passphrase=SecretStr(secret) if secret else None)
-        params = dict(source_vault=source, dest_vault=target, datasets=dataset or None,
+        target = model("vault")(url=dest, passphrase=SecretStr(secret) if secret else None)
+        params = dict(source_vault=vault_param(source), dest_vault=target, datasets=dataset or None,
                       backups=parse_backups(backups), include_wal=not no_wal, init_dest=init_dest,
                       workers=workers, bwlimit=bwlimit, object_lock_mode=lock_mode, object_lock_days=lock_days)
         try:

@@ -6,10 +6,11 @@
       → restore drill (when `flows.restore_drill` is installed) → summary
       → readiness report (a policy file for the two vaults; flow + artifact) → runbook for demo-shop
 
-Everything lives in one temporary folder: the two vaults (local folders standing for two regions),
-the cluster, and a Prefect home (`PREFECT_HOME`), so the runs, artifacts and logs can be explored
-afterwards in the Prefect UI with `--keep`. Prefect runs on its ephemeral API unless
-`PREFECT_API_URL` is set. The cluster is always removed; without `--keep`, everything else too.
+Everything lives in one temporary folder: the two vaults (local folders standing for two regions)
+and the cluster. With no Prefect API configured the flows run in plain mode (no server, no Prefect
+import: `tasks/mode.py`); with one (`PREFECT_API_URL` or the active profile), every step is a flow
+run there, with its artifacts and events, to explore in the UI. The cluster is always removed;
+without `--keep`, everything else too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from seawall.cli.common import PASSPHRASE_ENV, run_flow
-from seawall.cli.output import console
+from seawall.cli.output import State, console
+from seawall.cli.runtime import start_runtime
 from seawall.units import human_bytes, human_seconds
 
 DEMO_PASSPHRASE = "seawall-demo-passphrase (not a secret: demo vaults only)"
@@ -42,17 +44,14 @@ class DemoRun:
     vault_b: str = ""
     results: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.base / "prefect-home"
+    prefect: bool = False
 
 
 def run_demo(*, keep: bool = False) -> None:
     """Run the demo pipeline end to end; raises on the first failed step (after cleaning up).
 
     Args:
-        keep: Keep the vaults and the Prefect home (the cluster is removed in every case).
+        keep: Keep the vaults (the cluster is removed in every case).
 
     Example:
         ```python
@@ -62,9 +61,12 @@ def run_demo(*, keep: bool = False) -> None:
     """
     from seawall.postgres.cluster import make_private_dir
 
-    run = DemoRun(base=make_private_dir("seawall-demo-"))  # owned by the postgres OS user (archive_command)
+    prefect = start_runtime(State.verbose or State.debug)  # an unreachable API fails here, at once
+    run = DemoRun(base=make_private_dir("seawall-demo-"), prefect=prefect)  # owned by the postgres OS user
     _prepare_environment(run)
     console.print(f"[bold]seawall demo[/] in {run.base}")
+    console.print("flows run as Prefect flow runs on the configured API" if run.prefect
+                  else "flows run without a Prefect server (no API configured: plain mode)")
     cluster = None
     clock = time.monotonic()
     try:
@@ -80,13 +82,9 @@ def run_demo(*, keep: bool = False) -> None:
 
 
 def _prepare_environment(run: DemoRun) -> None:
-    """Embedded defaults; must run before Prefect is imported (it reads PREFECT_HOME at import)."""
-    run.prefect_home.mkdir()
-    os.environ["PREFECT_HOME"] = str(run.prefect_home)
+    """Embedded defaults: the demo passphrase for both vaults."""
     os.environ[PASSPHRASE_ENV] = DEMO_PASSPHRASE
     os.environ.pop("SEAWALL_DEST_PASSPHRASE", None)  # region-b shares the demo passphrase
-    if "prefect" in sys.modules:
-        console.print("[yellow]note:[/] Prefect was imported before the demo set PREFECT_HOME")
 
 
 def _start_cluster(run: DemoRun):
@@ -227,7 +225,7 @@ def _summary(run: DemoRun) -> None:
     drill = r.get("drill")
     console.print(f"restore drill: {drill if isinstance(drill, str) else _describe(drill)}")
     console.print(f"reports: {run.vault_b}/verifications/{LOGICAL}/ (sealed; `seawall status --vault "
-                  f"{run.vault_b}`) and as Prefect artifacts")
+                  f"{run.vault_b}`)" + (" and as Prefect artifacts" if run.prefect else ""))
     console.print(f"total: {human_seconds(run.seconds['total'])}")
 
 
@@ -298,9 +296,7 @@ def _cleanup(run: DemoRun, keep: bool) -> None:
     if not keep:
         shutil.rmtree(run.base, ignore_errors=True)
         return
-    home = run.prefect_home
-    console.print(f"\nkept: vaults {run.vault_a} and {run.vault_b}, Prefect history in {home}")
-    if os.environ.get("PREFECT_API_URL"):
-        console.print(f"  (the flow runs went to PREFECT_API_URL={os.environ['PREFECT_API_URL']})")
+    console.print(f"\nkept: vaults {run.vault_a} and {run.vault_b}")
     console.print(f"  explore: SEAWALL_PASSPHRASE='{DEMO_PASSPHRASE}' seawall status --vault {run.vault_b}")
-    console.print(f"  Prefect UI: PREFECT_HOME={home} prefect server start   (then open http://127.0.0.1:4200)")
+    if run.prefect:
+        console.print("  the flow runs, artifacts and events are in the Prefect UI of the configured API")

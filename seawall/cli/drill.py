@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from seawall.cli.common import JsonOpt, load_passphrase, run_flow
+from seawall.cli.common import JsonOpt, load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, fail, handled_errors, print_json
 from seawall.units import human_seconds
 
@@ -39,13 +39,11 @@ def _print_report(report) -> None:
 
 
 def _ssh_host(spec: str, identity: Path | None, known_hosts: Path | None):
-    from blocks.ssh import SshHost
-
     user, _, hostport = spec.rpartition("@")
     host, _, port = hostport.partition(":")
     if not host:
         fail(f"invalid --standby-ssh {spec!r}: use user@host[:port]")
-    return SshHost(host=host, port=int(port or 22), username=user or None,
+    return model("ssh")(host=host, port=int(port or 22), username=user or None,
                    key_path=str(identity) if identity else None,
                    known_hosts_path=str(known_hosts) if known_hosts else None)
 
@@ -95,22 +93,24 @@ def failover_cmd(
 ) -> None:
     """Promote the standby, switch traffic, check, measure RTO/RPO, fail back, report."""
     with handled_errors():
-        from blocks.drill import DrillObjectives, PostgresNode, TrafficSwitchBlock
         from flows.failover_drill import failover_drill
+
+        node, switch_model = model("node"), model("switch")
 
         if vault:
             load_passphrase(passphrase_file)
         ssh = _ssh_host(standby_ssh, identity, known_hosts) if standby_ssh else None
-        primary = PostgresNode(name="primary", dsn=primary_dsn, datadir=primary_datadir)
-        standby = PostgresNode(name="standby", dsn=standby_dsn, datadir=standby_datadir, ssh=ssh,
+        primary = node(name="primary", dsn=primary_dsn, datadir=primary_datadir)
+        standby = node(name="standby", dsn=standby_dsn, datadir=standby_datadir, ssh=ssh,
                                bindir=standby_bindir)
         switch = None
         if route53_zone or switch_command:
-            switch = TrafficSwitchBlock(route53_zone_id=route53_zone, record_name=route53_record,
+            switch = switch_model(route53_zone_id=route53_zone, record_name=route53_record,
                                         endpoint_url=route53_endpoint, command=switch_command)
         _run_and_print(failover_drill, json_out, primary=primary, standby=standby, switch=switch,
-                       objectives=DrillObjectives(rto_seconds=rto, rpo_seconds=rpo), fail_back=not no_fail_back,
-                       drill_id=drill_id, vault=vault, dataset=dataset)
+                       objectives=model("objectives")(rto_seconds=rto, rpo_seconds=rpo),
+                       fail_back=not no_fail_back, drill_id=drill_id, vault=vault_param(vault) if vault else None,
+                       dataset=dataset)
 
 
 @drill_app.command("restore")
@@ -127,7 +127,7 @@ def restore_cmd(
         load_passphrase(passphrase_file)
         from flows.restore_drill import restore_drill
 
-        _run_and_print(restore_drill, json_out, vault=vault, dataset=dataset, rto_seconds=rto, seed=seed)
+        _run_and_print(restore_drill, json_out, vault=vault_param(vault), dataset=dataset, rto_seconds=rto, seed=seed)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,8 @@
 """Console-script entry point: a tiny dispatcher that keeps hot paths light.
 
 `seawall wal-push` / `wal-get` are called by PostgreSQL once per WAL segment, so they must not
-import typer, rich or Prefect. Everything else goes to the typer app.
+import typer, rich or Prefect. Everything else goes to the typer app; Prefect's environment
+defaults are set here, before any module that could import Prefect is loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def main() -> None:
         from seawall.cli.wal import main as wal_main
 
         sys.exit(wal_main(argv))
+    from seawall.cli.runtime import prepare_environment
+
+    prepare_environment()
     from seawall.cli.app import run
 
     run()

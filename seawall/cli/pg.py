@@ -10,9 +10,10 @@ from pathlib import Path
 
 import typer
 
-from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, run_flow
+from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, fail, handled_errors, print_json, progress_bars
 from seawall.errors import ExitCode
+from seawall.manifest import validate_dataset
 from seawall.units import human_bytes, human_seconds
 
 
@@ -43,14 +44,15 @@ def backup_postgres_cmd(
     """Back up PostgreSQL: one database (logical, with the roles it needs) or the whole cluster (physical)."""
     with handled_errors():
         load_passphrase(passphrase_file)
-        from blocks.postgres import PostgresSource
+        if dataset:
+            validate_dataset(dataset)  # usage errors before any flow machinery starts
         from flows.backup import backup_postgres
         from seawall.cli.app import manifest_row
 
-        source = PostgresSource(dsn=dsn)  # a password in the DSN moves into a secret field
+        source = model("postgres")(dsn=dsn)  # a password in the DSN moves into a secret field
         with progress_bars(not json_out):
-            manifest = run_flow(backup_postgres, source=source, vault=vault, mode=mode, dataset=dataset, jobs=jobs,
-                                with_passwords=with_passwords)
+            manifest = run_flow(backup_postgres, source=source, vault=vault_param(vault), mode=mode, dataset=dataset,
+                                jobs=jobs, with_passwords=with_passwords)
         if json_out:
             print_json(manifest_row(manifest) | {"source": _public_source(manifest.source)})
         else:
@@ -72,20 +74,19 @@ def _public_source(source: dict) -> dict:
 def restore_postgres_cmd(backup_id: str, vault: str, to_dsn: str | None, to_datadir: Path | None,
                          port: int | None, target: str, leave_running: bool, jobs: int, json_out: bool,
                          tier: dict | None = None, options: dict | None = None) -> None:
-    from blocks.postgres import PostgresSource
     from flows.restore import restore_postgres
 
     options = dict(options or {})
     options["tablespace_map"] = _pairs(options.get("tablespace_map"), "--tablespace-map")
+    target_db = model("postgres")(dsn=to_dsn) if to_dsn else None
     with progress_bars(not json_out):
-        result = run_flow(restore_postgres, backup_id=backup_id, vault=vault,
-                          to_dsn=PostgresSource(dsn=to_dsn) if to_dsn else None,
+        result = run_flow(restore_postgres, backup_id=backup_id, vault=vault_param(vault), to_dsn=target_db,
                           to_datadir=str(to_datadir.absolute()) if to_datadir else None, port=port,
                           target=target, leave_running=leave_running, jobs=jobs, **options)
     if json_out:
         print_json(result | {"tier": tier} if isinstance(result, dict) else result)
     else:
-        where = PostgresSource(dsn=to_dsn).display() if to_dsn else str(to_datadir)
+        where = target_db.display() if target_db else str(to_datadir)
         console.print(f"restored {backup_id} into {where}" + (f" (target {target})" if to_datadir else ""))
 
 

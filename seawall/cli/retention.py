@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, run_flow
+from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, run_flow, vault_param
 from seawall.cli.output import console, handled_errors, print_json
 from seawall.errors import ConfigError
 from seawall.units import human_bytes
@@ -47,7 +47,7 @@ def retention_cmd(
         load_passphrase(passphrase_file)
         from flows.retention import apply_retention
 
-        result = run_flow(apply_retention, vault=vault, policy=policy, dry_run=dry_run,
+        result = run_flow(apply_retention, vault=vault_param(vault), policy=policy, dry_run=dry_run,
                           datasets=dataset or None, wait=wait)
         if json_out:
             print_json(_json(result))

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import typer
 
-from seawall.cli.common import load_passphrase, run_flow
+from seawall.cli.common import load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, handled_errors, print_json, progress_bars
 from seawall.errors import ConfigError, ExitCode
+from seawall.manifest import validate_dataset
 from seawall.units import human_bytes, human_seconds
 
 IdentityOpt = typer.Option(None, "--identity", "-i", help="SSH private key file (default: the SSH agent and "
@@ -25,11 +26,9 @@ OneFsOpt = typer.Option(False, "--one-file-system", "-x", help="Do not cross int
 
 
 def _host_block(url: str, identity: Path | None, known_hosts: Path | None):
-    from blocks.ssh import SshHost
-
     if known_hosts is not None and not known_hosts.is_file():
         raise ConfigError(f"known_hosts file {known_hosts} does not exist", hint="check --known-hosts")
-    return SshHost.from_url(url, key_path=str(identity.absolute()) if identity else None,
+    return model("ssh").from_url(url, key_path=str(identity.absolute()) if identity else None,
                             known_hosts_path=str(known_hosts.absolute()) if known_hosts else None)
 
 
@@ -39,6 +38,8 @@ def backup_ssh_cmd(url: str, vault: str, dataset: str | None, identity: Path | N
     """Back up a folder on an SSH host; exits 4 (partial) when some items were skipped."""
     with handled_errors():
         load_passphrase(passphrase_file)
+        if dataset:
+            validate_dataset(dataset)  # usage errors before any flow machinery starts
         from flows.remote import backup_remote_files
         from seawall.cli.app import manifest_row
         from seawall.ssh import parse_ssh_url
@@ -46,7 +47,7 @@ def backup_ssh_cmd(url: str, vault: str, dataset: str | None, identity: Path | N
         path = parse_ssh_url(url).path
         host = _host_block(url, identity, known_hosts)
         with progress_bars(not json_out):
-            manifest = run_flow(backup_remote_files, host=host, vault=vault, path=path, dataset=dataset,
+            manifest = run_flow(backup_remote_files, host=host, vault=vault_param(vault), path=path, dataset=dataset,
                                 exclude=list(exclude or []), one_file_system=one_file_system)
         if json_out:
             print_json(manifest_row(manifest) | {"skipped_items": manifest.stats.skipped,
@@ -73,7 +74,8 @@ def restore_ssh(backup_id: str, vault: str, url: str, identity: Path | None, kno
         parsed = parse_ssh_url(url)
         host = _host_block(url, identity, known_hosts)
         with progress_bars(not json_out):
-            count = run_flow(restore_to_remote, backup_id=backup_id, vault=vault, host=host, path=parsed.path)
+            count = run_flow(restore_to_remote, backup_id=backup_id, vault=vault_param(vault), host=host,
+                             path=parsed.path)
         if json_out:
             print_json({"backup_id": backup_id, "target": parsed.display(), "files": count})
         else:

@@ -15,7 +15,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, open_vault_cli, run_flow
+from seawall.cli.common import (
+    JsonOpt,
+    PassFileOpt,
+    VaultOpt,
+    load_passphrase,
+    model,
+    open_vault_cli,
+    run_flow,
+    vault_param,
+)
 from seawall.cli.output import console, exit_if_corrupt, fail, handled_errors, print_json, progress_bars
 from seawall.units import human_seconds
 
@@ -64,11 +73,10 @@ def verify_restore_cmd(
 
     with handled_errors():
         load_passphrase(passphrase_file)
-        from blocks.postgres import PostgresSource
         from flows.restore_verification import verify_restore
 
-        params = dict(vault=vault, dataset=dataset, backup=backup, target_time=parse_time(target_time),
-                      scratch=PostgresSource(dsn=scratch_dsn) if scratch_dsn else None, scratch_port=scratch_port,
+        params = dict(vault=vault_param(vault), dataset=dataset, backup=backup, target_time=parse_time(target_time),
+                      scratch=model("postgres")(dsn=scratch_dsn) if scratch_dsn else None, scratch_port=scratch_port,
                       suites=str(suites.absolute()) if suites else None, jobs=jobs)
         try:
             with progress_bars(not json_out):
