@@ -24,8 +24,9 @@ from typing import Any, TextIO
 from urllib.parse import quote, unquote
 
 MASK = "***"
-#: Shorter values are not registered: masking "pg" everywhere would garble output, not protect it.
-MIN_SECRET = 4
+#: Shorter values are not registered: masking "pg" or "wrong" everywhere would garble every
+#: message (a wrong passphrase "wrong" made the error read "*** passphrase"), not protect much.
+MIN_SECRET = 6
 #: Environment variables that hold secrets seawall or its SDKs read.
 SECRET_ENV = ("SEAWALL_PASSPHRASE", "SEAWALL_DEST_PASSPHRASE", "SEAWALL_SSH_KEY_PASSPHRASE", "PGPASSWORD",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

@@ -206,6 +206,10 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
         destinations = [d for d in (to, to_dsn, to_datadir) if d is not None]
         if len(destinations) != 1:
             fail("give exactly one of --to PATH, --to-dsn DSN or --to-datadir DIR")
+        if to is not None and not to.startswith("ssh://"):  # arguments first, before opening the vault
+            from seawall.sources.files import check_restore_target
+
+            check_restore_target(to)
         from seawall.cli.tiers import show_restore_tier
 
         tier = show_restore_tier(vault, backup_id, json_out)  # archive tiers: the wait and the RTO it implies

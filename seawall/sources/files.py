@@ -268,8 +268,14 @@ def iter_tree(vault: Vault, manifest: Manifest, reader: ChunkReader) -> Iterator
 def check_restore_target(target: str | os.PathLike) -> Path:
     """The target must not exist or be an empty directory: a restore never overwrites."""
     path = Path(target).absolute()
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        kind = "a symbolic link" if path.is_symlink() else "a file, not a folder"
+        raise ConfigError(f"restore target {path} is {kind}", hint="restore into a new or empty folder")
+    if path.exists() and any(path.iterdir()):
         raise ConfigError(f"restore target {path} is not empty", hint="restore into a new or empty folder")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"restore target {path}: its parent {path.parent} is not a folder",
+                          hint="create the parent folder first, or pick another target")
     return path
 
 

@@ -236,7 +236,8 @@ def test_restore_into_a_non_empty_folder_is_refused(tmp_path: Path, source, vaul
          "empty-dir": lambda: (target / "sub").mkdir(),
          "symlink": lambda: os.symlink("/nowhere", target / "ln")}[occupant]()
     before = tree_snapshot(target)
-    with pytest.raises(ConfigError, match="not empty"):
+    said = "is a file, not a folder" if occupant == "target-is-a-file" else "is not empty"
+    with pytest.raises(ConfigError, match=said):
         restore_tree(vault, manifest, target)
     assert tree_snapshot(target) == before
 
