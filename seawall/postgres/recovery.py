@@ -26,7 +26,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ from seawall.errors import ConfigError, IntegrityError, NoSpaceError, PermanentE
 from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
-from seawall.postgres.conn import PgConn
 from seawall.postgres.physical import BASE_STREAM, KIND
+from seawall.postgres.recovery_modes import CopyOptions as CopyOptions  # re-exported: callers import it here
 from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
 from seawall.postgres.tablespaces import MANIFEST as TS_MANIFEST
 from seawall.postgres.tablespaces import discard_locations, plan_locations, prepare_locations, write_map
@@ -234,33 +234,6 @@ def _passphrase_file(datadir: Path, passphrase: str) -> Path:
         fh.write(passphrase)
     binaries.chown_to_server_user(path)
     return path
-
-
-@dataclass
-class CopyOptions:
-    """What the restored copy becomes besides a promoted, non-archiving PITR copy.
-
-    Example:
-        >>> CopyOptions(archive=True)  # the promoted copy keeps archiving into the vault  # doctest: +SKIP
-    """
-
-    archive: bool = False  # once promoted, push WAL (its new timeline's history file first) to the vault
-    standby: bool = False  # stay a standby fed from the archive (and `primary_conninfo`, if set)
-    primary_conninfo: str = ""  # streaming from a primary too (no password: use the server user's .pgpass)
-    tablespace_map: dict[str, str] = field(default_factory=dict)  # old location -> new location
-
-    def check(self, target: RecoveryTarget) -> None:
-        if self.standby and target.kind != "latest":
-            raise ConfigError(f"a standby follows the archive to its end: it takes no target (got {target})",
-                              hint="drop --target-* or --standby")
-        if self.primary_conninfo and not self.standby:
-            raise ConfigError("--primary-conninfo is for --standby restores")
-        if "password" in PgConn(self.primary_conninfo).params():
-            raise ConfigError("--primary-conninfo must not hold a password (it would be written into "
-                              "postgresql.auto.conf)", hint="put it in the server OS user's ~/.pgpass")
-
-    def mode(self, target: RecoveryTarget) -> str:
-        return "standby" if self.standby else target.action
 
 
 def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLike, *, port: int | None = None,

@@ -15,18 +15,47 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from seawall.errors import ConfigError, IntegrityError, RetryableError
 from seawall.manifest import Manifest
 from seawall.postgres import binaries, walnames
 from seawall.postgres.cluster import LocalCluster
+from seawall.postgres.conn import PgConn
 from seawall.postgres.targets import RECOVERY_ONLY, RecoveryTarget
 from seawall.postgres.timelines import Archived, BackupPoint, PathError, TimelinePath, choose_timeline, plan_path
 from seawall.postgres.wal import WalArchive
 from seawall.vault import Vault
 
 _RESTORE_COMMAND = re.compile(r"^\s*restore_command\s*=", re.I)
+
+
+@dataclass
+class CopyOptions:
+    """What the restored copy becomes besides a promoted, non-archiving PITR copy.
+
+    Example:
+        >>> CopyOptions(archive=True)  # the promoted copy keeps archiving into the vault  # doctest: +SKIP
+    """
+
+    archive: bool = False  # once promoted, push WAL (its new timeline's history file first) to the vault
+    standby: bool = False  # stay a standby fed from the archive (and `primary_conninfo`, if set)
+    primary_conninfo: str = ""  # streaming from a primary too (no password: use the server user's .pgpass)
+    tablespace_map: dict[str, str] = field(default_factory=dict)  # old location -> new location
+
+    def check(self, target: RecoveryTarget) -> None:
+        if self.standby and target.kind != "latest":
+            raise ConfigError(f"a standby follows the archive to its end: it takes no target (got {target})",
+                              hint="drop --target-* or --standby")
+        if self.primary_conninfo and not self.standby:
+            raise ConfigError("--primary-conninfo is for --standby restores")
+        if "password" in PgConn(self.primary_conninfo).params():
+            raise ConfigError("--primary-conninfo must not hold a password (it would be written into "
+                              "postgresql.auto.conf)", hint="put it in the server OS user's ~/.pgpass")
+
+    def mode(self, target: RecoveryTarget) -> str:
+        return "standby" if self.standby else target.action
 
 
 class ServerStopped(Exception):

@@ -77,3 +77,22 @@ def test_standby_takes_no_target_and_no_password_in_primary_conninfo(pg_archived
         restore_physical(vault, manifest, pg_workdir / "s2",
                          copy=CopyOptions(standby=True, primary_conninfo="host=x password=secret"), **kwargs)
     assert not (pg_workdir / "s1").exists() and not (pg_workdir / "s2").exists()
+
+
+def test_streaming_standby_with_primary_conninfo(pg_archived: ArchivedCluster, pg_workdir: Path) -> None:
+    primary = pg_archived.cluster
+    vault = open_vault(pg_archived.vault_url, PASSPHRASE)
+    primary.execute("CREATE TABLE s (i int)")
+    manifest = backup_physical(vault, PgConn(primary.conninfo()), "pg")
+    result = restore_physical(vault, manifest, pg_workdir / "streaming", vault_url=pg_archived.vault_url,
+                              passphrase_file=pg_archived.passphrase_file,
+                              copy=CopyOptions(standby=True, primary_conninfo=primary.conninfo()))
+    standby = LocalCluster(result["datadir"], result["port"], socket_dir=result["socket_dir"])
+    try:
+        wait_for(lambda: standby.execute("SELECT status FROM pg_stat_wal_receiver") == [("streaming",)],
+                 "the standby to stream from the primary")
+        primary.execute("INSERT INTO s SELECT generate_series(1, 100)")  # no segment switch: streamed, not archived
+        wait_for(lambda: standby.execute("SELECT count(*) FROM s")[0][0] == 100, "streamed rows")
+        assert standby.execute("SHOW archive_mode")[0][0] == "off"  # not asked to archive once promoted
+    finally:
+        standby.stop("immediate")
