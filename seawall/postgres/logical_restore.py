@@ -263,8 +263,11 @@ def restore_logical(vault: Vault, manifest: Manifest, target: PgConn | str, *, c
     try:
         if globals_ is not None:
             _roles_step(target, roles.create, to_create, globals_, options)
-        _run_pg_restore(vault, manifest, target, data_streams, jobs, clean, no_owner or options.mode == "skip",
-                        use_fifos, progress, spool_dir)
+        # A backup from before roles were saved cannot bring its roles: verification (use_existing)
+        # then restores without owners and grants, as it always did for such backups.
+        skip_owners = no_owner or options.mode == "skip" or (globals_ is None and options.use_existing)
+        _run_pg_restore(vault, manifest, target, data_streams, jobs, clean, skip_owners, use_fifos, progress,
+                        spool_dir)
         _roles_step(target, roles.rename_mapped, options)
         checks = verify_tables(target, manifest) if verify else []
     except BaseException:
