@@ -80,43 +80,58 @@ def _dataset(name: str, policy: Policy, evidence: dict[str, VaultEvidence], now:
     spec, settings = policy.datasets[name], policy.readiness
     primary, dr = evidence[spec.vault], evidence[spec.copy_to] if spec.copy_to else None
     ctx = Context(name, spec, settings, primary, dr, now)
-    controls = evaluate(ctx)
     row = DatasetReport(dataset=name, tier=spec.tier, source="postgres" if spec.postgres else "files",
-                        rpo_s=spec.rpo.total_seconds(), rto_s=spec.rto.total_seconds(), controls=controls,
+                        rpo_s=spec.rpo.total_seconds(), rto_s=spec.rto.total_seconds(), controls=evaluate(ctx),
                         currency=settings.prices.currency)
-    done = primary.done(name)
+    _ages(row, ctx)
+    _measurements(row, ctx)
+    _money_and_suspects(row, ctx)
+    return row
+
+
+def _ages(row: DatasetReport, ctx: Context) -> None:
+    """Newest backup, newest copy (the age of its data), and the success rate over the window."""
+    done = ctx.primary.done(ctx.dataset)
     if done:
         row.last_backup_id = done[-1].backup_id
-        row.last_backup_age_s = _age(now, done[-1].finished_at or done[-1].started_at)
-    if dr is not None and dr.done(name):
-        row.last_copy_age_s = _age(now, dr.done(name)[-1].finished_at)
-    reports = sorted((r for v in ctx.vaults for r in v.reports if r.dataset == name), key=lambda r: r.finished_at)
-    verified = [r for r in reports if r.status == "VERIFIED"]
-    row.last_verified_restore_age_s = _age(now, verified[-1].finished_at) if verified else None
-    row.measured_rto_s = next((r.rto_verified_s for r in reversed(reports) if r.rto_verified_s is not None), None)
-    row.measured_rpo_s = next((r.rpo_s for r in reversed(reports) if r.rpo_s is not None), None)
-    since = now - settings.success_window
-    runs = [m for m in primary.backups if m.dataset == name and m.started_at >= since
+        row.last_backup_age_s = _age(ctx.now, done[-1].finished_at or done[-1].started_at)
+    if ctx.dr is not None and ctx.dr.done(ctx.dataset):
+        row.last_copy_age_s = _age(ctx.now, ctx.dr.done(ctx.dataset)[-1].finished_at)
+    since = ctx.now - ctx.settings.success_window
+    runs = [m for m in ctx.primary.backups if m.dataset == ctx.dataset and m.started_at >= since
             and m.status in (BackupStatus.DONE, BackupStatus.FAILED)]
     row.runs_in_window = len(runs)
     row.success_rate = sum(m.status == BackupStatus.DONE for m in runs) / len(runs) if runs else None
-    drills = sorted((d for v in ctx.vaults for d in v.drills if d.kind == "failover" or d.primary == name),
+
+
+def _measurements(row: DatasetReport, ctx: Context) -> None:
+    """Newest verified restore, measured RTO and RPO, and the newest drill."""
+    reports = sorted((r for v in ctx.vaults for r in v.reports if r.dataset == ctx.dataset),
+                     key=lambda r: r.finished_at)
+    verified = [r for r in reports if r.status == "VERIFIED"]
+    row.last_verified_restore_age_s = _age(ctx.now, verified[-1].finished_at) if verified else None
+    row.measured_rto_s = next((r.rto_verified_s for r in reversed(reports) if r.rto_verified_s is not None), None)
+    row.measured_rpo_s = next((r.rpo_s for r in reversed(reports) if r.rpo_s is not None), None)
+    drills = sorted((d for v in ctx.vaults for d in v.drills if d.kind == "failover" or d.primary == ctx.dataset),
                     key=lambda d: d.finished_at)
     if drills:
         d = drills[-1]
         row.last_drill = {"drill_id": d.drill_id, "kind": d.kind, "status": d.status,
-                          "finished_at": d.finished_at.isoformat(), "age_s": _age(now, d.finished_at)}
+                          "finished_at": d.finished_at.isoformat(), "age_s": _age(ctx.now, d.finished_at)}
+
+
+def _money_and_suspects(row: DatasetReport, ctx: Context) -> None:
+    """Storage and cost per readable vault, and the SUSPICIOUS backups found in each."""
     for v in ctx.vaults:
         if v.error:
             continue
-        line = estimate(name, v, settings.prices_for(v.name), settings, now)
+        line = estimate(ctx.dataset, v, ctx.settings.prices_for(v.name), ctx.settings, ctx.now)
         row.cost.append(line)
         row.storage[v.name] = line.stored_by_tier
-        mine = [m for m in v.backups if m.dataset == name]
+        mine = [m for m in v.backups if m.dataset == ctx.dataset]
         ids = {m.backup_id for m in mine}
         row.suspicious.update(suspicious_ids(mine, {k: r for k, r in v.anomalies.items() if k in ids}))
     row.cost_total = round(sum(c.total for c in row.cost), 4)
-    return row
 
 
 def build_report(policy: Policy, evidence: dict[str, VaultEvidence], now: datetime,
