@@ -36,7 +36,9 @@ def deploy(desired: Desired) -> list[str]:
     """Create or update what differs; returns one line per change ([] when nothing changed)."""
     from prefect.client.orchestration import get_client
 
-    changes: list[str] = []
+    from deployments.lifecycle import apply_lifecycles
+
+    changes: list[str] = apply_lifecycles(desired.lifecycles)  # first: a refused rule stops the deploy here
     with get_client(sync_client=True) as client:
         changes += _work_pool(client, desired.work_pool)
         changes += _limits(client, desired.concurrency_limits)

@@ -74,6 +74,23 @@ class Desired:
     concurrency_limits: dict[str, int]
     webhooks: dict[str, str]  # notification block name → URL (resolved at deploy time)
     automations: list[AutomationSpec]
+    lifecycles: list[LifecycleSpec] = field(default_factory=list)
+
+
+@dataclass
+class LifecycleSpec:
+    """A vault's S3 lifecycle steps for its chunks: (days, storage class), coldest last."""
+
+    vault: str
+    url: str | None
+    block: str | None
+    transitions: list[tuple[int, str]]
+
+
+def lifecycles(policy: Policy) -> list[LifecycleSpec]:
+    """Every vault with lifecycle steps (validated by the policy loader against retention)."""
+    return [LifecycleSpec(name, v.url, v.block, [(t.after.days, t.storage_class) for t in v.lifecycle])
+            for name, v in policy.vaults.items() if v.lifecycle]
 
 
 def vault_param(spec: VaultSpec) -> Any:
@@ -242,7 +259,7 @@ def build(policy: Policy, env: dict[str, str] | None = None, policy_file: str | 
     specs += drill_deployments(policy) + report_deployments(policy, policy_file)
     return Desired(work_pool=policy.work_pool, deployments=specs,
                    concurrency_limits={f"seawall-vault-{v}": 1 for v in policy.vaults},
-                   webhooks=webhooks, automations=automations(policy, notify))
+                   webhooks=webhooks, automations=automations(policy, notify), lifecycles=lifecycles(policy))
 
 
 def missing_env(policy: Policy, env: dict[str, str]) -> list[str]:

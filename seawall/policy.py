@@ -108,6 +108,23 @@ class Schedule(_Strict):
 _readiness.rebuild(Schedule)
 
 
+class TransitionSpec(_Strict):
+    """A lifecycle step: the vault's chunks move to `storage_class` once they are `after` old."""
+
+    after: Duration = Field(description="Age of an object when it moves, in whole days, e.g. 30d.")
+    storage_class: str = Field(description="S3 storage class it moves to, e.g. STANDARD_IA or DEEP_ARCHIVE.")
+
+    @field_validator("storage_class")
+    @classmethod
+    def _class(cls, value: str) -> str:
+        from seawall.stores.s3_tiers import TRANSITION_CLASSES
+
+        if value.upper() not in TRANSITION_CLASSES:
+            raise ValueError(f"{value!r} is not a storage class S3 lifecycle rules move objects to "
+                             f"(allowed: {', '.join(TRANSITION_CLASSES)})")
+        return value.upper()
+
+
 class VaultSpec(_Strict):
     """A vault: a URL (passphrase from an env var) or a `seawall-vault` block name."""
 
@@ -119,6 +136,8 @@ class VaultSpec(_Strict):
                                "region; `local` for file://). The offsite-copy control compares it.")
     media: str | None = Field(None, description="Storage medium for 3-2-1 (default: object-storage for s3://, "
                               "disk for file:// and sftp://), e.g. tape, nas.")
+    lifecycle: list[TransitionSpec] = Field(default_factory=list, description="S3 lifecycle steps for the "
+                                            "vault's chunks, applied to the bucket by `seawall deploy`.")
 
     @field_validator("url")
     @classmethod
@@ -131,6 +150,13 @@ class VaultSpec(_Strict):
         if parts.password:
             raise ValueError("the URL holds a password: secrets do not belong in the policy file "
                              "(allowed: a block name, or credentials from the environment)")
+        from seawall.stores import parse_query
+        from seawall.stores.s3_tiers import CLASSES
+
+        storage_class = parse_query(value).get("storage_class")
+        if storage_class and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{1,40}", storage_class):
+            raise ValueError(f"storage_class={storage_class!r} is not a storage class name "
+                             f"(allowed: {', '.join(CLASSES)}, or one your endpoint offers)")
         return value
 
     @model_validator(mode="after")
@@ -316,6 +342,9 @@ def cross_checks(policy: Policy) -> list[tuple[tuple, str]]:
     for name in policy.readiness.vault_prices:
         if name not in policy.vaults:
             out.append((("readiness", "vault_prices", name), f"unknown vault {name!r} (allowed: {', '.join(names)})"))
+    from seawall.tiering import lifecycle_problems
+
+    out += lifecycle_problems(policy)
     drill = policy.drills.restore
     for i, ds_name in enumerate(drill.datasets or [] if drill else []):
         if ds_name not in policy.datasets:

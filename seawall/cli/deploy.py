@@ -53,6 +53,9 @@ def plan_cmd(policy: Path = PolicyOpt, json_out: bool = JsonOpt) -> None:
             console.print(f"deployment {d.name}: {d.entrypoint.rsplit(':', 1)[1]}, {when}", highlight=False)
         for name in desired.webhooks:
             console.print(f"notification block: custom-webhook/{name}")
+        for life in desired.lifecycles:
+            steps = ", ".join(f"{cls} after {days}d" for days, cls in life.transitions)
+            console.print(f"lifecycle rule for vault {life.vault}'s chunks: {steps}", highlight=False)
         for a in desired.automations:
             console.print(f"automation {a.name}: {a.description}", highlight=False)
 

@@ -99,3 +99,66 @@ def test_copies_land_in_the_destination_class(cli, tree, s3_vault_url, s3_env):
     assert chunks and {h["StorageClass"] for h in chunks} == {"GLACIER"}
     assert {h.get("StorageClass", "STANDARD") for h in _heads(dest, "manifests/")} == {"STANDARD"}
     assert all(h.get("StorageClass", "STANDARD") == "STANDARD" for h in _heads(src, "chunks/"))
+
+
+def _policy(url: str, src: Path, lifecycle: str, retention: str = "{keep_daily: 30, keep_monthly: 12}") -> str:
+    return f"""\
+version: 1
+work_pool: seawall-tiers-e2e
+vaults:
+  tiered:
+    url: "{url}"
+    lifecycle:
+{lifecycle}
+datasets:
+  tiered-www:
+    files: {{path: "{src}"}}
+    vault: tiered
+    rpo: 26h
+    rto: 1h
+    schedule: {{cron: "0 2 * * *", timezone: UTC}}
+    retention: {retention}
+"""
+
+
+def _rules(url: str) -> list[dict]:
+    with from_url(url) as store:
+        try:
+            return store.client.get_bucket_lifecycle_configuration(Bucket=store.bucket)["Rules"]
+        except store.client.exceptions.ClientError:
+            return []
+
+
+def test_deploy_creates_the_lifecycle_rules_once_and_refuses_unsafe_ones(cli, tree, tmp_path, s3_vault_url, s3_env):
+    url = s3_vault_url + "&storage_class=STANDARD_IA"
+    assert cli("init", url, env=s3_env).code == 0
+    good = tmp_path / "seawall.yaml"
+    good.write_text(_policy(url, tree, "      - {after: 30d, storage_class: GLACIER_IR}\n"
+                                       "      - {after: 400d, storage_class: DEEP_ARCHIVE}"))
+    plan = cli("plan", "--policy", str(good), env=s3_env)
+    assert "lifecycle rule for vault tiered's chunks: GLACIER_IR after 30d, DEEP_ARCHIVE after 400d" in plan.out
+    first = cli("deploy", "--policy", str(good), env=s3_env)
+    assert first.code == 0, first.err
+    assert "lifecycle rule seawall-tier-vault on s3://" in first.out
+    (rule,) = _rules(url)
+    assert rule["ID"] == "seawall-tier-vault" and rule["Filter"] == {"Prefix": "vault/chunks/"}
+    assert [(t["Days"], t["StorageClass"]) for t in rule["Transitions"]] == [(30, "GLACIER_IR"), (400, "DEEP_ARCHIVE")]
+    again = cli("deploy", "--policy", str(good), env=s3_env)
+    assert again.code == 0 and "lifecycle rule" not in again.out
+
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text(_policy(url, tree, "      - {after: 30d, storage_class: DEEP_ARCHIVE}",
+                              retention="{keep_daily: 45}"))
+    refused = cli("deploy", "--policy", str(unsafe), env=s3_env)
+    assert refused.code == ExitCode.USAGE and "Traceback" not in refused.err
+    assert f"{unsafe}:7: vaults.tiered.lifecycle[0]: moves data to DEEP_ARCHIVE after 30d" in refused.err
+    assert _rules(url) == [rule]  # nothing changed
+
+    rejected = tmp_path / "rejected.yaml"
+    rejected.write_text(_policy(s3_vault_url + "&storage_class=COLD_STORAGE", tree,
+                                "      - {after: 30d, storage_class: STANDARD_IA}"))
+    result = cli("deploy", "--policy", str(rejected), env=s3_env)
+    assert result.code == ExitCode.USAGE
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "InvalidStorageClass" in lines[0]
+    assert _rules(url) == [rule]
