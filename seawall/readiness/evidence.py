@@ -64,6 +64,8 @@ class VaultEvidence(BaseModel):
     anomalies: dict[str, str] = Field(default_factory=dict, description="backup id → stored SUSPICIOUS reason.")
     wrappers: list[WrapperCheck] = Field(default_factory=list)
     locks: dict[str, LockFact] = Field(default_factory=dict, description="dataset → its newest DONE backup's lock.")
+    restore_tiers: dict[str, dict] = Field(default_factory=dict, description="dataset → its newest DONE backup's "
+                                           "storage tier and retrieval time (seawall.retrieval.BackupTier).")
     storage: dict[str, int] = Field(default_factory=dict, description="tier → stored bytes.")
     storage_source: str = "age"
     objects: int = 0
@@ -100,8 +102,22 @@ def gather(vault: Vault, *, name: str, role: str, region: str | None, media: str
         done = ev.done(dataset)
         if done:
             ev.locks[dataset] = lock_fact(vault, done[-1])
+    ev.restore_tiers = restore_tiers(vault, ev)
     ev.storage, ev.storage_source, ev.objects = storage_by_tier(vault, tiers, now)
     return ev
+
+
+def restore_tiers(vault: Vault, ev: VaultEvidence) -> dict[str, dict]:
+    """Each dataset's newest DONE backup's storage tier (one listing); {} when the store cannot say."""
+    from seawall.errors import SeawallError
+    from seawall.retrieval import backup_tier
+
+    try:
+        classes = vault.store.storage_classes("chunks/")
+        return {ds: backup_tier(vault, ev.done(ds)[-1], classes).to_dict()
+                for ds in sorted({m.dataset for m in ev.backups}) if ev.done(ds)}
+    except SeawallError:
+        return {}
 
 
 def read_drills(vault: Vault) -> list[DrillReport]:

@@ -42,6 +42,9 @@ class DatasetReport(BaseModel):
     rto_s: float
     measured_rpo_s: float | None = None
     measured_rto_s: float | None = None
+    last_backup_storage_class: str | None = None
+    retrieval_s: float | None = Field(None, description="Retrieval the newest backup needs first (archive tiers).")
+    implied_rto_s: float | None = Field(None, description="Measured RTO plus that retrieval.")
     last_backup_id: str | None = None
     last_backup_age_s: float | None = None
     last_copy_age_s: float | None = None
@@ -112,12 +115,31 @@ def _measurements(row: DatasetReport, ctx: Context) -> None:
     row.last_verified_restore_age_s = _age(ctx.now, verified[-1].finished_at) if verified else None
     row.measured_rto_s = next((r.rto_verified_s for r in reversed(reports) if r.rto_verified_s is not None), None)
     row.measured_rpo_s = next((r.rpo_s for r in reversed(reports) if r.rpo_s is not None), None)
+    _restore_tier(row, ctx)
     drills = sorted((d for v in ctx.vaults for d in v.drills if d.kind == "failover" or d.primary == ctx.dataset),
                     key=lambda d: d.finished_at)
     if drills:
         d = drills[-1]
         row.last_drill = {"drill_id": d.drill_id, "kind": d.kind, "status": d.status,
                           "finished_at": d.finished_at.isoformat(), "age_s": _age(ctx.now, d.finished_at)}
+
+
+def _restore_tier(row: DatasetReport, ctx: Context) -> None:
+    """The newest backup's storage tier and the RTO it implies (measured RTO + the tier's retrieval)."""
+    tier = ctx.primary.restore_tiers.get(ctx.dataset)
+    if not tier:
+        return
+    row.last_backup_storage_class = tier["storage_class"]
+    row.retrieval_s = (tier["retrieval_s"] if tier["archived"] else 0.0)
+    if row.measured_rto_s is not None and row.retrieval_s is not None:
+        row.implied_rto_s = row.measured_rto_s + row.retrieval_s
+
+
+def _rto_cell(r: DatasetReport) -> str:
+    cell = f"{_s(r.rto_s)} / {_s(r.measured_rto_s)}"
+    if r.retrieval_s:
+        cell += f" ({r.last_backup_storage_class}: {_s(r.implied_rto_s)} with a {_s(r.retrieval_s)} retrieval)"
+    return cell
 
 
 def _money_and_suspects(row: DatasetReport, ctx: Context) -> None:
@@ -169,8 +191,8 @@ def to_markdown(report: ReadinessReport) -> str:
         rate = "-" if r.success_rate is None else f"{100 * r.success_rate:.0f}% of {r.runs_in_window}"
         drill = f"{r.last_drill['kind']} {r.last_drill['status']}, {_ago(r.last_drill['age_s'])}" \
             if r.last_drill else "-"
-        lines.append(f"| {r.dataset} | {r.tier or '-'} | {_s(r.rpo_s)} / {_s(r.measured_rpo_s)} | {_s(r.rto_s)} / "
-                     f"{_s(r.measured_rto_s)} | {_ago(r.last_backup_age_s)} | {_ago(r.last_copy_age_s)} | "
+        lines.append(f"| {r.dataset} | {r.tier or '-'} | {_s(r.rpo_s)} / {_s(r.measured_rpo_s)} | {_rto_cell(r)} | "
+                     f"{_ago(r.last_backup_age_s)} | {_ago(r.last_copy_age_s)} | "
                      f"{_ago(r.last_verified_restore_age_s)} | {rate} | {drill} | "
                      f"{_money(r.cost_total, r.currency)} |")
     for r in report.datasets:
@@ -207,8 +229,8 @@ def to_html(report: ReadinessReport) -> str:
                         f"<td>{facts}</td></tr>")
         rows.append("</table>")
         rows.append(f"<p>Estimated cost: {e(_money(r.cost_total, r.currency))} a month; last backup "
-                    f"{e(_s(r.last_backup_age_s))} ago; RTO {e(_s(r.rto_s))} target, {e(_s(r.measured_rto_s))} "
-                    f"measured; RPO {e(_s(r.rpo_s))} target, {e(_s(r.measured_rpo_s))} measured.</p>")
+                    f"{e(_s(r.last_backup_age_s))} ago; RTO {e(_rto_cell(r))} (target / measured); "
+                    f"RPO {e(_s(r.rpo_s))} target, {e(_s(r.measured_rpo_s))} measured.</p>")
     c = report.counts
     return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>seawall readiness</title><style>"
             "td,th{border:1px solid #ccc;padding:4px}.pass td{background:#e8f5e9}.fail td{background:#ffebee}"

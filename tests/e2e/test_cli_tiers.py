@@ -36,7 +36,7 @@ def test_restore_from_deep_archive_requests_waits_restores_and_shows_the_rto(cli
     url = s3_vault_url + "&storage_class=DEEP_ARCHIVE"
     env = {**s3_env, **FAST_POLL}
     assert cli("init", url, env=env).code == 0
-    backup = cli("backup", "files", str(tree), "--vault", url, "--json", env=env)
+    backup = cli("backup", "files", str(tree), "--vault", url, "--dataset", "cold-www", "--json", env=env)
     assert backup.code == 0, backup.err
     backup_id = backup.json()["backup_id"]
     chunks = _heads(url, "chunks/")
@@ -61,6 +61,27 @@ def test_restore_from_deep_archive_requests_waits_restores_and_shows_the_rto(cli
     assert status["last_backup_tier"] == "DEEP_ARCHIVE" and status["last_backup_archived_objects"] == len(chunks)
     assert status["retrieval_s"] == DEEP_ARCHIVE_STANDARD_S
     assert status["implied_rto_s"] == pytest.approx(restore_s + DEEP_ARCHIVE_STANDARD_S)
+
+    policy = tmp_path / "seawall.yaml"
+    policy.write_text(f"""\
+version: 1
+vaults:
+  cold: {{url: "{url}"}}
+datasets:
+  cold-www:
+    files: {{path: "{tree}"}}
+    vault: cold
+    rpo: 26h
+    rto: 1h
+    schedule: {{cron: "0 2 * * *", timezone: UTC}}
+""")
+    report = cli("report", "--policy", str(policy), "--json", env=env)
+    assert report.code in (ExitCode.OK, ExitCode.CONTROL_FAILED), report.err
+    row = report.json()["datasets"][0]
+    assert row["last_backup_storage_class"] == "DEEP_ARCHIVE" and row["retrieval_s"] == DEEP_ARCHIVE_STANDARD_S
+    assert row["implied_rto_s"] == pytest.approx(row["measured_rto_s"] + DEEP_ARCHIVE_STANDARD_S)
+    markdown = cli("report", "--policy", str(policy), "--markdown", env=env).out
+    assert "(DEEP_ARCHIVE: 12.0h with a 12.0h retrieval)" in markdown
 
     again = cli("restore", backup_id, "--vault", url, "--to", str(tmp_path / "again"), env=env)
     assert again.code == 0, again.err
