@@ -24,6 +24,7 @@ from deployments.build import TAG, AutomationSpec, DeploymentSpec, Desired
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEBHOOK_SLUG = "custom-webhook"
+_URL_TEMPLATE = "{{url}}"
 
 
 def fingerprint(obj: Any) -> str:
@@ -91,12 +92,15 @@ def _webhooks(client, webhooks: dict[str, str]) -> list[str]:
     for name, url in webhooks.items():
         try:
             current = CustomWebhookNotificationBlock.load(name)
-            if current.url == url:
+            if current.secrets.get_secret_value().get("url") == url and current.url == _URL_TEMPLATE:
                 continue
             verb = "updated"
         except ValueError:
             verb = "created"
-        CustomWebhookNotificationBlock(name=name, url=url, method="POST",
+        # The URL is a secret (Slack-style tokens sit in its path): it goes into the block's
+        # SecretDict and the `url` field only names it. Saved in `url`, it showed in clear in the
+        # server's "block document created" event payload.
+        CustomWebhookNotificationBlock(name=name, url=_URL_TEMPLATE, secrets={"url": url}, method="POST",
                                        json_data={"subject": "{{subject}}", "body": "{{body}}"}
                                        ).save(name, overwrite=True)
         out.append(f"{verb} notification block {WEBHOOK_SLUG}/{name}")

@@ -23,6 +23,11 @@ def installed(hook: Hook) -> Iterator[None]:
         _hook = previous
 
 
+def listening() -> bool:
+    """True when a progress hook is installed (a bar is drawn): worth computing totals for it."""
+    return _hook is not None
+
+
 def reporter(phase: str, total: int | None = None) -> Callable[[int], None] | None:
     """A per-phase callback for the core, or None when nobody listens."""
     hook = _hook

@@ -6,8 +6,8 @@ from seawall.configs.vault import VaultConfig
 from seawall.lease import shared_lease
 from seawall.manifest import Manifest
 from seawall.preflight import CheckResult, require_critical, run_checks
-from seawall.progress import reporter
-from seawall.sources.files import backup_tree, check_restore_target, check_source, restore_tree
+from seawall.progress import listening, reporter
+from seawall.sources.files import backup_tree, check_restore_target, check_source, restore_tree, tree_size
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
 
@@ -43,7 +43,11 @@ def backup_files_task(vault: VaultConfig, path: str, dataset: str, backup_id: st
     v = vault.open_vault()
     with shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
         parent = v.latest_backup(dataset, kind="files")
-        return backup_tree(v, path, dataset, backup_id=backup_id, parent=parent, progress=reporter("backup"))
+        # A bar with a total and an ETA needs the bytes up front: a stat-only walk (restic scans the
+        # same way), made only when someone draws the bar.
+        total = tree_size(path) if listening() else None
+        return backup_tree(v, path, dataset, backup_id=backup_id, parent=parent,
+                           progress=reporter("backup", total or None))
 
 
 @task(name="restore-files", **RETRYABLE)
@@ -58,5 +62,5 @@ def restore_files_task(vault: VaultConfig, backup_id: str, target: str) -> int:
     check_restore_target(target)
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
-    total = sum(s.size for s in manifest.streams)
+    total = manifest.stats.bytes_total  # file bytes (the streams hold only the tree index)
     return restore_tree(v, manifest, target, progress=reporter("restore", total or None))

@@ -67,13 +67,9 @@ def model(kind: str) -> Any:
 def vault_param(url: str) -> Any:
     """A vault URL as a flow parameter: the URL itself, or a model holding its password as a secret
     (so a flow run's stored parameters never show it)."""
-    from urllib.parse import urlsplit
+    from seawall.redact import redact
 
-    try:
-        userinfo = urlsplit(url).netloc.rpartition("@")[0]
-    except ValueError:
-        return url
-    return model("vault")(url=url) if ":" in userinfo else url
+    return model("vault")(url=url) if redact(url) != url else url
 
 
 def run_flow(flow_fn: Any, **params: Any) -> Any:

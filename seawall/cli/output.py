@@ -23,6 +23,7 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
     TransferSpeedColumn,
 )
 
@@ -153,8 +154,9 @@ def progress_bars(enabled: bool) -> Iterator[None]:
     if not (enabled and sys.stdout.isatty()):
         yield
         return
+    # done / total bytes, speed, elapsed and the ETA (shown once the phase knows its total)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeElapsedColumn())
+               TransferSpeedColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bars:
         tasks: dict[str, Any] = {}
 

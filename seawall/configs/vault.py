@@ -1,7 +1,9 @@
 """`VaultConfig`: where a vault lives and how to unlock it (the fields of the `VaultTarget` block).
 
 A password in the URL (`scheme://user:password@host/...`) moves into the secret `url_password`
-field on construction, so the URL itself can be shown, logged and stored as a flow parameter.
+field on construction, and any other secret the URL holds (a password in an S3 `endpoint=` URL, a
+`secret_key=` value) moves the whole URL into the secret `full_url` with `url` redacted, so the URL
+itself can be shown, logged and stored as a flow parameter.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from seawall.crypto import require_passphrase
+from seawall.redact import add_secret, add_url_secret
 from seawall.stores import ObjectStore, open_store, redact_url
 from seawall.vault import Vault
 
@@ -46,6 +49,9 @@ class VaultConfig(BaseModel):
     aws_session_token: SecretStr | None = Field(default=None, description="AWS session token, if any.")
     url_password: SecretStr | None = Field(
         default=None, description="Password of the URL's user (taken out of the URL so it is never shown).")
+    full_url: SecretStr | None = Field(
+        default=None, description="The URL with the secrets of its query (an endpoint's password); set "
+                                  "from `url`, which then shows them masked.")
 
     @model_validator(mode="after")
     def _password_out_of_url(self) -> VaultConfig:
@@ -59,6 +65,11 @@ class VaultConfig(BaseModel):
             if self.url_password is None:
                 self.url_password = SecretStr(unquote(secret))
             self.url = parts._replace(netloc=f"{user}@{host}").geturl()
+        if self.full_url is None and redact_url(self.url) != self.url:  # secrets in the query too
+            add_url_secret(self.url)
+            self.full_url = SecretStr(self.url)
+            self.url = redact_url(self.url)
+        add_secret(self.url_password)
         return self
 
     def display(self) -> str:
@@ -67,9 +78,14 @@ class VaultConfig(BaseModel):
 
     def store_url(self) -> str:
         """The URL the store opens, with the password put back (never log it)."""
+        if self.full_url is not None:
+            return self._with_password(self.full_url.get_secret_value())
+        return self._with_password(self.url)
+
+    def _with_password(self, url: str) -> str:
         if self.url_password is None:
-            return self.url
-        parts = urlsplit(self.url)
+            return url
+        parts = urlsplit(url)
         user, _, host = parts.netloc.rpartition("@")
         secret = quote(self.url_password.get_secret_value(), safe="")
         return parts._replace(netloc=f"{user}:{secret}@{host}").geturl()

@@ -24,7 +24,7 @@ from typing import BinaryIO
 from seawall.errors import ConfigError, PermanentError
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStats, BackupStatus, Manifest, StreamRef, new_manifest
-from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse, iter_entries
+from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse, iter_entries, uncount
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
 
@@ -116,6 +116,26 @@ class _FdReader:
 
     def readinto(self, view: memoryview) -> int:
         return os.readv(self.fd, (view,))
+
+
+def tree_size(root: str | os.PathLike) -> int:
+    """Bytes of the regular files under `root`, by stat only (for a progress bar's total); what
+    cannot be listed counts 0 here, the backup reports it."""
+    total, todo = 0, [os.fspath(root)]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            todo.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
 
 
 def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_id: str | None = None,
@@ -231,7 +251,8 @@ class _OrderedReads:
             raise read.result
         entry = read.entry
         if read.item is not None:
-            if not read.result:  # unreadable: already reported in stats.skipped
+            if not read.result:  # unreadable or vanished: reported in stats.skipped, not counted
+                uncount(entry, self._stats)
                 return
             self._stats.bytes_read += entry.size
         if entry.type == "f":

@@ -28,7 +28,7 @@ from seawall.manifest import BackupStats, BackupStatus, Manifest, new_manifest
 from seawall.sources.exclude import Excluder
 from seawall.sources.files import TREE_STREAM, iter_tree
 from seawall.sources.remote_list import list_tree
-from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse
+from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse, uncount
 from seawall.ssh import RemoteSession, SshOptions, check_remote_dir, rpath, translate_ssh_errors
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
@@ -234,6 +234,7 @@ def _emit(entry: Entry, future: Future | None, stats: BackupStats, index) -> Non
         ok, skipped = future.result()
         stats.skipped += skipped
         if not ok:
+            uncount(entry, stats)
             return
     if entry.type == "f":
         stats.chunks_total += len(entry.chunks)

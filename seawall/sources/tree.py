@@ -110,6 +110,13 @@ class PreviousIndex:
         return self.deleted
 
 
+def uncount(entry: Entry, stats: BackupStats) -> None:
+    """Take back a file `count_and_reuse` counted but that could not be read (it is listed in
+    `skipped`, not in `files`)."""
+    stats.files -= 1
+    stats.bytes_total -= entry.size
+
+
 def count_and_reuse(entry: Entry, previous: PreviousIndex, known: set[str], stats: BackupStats,
                     progress: Callable[[int], None] | None) -> bool:
     """Count a file in `stats`; True if its previous version can be reused without reading it.

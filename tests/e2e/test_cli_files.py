@@ -159,7 +159,8 @@ def test_unreachable_and_misspelled_s3_vaults(cli, s3_vault_url, s3_env, moto_se
     assert result.code == ExitCode.USAGE and "bucket" in result.err.lower()
     unreachable = "s3://bucket/v?region=eu-west-1&endpoint=http://127.0.0.1:9"
     result = cli("list", "--vault", unreachable, env=env)
-    assert result.code == ExitCode.FAILURE and "127.0.0.1:9" in result.err
+    # refused on the first attempt: a wrong port, not an outage (README exit codes)
+    assert result.code == ExitCode.USAGE and "127.0.0.1:9" in result.err and "connection refused" in result.err
     for r in (result,):
         assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
 

@@ -146,7 +146,9 @@ def test_permission_denied_per_file(vault, sshd, remote_dir):
     assert manifest.status == BackupStatus.DONE
     assert sorted(manifest.stats.skipped) == ["locked: cannot list directory (Permission denied)",
                                               "secret.bin: Permission denied"]
-    assert manifest.stats.files == 2 and manifest.stats.bytes_read == len("for everyone\n")
+    # the unreadable file is listed in skipped, not counted among the files backed up
+    assert manifest.stats.files == 1 and manifest.stats.bytes_read == len("for everyone\n")
+    assert manifest.stats.bytes_total == len("for everyone\n")
     os.chmod(root, 0o700)
     with pytest.raises(ConfigError, match="not readable"):
         backup(vault, sshd, root, options={"username": TEST_USER})
@@ -170,6 +172,7 @@ def test_vanished_and_changed_files_reported(vault, sshd, remote_dir):
     assert manifest.status == BackupStatus.DONE
     assert sorted(manifest.stats.skipped) == ["b-grows.bin: changed while being read (backed up as read)",
                                               "c-vanishes.bin: vanished before it was read"]
+    assert manifest.stats.files == 2  # the vanished file is not counted
 
 
 def test_sshd_killed_mid_backup_then_retry_completes(vault, sshd_private, remote_dir, tmp_path):
