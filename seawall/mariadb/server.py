@@ -1,0 +1,211 @@
+"""Throwaway and local MariaDB servers: install a data directory, start, stop, remove.
+
+Used by the test fixtures, by restore verification's scratch servers and by physical restores.
+`mariadbd` refuses to run as root unless told to, so servers run as the `mysql` OS user (Debian's
+`mariadb-server` creates it; `SEAWALL_MARIADB_OS_USER` overrides it). A server listens on 127.0.0.1
+and on a private socket, with its own data directory, and reads no system option file
+(`--no-defaults`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from seawall.errors import ConfigError, PermanentError, RetryableError
+
+INSTALL_HINT = "install the server: apt-get install mariadb-server mariadb-backup mariadb-client"
+
+
+def tool(name: str) -> str:
+    """Path of a MariaDB program, or ConfigError naming the package to install."""
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ConfigError(f"{name} not found", hint=INSTALL_HINT)
+
+
+def os_user() -> str | None:
+    """The OS user servers run as when we are root (None when we are not: run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    return os.environ.get("SEAWALL_MARIADB_OS_USER", "mysql")
+
+
+def chown_to_server_user(path: Path) -> None:
+    user = os_user()
+    if user:
+        entry = pwd.getpwnam(user)
+        for root, dirs, files in os.walk(path):
+            for name in [*dirs, *files]:
+                os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _as_server_user(argv: list[str]) -> list[str]:
+    user = os_user()
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+def free_port() -> int:
+    from seawall.postgres.cluster import free_port as pick
+
+    return pick()
+
+
+def _port_in_use(port: int) -> bool:
+    from seawall.postgres.cluster import port_in_use
+
+    return port_in_use(port)
+
+
+class LocalServer:
+    """A MariaDB server on this machine with its own data directory under `root`.
+
+    Example:
+        >>> server = LocalServer.create(binlog=True); server.start()  # doctest: +SKIP
+        >>> server.execute("SELECT 1")  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike, port: int | None = None, *, binlog: bool = False,
+                 settings: dict[str, Any] | None = None):
+        self.root = Path(root)
+        self.port = port or free_port()
+        self.binlog = binlog
+        self.settings = dict(settings or {})
+        self.proc: subprocess.Popen | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalServer({str(self.root)!r}, port={self.port})"
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "mysqld.sock"
+
+    @property
+    def logfile(self) -> Path:
+        return self.root / "error.log"
+
+    @classmethod
+    def create(cls, base: str | os.PathLike | None = None, *, port: int | None = None, binlog: bool = False,
+               settings: dict[str, Any] | None = None) -> LocalServer:
+        """A new, empty data directory (mariadb-install-db) in a fresh directory under `base`."""
+        root = Path(tempfile.mkdtemp(prefix="seawall-mariadb-", dir=str(base) if base else None))
+        server = cls(root, port, binlog=binlog, settings=settings)
+        chown_to_server_user(root)
+        argv = [tool("mariadb-install-db"), "--no-defaults", f"--datadir={server.datadir}",
+                "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"]
+        result = subprocess.run(_as_server_user(argv), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            shutil.rmtree(root, ignore_errors=True)
+            last = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            raise PermanentError(f"mariadb-install-db failed in {root}: {' '.join(last)}")
+        return server
+
+    @classmethod
+    def for_datadir(cls, root: str | os.PathLike, port: int | None = None) -> LocalServer:
+        """A server over an existing (restored) `root/data`."""
+        return cls(root, port)
+
+    def argv(self) -> list[str]:
+        args = [tool("mariadbd"), "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}",
+                "--bind-address=127.0.0.1", f"--socket={self.socket}", f"--pid-file={self.root / 'mysqld.pid'}",
+                f"--log-error={self.logfile}", "--skip-name-resolve", "--innodb-buffer-pool-size=128M",
+                "--innodb-log-file-size=96M", "--max-allowed-packet=64M", "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci", "--default-time-zone=+00:00"]
+        if self.binlog:
+            args += [f"--log-bin={self.root / 'binlog' / 'mariadb-bin'}", "--server-id=1", "--binlog-format=ROW",
+                     "--sync-binlog=1"]
+        args += [f"--{k.replace('_', '-')}={v}" for k, v in self.settings.items()]
+        return args
+
+    def start(self, *, timeout: float = 60) -> None:
+        if _port_in_use(self.port):
+            raise ConfigError(f"port {self.port} is already in use", hint="choose a free port")
+        if self.binlog:
+            (self.root / "binlog").mkdir(exist_ok=True)
+        chown_to_server_user(self.root)
+        self.proc = subprocess.Popen(_as_server_user(self.argv()), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.wait_ready(timeout=timeout)
+
+    def wait_ready(self, *, timeout: float = 60) -> None:
+        """Wait until the server accepts connections on its socket."""
+        import pymysql
+
+        deadline = time.monotonic() + timeout
+        last = "not accepting connections"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise PermanentError(f"MariaDB in {self.datadir} stopped: {self.log_tail(3)}")
+            try:
+                pymysql.connect(unix_socket=str(self.socket), user="root", connect_timeout=2).close()
+                return
+            except pymysql.err.OperationalError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise RetryableError(f"MariaDB on port {self.port} not ready after {timeout:.0f}s: {last}")
+
+    def connect(self, database: str | None = None, **kwargs: Any):
+        """A root connection over the private socket (autocommit)."""
+        import pymysql
+
+        return pymysql.connect(unix_socket=str(self.socket), user="root", database=database, autocommit=True,
+                               **kwargs)
+
+    def execute(self, sql: str, params: Any = None, database: str | None = None) -> list[tuple]:
+        with self.connect(database) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def dsn(self, user: str = "root", database: str = "", password: str | None = None) -> str:
+        """A `mysql://` DSN over the private socket (or TCP when a password is given)."""
+        from urllib.parse import quote
+
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")
+        if password is None:
+            return f"mysql://{auth}@localhost/{quote(database, safe='')}?socket={quote(str(self.socket), safe='/')}"
+        return f"mysql://{auth}@127.0.0.1:{self.port}/{quote(database, safe='')}"
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, *, timeout: float = 60) -> None:
+        """Clean shutdown (SIGTERM), then SIGKILL if it lingers."""
+        if not self.is_running():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def remove(self) -> None:
+        """Kill the server and delete the whole directory (nothing in it is kept: no clean shutdown)."""
+        self.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return " | ".join(self.logfile.read_text(errors="replace").strip().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
