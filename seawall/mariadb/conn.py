@@ -85,7 +85,7 @@ class MyConn:
     @contextlib.contextmanager
     def option_file(self) -> Iterator[str]:
         """A private `[client]` option file for the tools (pass it first: `--defaults-extra-file=`)."""
-        lines = ["[client]", f"user={_opt(self.user)}", "default-character-set=utf8mb4"]
+        lines = ["[client]", f"user={_opt(self.user)}"]
         lines += [f"socket={_opt(self.socket)}"] if self.socket else [f"host={_opt(self.host)}", f"port={self.port}",
                                                                           "protocol=TCP"]
         if self.password is not None:

@@ -105,7 +105,8 @@ def _feed(stdin, vault: Vault, manifest: Manifest, progress: Progress | None) ->
 
 
 def _run_client(target: MyConn, feed: Callable[[Any], None]) -> None:
-    argv = [tool("mariadb"), "--batch", "--binary-mode", "--max-allowed-packet=64M", f"--database={target.database}"]
+    argv = [tool("mariadb"), "--batch", "--binary-mode", "--default-character-set=utf8mb4", "--max-allowed-packet=64M",
+            f"--database={target.database}"]
     with target.option_file() as opts, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([argv[0], f"--defaults-extra-file={opts}", *argv[1:]], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=err)
