@@ -1,11 +1,14 @@
-"""Backup flows: `backup_files` (file trees) and `backup_postgres` (logical or physical)."""
+"""Backup flows: `backup_files` (file trees), `backup_postgres` (logical or physical), `backup_mariadb`
+(logical or physical) with `archive_mariadb_binlogs`, and `backup_redis` (RDB snapshots)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from deployments.events import emit_completed
+from seawall.configs.mariadb import as_mariadb_source
 from seawall.configs.postgres import as_postgres_source
+from seawall.configs.redis import as_redis_source
 from seawall.configs.vault import as_vault_target
 from seawall.manifest import Manifest, new_backup_id
 from seawall.naming import dataset_for_path
@@ -14,9 +17,21 @@ from tasks.postgres import backup_postgres_task, check_mode, default_dataset, pr
 from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
 from tasks.report import publish_backup_report
 from tasks.runtime import flow, label_run
+from tasks.sources import (
+    archive_binlogs_task,
+    backup_mariadb_task,
+    backup_redis_task,
+    check_mariadb_mode,
+    default_mariadb_dataset,
+    default_redis_dataset,
+    preflight_mariadb,
+    preflight_redis,
+)
 
 if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.mariadb import MariaDBSource
     from blocks.postgres import PostgresSource
+    from blocks.redis import RedisSource
     from blocks.vault import VaultTarget
 
 
@@ -69,3 +84,66 @@ def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode
         alert_suspicious_backup(manifest, verdict, target.display())
     emit_completed("backup", manifest, target.display())
     return manifest
+
+
+def _finish(manifest: Manifest, target) -> Manifest:
+    """The end every backup flow shares: report, anomaly check, completion event."""
+    publish_backup_report(manifest)
+    verdict = check_backup_anomaly(target, manifest)
+    if verdict.suspicious:
+        alert_suspicious_backup(manifest, verdict, target.display())
+    emit_completed("backup", manifest, target.display())
+    return manifest
+
+
+@flow(name="backup-mariadb", stage="backup", log_prints=True)
+def backup_mariadb(source: MariaDBSource | str, vault: VaultTarget | str, mode: str = "logical",
+                   dataset: str | None = None) -> Manifest:
+    """Back up MariaDB/MySQL: `logical` (mariadb-dump, one database, consistent snapshot) or
+    `physical` (mariadb-backup, the whole server; run it on the database host).
+
+    Example:
+        ```python
+        from flows.backup import backup_mariadb
+        backup_mariadb("mysql://backup@db1:3306/shop", "s3://backups/mariadb?region=eu-west-1")
+        ```
+    """
+    source, target = as_mariadb_source(source), as_vault_target(vault)
+    mode = check_mariadb_mode(mode)
+    dataset = dataset or default_mariadb_dataset(source, mode)
+    label_run(dataset)
+    preflight_mariadb(source, target)
+    return _finish(backup_mariadb_task(source, target, mode, dataset, new_backup_id()), target)
+
+
+@flow(name="archive-mariadb-binlogs", stage="backup", log_prints=True)
+def archive_mariadb_binlogs(source: MariaDBSource | str, vault: VaultTarget | str, dataset: str) -> Manifest | None:
+    """Archive the server's closed binlogs for point-in-time restores of `dataset` (schedule it
+    every few minutes: the interval bounds the RPO of a PITR).
+
+    Example:
+        ```python
+        from flows.backup import archive_mariadb_binlogs
+        archive_mariadb_binlogs("mysql://backup@db1:3306/shop", "file:///backups/vault", "mariadb-shop")
+        ```
+    """
+    source, target = as_mariadb_source(source), as_vault_target(vault)
+    label_run(dataset)
+    return archive_binlogs_task(source, target, dataset)
+
+
+@flow(name="backup-redis", stage="backup", log_prints=True)
+def backup_redis(source: RedisSource | str, vault: VaultTarget | str, dataset: str | None = None) -> Manifest:
+    """Snapshot a Redis server (RDB) into the vault.
+
+    Example:
+        ```python
+        from flows.backup import backup_redis
+        backup_redis("redis://cache1:6379", "file:///backups/vault")  # password: RedisSource block
+        ```
+    """
+    source, target = as_redis_source(source), as_vault_target(vault)
+    dataset = dataset or default_redis_dataset(source)
+    label_run(dataset)
+    preflight_redis(source, target)
+    return _finish(backup_redis_task(source, target, dataset, new_backup_id()), target)

@@ -1,10 +1,13 @@
-"""Restore flows: `restore_files` (file trees) and `restore_postgres` (logical or PITR)."""
+"""Restore flows: `restore_files` (file trees), `restore_postgres` (logical or PITR), `restore_mariadb`
+(logical or physical, optionally rolled forward through binlogs) and `restore_redis`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from seawall.configs.mariadb import as_mariadb_source
 from seawall.configs.postgres import as_postgres_source
+from seawall.configs.redis import as_redis_source
 from seawall.configs.vault import as_vault_target
 from seawall.postgres.recovery import CopyOptions, RecoveryTarget
 from seawall.postgres.roles import RoleOptions
@@ -12,9 +15,12 @@ from tasks.files import restore_files_task
 from tasks.postgres import restore_logical_task, restore_physical_task
 from tasks.restore import describe_backup, retrieve_archived
 from tasks.runtime import flow
+from tasks.sources import restore_mariadb_logical_task, restore_mariadb_physical_task, restore_redis_task
 
 if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
+    from blocks.mariadb import MariaDBSource
     from blocks.postgres import PostgresSource
+    from blocks.redis import RedisSource
     from blocks.vault import VaultTarget
 
 
@@ -69,3 +75,39 @@ def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresS
     copy = CopyOptions(archive=archive, standby=standby, primary_conninfo=primary_conninfo,
                        tablespace_map=tablespace_map or {})
     return restore_physical_task(vault_target, backup_id, to_datadir, port, recovery_target, leave_running, copy)
+
+
+@flow(name="restore-mariadb", stage="restore", log_prints=True)
+def restore_mariadb(backup_id: str, vault: VaultTarget | str, to_dsn: MariaDBSource | str | None = None,
+                    to_datadir: str | None = None, until: str = "snapshot") -> dict:
+    """Restore a MariaDB backup: a logical one into a new or empty database (`to_dsn`), a physical one
+    into a new data directory (`to_datadir`); `until` rolls forward through the archived binlogs
+    (`latest`, `time:2026-11-22T01:00:00Z`, `position:mariadb-bin.000042:1234`).
+
+    Example:
+        ```python
+        from flows.restore import restore_mariadb
+        restore_mariadb("20261122T001120Z-a1b2c3", "file:///backups/vault", to_dsn="mysql://root@db2/shop",
+                        until="time:2026-11-22T01:00:00Z")
+        ```
+    """
+    vault_target = as_vault_target(vault)
+    retrieve_archived(vault_target, backup_id)
+    if to_dsn is not None:
+        return restore_mariadb_logical_task(vault_target, backup_id, as_mariadb_source(to_dsn), until)
+    return restore_mariadb_physical_task(vault_target, backup_id, to_datadir, until)
+
+
+@flow(name="restore-redis", stage="restore", log_prints=True)
+def restore_redis(backup_id: str, vault: VaultTarget | str, to_url: RedisSource | str) -> dict:
+    """Restore a Redis snapshot into a running, empty server.
+
+    Example:
+        ```python
+        from flows.restore import restore_redis
+        restore_redis("20261122T001120Z-a1b2c3", "file:///backups/vault", "redis://127.0.0.1:6380")
+        ```
+    """
+    vault_target = as_vault_target(vault)
+    retrieve_archived(vault_target, backup_id)
+    return restore_redis_task(vault_target, backup_id, as_redis_source(to_url))

@@ -7,7 +7,8 @@ from seawall.errors import ConfigError
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
 
-_TARGET_FOR = {"postgres-logical": "--to-dsn", "postgres-physical": "--to-datadir", "files": "--to"}
+_TARGET_FOR = {"postgres-logical": "--to-dsn", "postgres-physical": "--to-datadir", "files": "--to",
+               "mariadb-logical": "--to-mariadb", "mariadb-physical": "--to-datadir", "redis-rdb": "--to-redis"}
 
 
 @task(name="describe-backup", **RETRYABLE)
@@ -22,7 +23,8 @@ def describe_backup(vault: VaultConfig, backup_id: str, has_dsn: bool, has_datad
     kind = vault.open_vault().require_done(backup_id).kind
     wanted = {"postgres-logical": has_dsn, "postgres-physical": has_datadir}.get(kind)
     if not wanted:
-        raise ConfigError(f"backup {backup_id} is a {kind} backup", hint=f"restore it with {_TARGET_FOR[kind]}")
+        how = _TARGET_FOR.get(kind, "the restore of the backup it belongs to")
+        raise ConfigError(f"backup {backup_id} is a {kind} backup", hint=f"restore it with {how}")
     return kind
 
 

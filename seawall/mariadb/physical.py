@@ -154,35 +154,41 @@ def _run(argv: list[str], what: str, where: Path) -> None:
         raise tool_error(what, result.stderr, f"in {where}")
 
 
-def scratch_server(root: Path, port: int | None = None):
-    """A server on a restored `root/data`, reachable only through its private socket, grants off.
+def scratch_server(datadir: Path, port: int | None = None):
+    """A server on a restored data directory, reachable only through a private socket, grants off.
 
     The restored grant tables are the source's (its root password among them): a scratch server
     skips them, and `--skip-networking` keeps it off TCP, so only this host's root and the server's
-    OS user (who can enter the private directory) reach it.
+    OS user (who can enter the private directory) reach it. Its socket, log and pid file live in a
+    new private directory next to nothing of the user's; `remove()` deletes that directory only.
     """
-    from seawall.mariadb.server import LocalServer
+    from seawall.mariadb.server import LocalServer, chown_to_server_user
 
-    return LocalServer(root, port, settings={"skip_grant_tables": "ON", "skip_networking": "ON"})
+    root = Path(tempfile.mkdtemp(prefix="seawall-mariadb-run-"))
+    chown_to_server_user(root)
+    return LocalServer(root, port, datadir=datadir, settings={"skip_grant_tables": "ON", "skip_networking": "ON"})
 
 
-def restore_physical_pitr(vault: Vault, manifest: Manifest, root: str | Path, target: Any,
+def restore_physical_pitr(vault: Vault, manifest: Manifest, datadir: str | Path, target: Any,
                           *, progress: Progress | None = None) -> dict[str, Any]:
-    """Restore into `root/data`, then roll forward through archived binlogs to `target` (a BinlogTarget).
+    """Restore into `datadir`, then roll forward through archived binlogs to `target` (a BinlogTarget).
 
-    The server is started on the restored files for the replay and stopped cleanly afterwards.
+    A server is started on the restored files for the replay and stopped cleanly afterwards. A
+    failure removes the data directory: nothing half-recovered is left.
     """
     from seawall.mariadb.binlog import replay_binlogs
 
-    root = Path(root)
-    summary = restore_physical(vault, manifest, root / "data", progress=progress)
-    server = scratch_server(root)
+    datadir = Path(datadir)
+    summary = restore_physical(vault, manifest, datadir, progress=progress)
+    server = scratch_server(datadir)
     try:
         server.start()
         summary |= replay_binlogs(vault, manifest, MyConn(socket=str(server.socket), user="root"), target)
         server.stop()
     except BaseException:
         server.kill()
-        shutil.rmtree(root / "data", ignore_errors=True)
+        shutil.rmtree(datadir, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(server.root, ignore_errors=True)
     return summary

@@ -76,8 +76,9 @@ class LocalServer:
     """
 
     def __init__(self, root: str | os.PathLike, port: int | None = None, *, binlog: bool = False,
-                 settings: dict[str, Any] | None = None):
+                 settings: dict[str, Any] | None = None, datadir: str | os.PathLike | None = None):
         self.root = Path(root)
+        self._datadir = Path(datadir) if datadir else None
         self.port = port or free_port()
         self.binlog = binlog
         self.settings = dict(settings or {})
@@ -88,7 +89,7 @@ class LocalServer:
 
     @property
     def datadir(self) -> Path:
-        return self.root / "data"
+        return self._datadir or self.root / "data"
 
     @property
     def socket(self) -> Path:
@@ -113,11 +114,6 @@ class LocalServer:
             last = (result.stderr or result.stdout).strip().splitlines()[-1:]
             raise PermanentError(f"mariadb-install-db failed in {root}: {' '.join(last)}")
         return server
-
-    @classmethod
-    def for_datadir(cls, root: str | os.PathLike, port: int | None = None) -> LocalServer:
-        """A server over an existing (restored) `root/data`."""
-        return cls(root, port)
 
     def argv(self) -> list[str]:
         args = [tool("mariadbd"), "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}",
