@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from seawall import heartbeat
-from seawall.checks import CheckResult, guarded, gx, result, tables, tree, verifybackup
+from seawall.checks import CheckResult, guarded, gx, result, sources, tables, tree, verifybackup
 from seawall.checks import amcheck as amcheck_mod
 from seawall.checks.restore import Restored
 from seawall.checks.scratch import FILES, LOGICAL
@@ -53,6 +53,8 @@ def check_names(target: CheckTarget) -> list[str]:
     """The checks that apply to `target`, in the order they are reported."""
     if target.kind == FILES:
         return [tree.NAME]
+    if target.kind in sources.KINDS:
+        return sources.check_names(target.manifest, target.suites)
     first = [tables.ROWS, tables.SCHEMA] if target.kind == LOGICAL else [verifybackup.NAME]
     names = [*first, amcheck_mod.NAME, gx.BUILTIN]
     names += [GX_USER] if target.suites else []
@@ -148,6 +150,8 @@ def run_check(name: str, target: CheckTarget, vault: Vault | None) -> list[Check
         >>> [r.status for r in run_check("amcheck", target, vault)]  # doctest: +SKIP
         ['pass', 'pass']
     """
+    if target.kind in sources.KINDS:
+        return sources.run(name, target.manifest, target.restored.copy, target.suites)
     if name not in _CHECKS:
         return [CheckResult(name=name, status="error", detail=f"unknown check {name!r}")]
     if vault is None and needs_vault(name):

@@ -18,8 +18,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from seawall import heartbeat
+from seawall.checks import sources
 from seawall.checks.plan import RestorePlan
 from seawall.checks.scratch import FILES, LOGICAL, Scratch
 from seawall.manifest import Manifest
@@ -44,6 +46,7 @@ class Restored:
     seconds: float = 0.0
     last_transaction: datetime | None = None  # physical: "last completed transaction was at log time"
     bytes_read: int = 0
+    copy: Any = None  # MariaDB: a MyConn; Redis: the LocalRedis (seawall.checks.sources)
 
     def conn_for(self, dbname: str) -> PgConn:
         return self.conn.with_dbname(dbname)
@@ -116,6 +119,10 @@ def restore_into(vault: Vault, manifest: Manifest, plan: RestorePlan, scratch: S
         {'fetch_decode_load': 41.2, 'post_data': 12.9}
     """
     clock = _Clock()
+    if manifest.kind in sources.KINDS:
+        copy = sources.restore(vault, manifest, scratch.source, clock)
+        phases, seconds = clock.split("fetch_decode_load", "finish")
+        return Restored(phases=phases, seconds=seconds, bytes_read=clock.bytes, copy=copy)
     if manifest.kind == LOGICAL:
         return _restore_logical(vault, manifest, scratch, jobs, clock)
     if manifest.kind == FILES:

@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seawall.checks import sources
 from seawall.errors import ConfigError
 from seawall.postgres.cluster import LocalCluster, free_port, make_private_dir, port_in_use
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
@@ -40,8 +41,12 @@ class Scratch:
     cluster: LocalCluster | None = None
     notes: list[str] = field(default_factory=list)
     created_roles: list[str] = field(default_factory=list)  # logical restores onto a given server
+    source: dict = field(default_factory=dict)  # MariaDB/Redis: see seawall.checks.sources
 
     def describe(self) -> str:
+        if self.kind == "source":
+            server = self.source.get("server")
+            return f"throwaway server {server}" if server else f"throwaway server in {self.source.get('root')}"
         if self.kind == "server" and self.conn is not None:
             return f"database {self.created_db} on {self.conn.display()}"
         if self.kind == "folder":
@@ -98,6 +103,10 @@ def provision(kind: str, source: dict, *, server: PgConn | None = None, port: in
         ConfigError: the port is in use, the scratch database exists, or a server was given for a
             physical backup.
     """
+    if kind in sources.KINDS:
+        if server is not None:
+            sources.refuse_scratch_server(kind)
+        return Scratch("source", source=sources.provision(kind, _require_free(port) if port else None, workdir))
     if kind == FILES:
         return Scratch("folder", Path(tempfile.mkdtemp(prefix="seawall-verify-", dir=workdir)))
     if kind == PHYSICAL:
@@ -136,7 +145,7 @@ def _drop_roles(scratch: Scratch) -> list[str]:
 
 def teardown(scratch: Scratch) -> list[str]:
     """Remove everything the scratch target holds; returns problems (it never raises)."""
-    problems = []
+    problems = sources.teardown(scratch.source) if scratch.kind == "source" else []
     if scratch.kind == "server" and scratch.conn is not None and scratch.created_db:
         try:
             _drop_database(scratch.conn, scratch.created_db)

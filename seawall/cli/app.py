@@ -186,11 +186,18 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             to_dsn: str | None = typer.Option(None, "--to-dsn", help="Logical: database to restore into "
                                               "(created if missing; must be empty)."),
             to_datadir: Path | None = typer.Option(None, "--to-datadir", help="Physical: new data directory."),
+            to_mariadb: str | None = typer.Option(None, "--to-mariadb", help="MariaDB logical: mysql://... "
+                                                  "database to restore into (created if missing; must be empty)."),
+            to_redis: str | None = typer.Option(None, "--to-redis", help="Redis: URL of a running, empty server."),
             port: int | None = typer.Option(None, "--port", help="Physical: port for the restored server."),
             target_time: str | None = typer.Option(None, "--target-time", help="PITR: ISO 8601 time with zone."),
             target_lsn: str | None = typer.Option(None, "--target-lsn", help="PITR: an LSN like 0/3000060."),
             target_name: str | None = typer.Option(None, "--target-name", help="PITR: a named restore point."),
             target_xid: str | None = typer.Option(None, "--target-xid", help="PITR: a transaction id."),
+            target_position: str | None = typer.Option(None, "--target-position", help="MariaDB PITR: binlog "
+                                                       "FILE:POS to stop at."),
+            roll_forward: bool = typer.Option(False, "--roll-forward", help="MariaDB: replay every archived "
+                                              "binlog after the backup."),
             stopped: bool = typer.Option(False, "--stopped", help="Physical: stop the server after recovery."),
             jobs: int = typer.Option(2, "--jobs", "-j", help="Logical: parallel pg_restore jobs."),
             target: str | None = pgopt.TargetOpt, target_timeline: str = pgopt.TimelineOpt,
@@ -199,13 +206,18 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             primary_conninfo: str | None = pgopt.PrimaryOpt, tablespace_map: list[str] | None = pgopt.TablespaceOpt,
             roles: str = pgopt.RolesOpt, role_map: list[str] | None = pgopt.RoleMapOpt,
             passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt) -> None:
-    """Restore a backup: a file tree (--to), a database (--to-dsn) or a cluster at a point in time
-    (--to-datadir with --target-*). Never overwrites: targets must be new or empty."""
+    """Restore a backup: a file tree (--to), a database (--to-dsn, --to-mariadb), a Redis server
+    (--to-redis) or a cluster/server at a point in time (--to-datadir with --target-*). Never
+    overwrites: targets must be new or empty."""
     with handled_errors():
         load_passphrase(passphrase_file)
-        destinations = [d for d in (to, to_dsn, to_datadir) if d is not None]
+        destinations = [d for d in (to, to_dsn, to_datadir, to_mariadb, to_redis) if d is not None]
         if len(destinations) != 1:
-            fail("give exactly one of --to PATH, --to-dsn DSN or --to-datadir DIR")
+            fail("give exactly one of --to PATH, --to-dsn DSN, --to-datadir DIR, --to-mariadb DSN or --to-redis URL")
+        if to_mariadb or to_redis or (to_datadir and _is_mariadb(backup_id, vault)):
+            _restore_source(backup_id, vault, to_mariadb, to_redis, to_datadir,
+                            (target_time, target_position, roll_forward), json_out)
+            return
         if to is not None and not to.startswith("ssh://"):  # arguments first, before opening the vault
             from seawall.sources.files import check_restore_target
 
@@ -230,6 +242,24 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
                    "roles": roles, "role_map": role_map or []}
         restore_postgres_cmd(backup_id, vault, to_dsn, to_datadir, port, spec, not stopped, jobs, json_out, tier,
                              options)
+
+
+def _is_mariadb(backup_id: str, vault: str) -> bool:
+    from seawall.cli.sources import backup_kind
+
+    return backup_kind(backup_id, vault) == "mariadb-physical"
+
+
+def _restore_source(backup_id: str, vault: str, to_mariadb: str | None, to_redis: str | None,
+                    to_datadir: Path | None, targets: tuple, json_out: bool) -> None:
+    from seawall.cli import sources
+
+    if to_redis:
+        if any(targets):
+            fail("a Redis snapshot restores as it was: drop --target-*/--roll-forward")
+        sources.restore_redis_cmd(backup_id, vault, to_redis, json_out)
+        return
+    sources.restore_mariadb_cmd(backup_id, vault, to_mariadb, to_datadir, sources.until_spec(*targets), json_out)
 
 
 def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool, tier: dict) -> None:
@@ -259,9 +289,10 @@ def run() -> None:
     install_stop_handlers()
     install_log_lines()
     # Command groups live in their own modules; each registers itself on the app.
-    from seawall.cli import copy, deploy, drill, keys, pg, readiness, retention, unlock, verify_restore
+    from seawall.cli import copy, deploy, drill, keys, pg, readiness, retention, sources, unlock, verify_restore
 
     pg.register(app, backup_app)
+    sources.register(app, backup_app)
     for module in (copy, verify_restore, retention, deploy, drill, keys, readiness, unlock):
         module.register(app)
     app()

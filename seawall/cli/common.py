@@ -31,6 +31,8 @@ _MODELS = {
     "node": ("blocks.drill", "PostgresNode", "seawall.configs.drill", "PostgresNodeConfig"),
     "switch": ("blocks.drill", "TrafficSwitchBlock", "seawall.configs.drill", "TrafficSwitchConfig"),
     "objectives": ("blocks.drill", "DrillObjectives", "seawall.configs.drill", "DrillObjectivesConfig"),
+    "mariadb": ("blocks.mariadb", "MariaDBSource", "seawall.configs.mariadb", "MariaDBConfig"),
+    "redis": ("blocks.redis", "RedisSource", "seawall.configs.redis", "RedisConfig"),
 }
 
 
