@@ -102,12 +102,20 @@ def vault_param(spec: VaultSpec) -> Any:
 
 def source_param(ds: DatasetSpec) -> Any:
     """The backup source parameter: a block reference, or `env:NAME` (the DSN is read on the worker)."""
+    if ds.mariadb is not None:
+        return _block_or_env("seawall-mariadb-source", ds.mariadb.block, ds.mariadb.dsn_env)
+    if ds.redis is not None:
+        return _block_or_env("seawall-redis-source", ds.redis.block, ds.redis.url_env)
     pg = ds.postgres
     if pg is None:
         return ds.files.path if ds.files else None
-    if pg.block:
-        return {"$ref": {"block_document_slug": f"seawall-postgres-source/{pg.block}"}}
-    return f"env:{pg.dsn_env}"
+    return _block_or_env("seawall-postgres-source", pg.block, pg.dsn_env)
+
+
+def _block_or_env(block_type: str, block: str | None, env: str | None) -> Any:
+    if block:
+        return {"$ref": {"block_document_slug": f"{block_type}/{block}"}}
+    return f"env:{env}"
 
 
 def event_trigger(event: str, dataset: str, name: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -121,6 +129,12 @@ def dataset_deployments(name: str, ds: DatasetSpec, policy: Policy) -> list[Depl
     """nightly-, copy-, verify- and retention- deployments for one dataset."""
     vault = vault_param(policy.vaults[ds.vault])
     specs = [_backup(name, ds, vault)]
+    if ds.mariadb is not None and ds.mariadb.binlog_schedule is not None:
+        specs.append(DeploymentSpec(
+            name=f"binlogs-{name}", entrypoint=f"{ENTRY}:archive_binlogs", concurrency_limit=1,
+            description=f"Archive {name}'s binary logs (point-in-time restores).",
+            parameters={"source": source_param(ds), "vault": vault, "dataset": name},
+            cron=ds.mariadb.binlog_schedule.cron, timezone=ds.mariadb.binlog_schedule.timezone))
     last_event = BACKUP
     verify_vault = vault
     if ds.copy_to:
@@ -154,6 +168,12 @@ def _backup(name: str, ds: DatasetSpec, vault: Any) -> DeploymentSpec:
         entry = f"{ENTRY}:nightly_backup_postgres"
         params = {"source": source_param(ds), "vault": vault, "mode": ds.postgres.mode, "dataset": name,
                   "jobs": ds.postgres.jobs}
+    elif ds.mariadb is not None:
+        entry = f"{ENTRY}:nightly_backup_mariadb"
+        params = {"source": source_param(ds), "vault": vault, "mode": ds.mariadb.mode, "dataset": name}
+    elif ds.redis is not None:
+        entry = f"{ENTRY}:nightly_backup_redis"
+        params = {"source": source_param(ds), "vault": vault, "dataset": name}
     else:
         entry = f"{ENTRY}:nightly_backup_files"
         params = {"path": ds.files.path, "vault": vault, "dataset": name}
@@ -169,7 +189,10 @@ def drill_deployments(policy: Policy) -> list[DeploymentSpec]:
     out = []
     drill = policy.drills.restore
     if drill is not None and entrypoints.restore_drill is not None:
-        for name in drill.datasets or list(policy.datasets):
+        # The restore drill restores PostgreSQL and file trees; MariaDB and Redis datasets are
+        # verified by their verify- deployments.
+        default = [n for n, d in policy.datasets.items() if d.mariadb is None and d.redis is None]
+        for name in drill.datasets or default:
             ds = policy.datasets[name]
             out.append(DeploymentSpec(
                 name=f"restore-drill-{name}", entrypoint=f"{ENTRY}:restore_drill",

@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from flows.backup import backup_files, backup_postgres
+from flows.backup import archive_mariadb_binlogs, backup_files, backup_mariadb, backup_postgres, backup_redis
 from flows.cross_region_copy import cross_region_copy
 from flows.readiness import readiness_report as _readiness_report
 from flows.restore_verification import verify_restore
@@ -24,12 +24,15 @@ from flows.retention import apply_retention
 
 nightly_backup_postgres = backup_postgres.prefect
 nightly_backup_files = backup_files.prefect
+nightly_backup_mariadb = backup_mariadb.prefect
+nightly_backup_redis = backup_redis.prefect
+archive_binlogs = archive_mariadb_binlogs.prefect
 copy_to_dr = cross_region_copy.prefect
 verify_in_dr = verify_restore.prefect
 retention = apply_retention.prefect
 readiness_report = _readiness_report.prefect
-__all__ = ["copy_to_dr", "nightly_backup_files", "nightly_backup_postgres", "readiness_report", "retention",
-           "verify_in_dr"]
+__all__ = ["archive_binlogs", "copy_to_dr", "nightly_backup_files", "nightly_backup_mariadb", "nightly_backup_postgres",
+           "nightly_backup_redis", "readiness_report", "retention", "verify_in_dr"]
 
 try:  # written concurrently by other engineers: deploy them when present
     from flows.restore_drill import restore_drill as _restore_drill

@@ -181,6 +181,35 @@ class PostgresSpec(_Strict):
         return self
 
 
+class MariaDBSpec(_Strict):
+    """A MariaDB/MySQL source: a `MariaDBSource` block name or the env var holding the DSN."""
+
+    block: str | None = Field(None, description="Name of a saved MariaDBSource block.")
+    dsn_env: EnvName | None = Field(None, description="Environment variable holding the DSN on the worker.")
+    mode: Literal["logical", "physical"] = "logical"
+    binlog_schedule: Schedule | None = Field(None, description="Archive binlogs on this schedule (PITR; its "
+                                             "interval bounds the RPO of a point-in-time restore).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MariaDBSpec:
+        if (self.block is None) == (self.dsn_env is None):
+            raise ValueError("give exactly one of block or dsn_env")
+        return self
+
+
+class RedisSpec(_Strict):
+    """A Redis source: a `RedisSource` block name or the env var holding the URL."""
+
+    block: str | None = Field(None, description="Name of a saved RedisSource block.")
+    url_env: EnvName | None = Field(None, description="Environment variable holding the URL on the worker.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RedisSpec:
+        if (self.block is None) == (self.url_env is None):
+            raise ValueError("give exactly one of block or url_env")
+        return self
+
+
 class FilesSpec(_Strict):
     """A file tree: a local absolute path or ssh://user@host[:port]/path."""
 
@@ -199,6 +228,8 @@ class DatasetSpec(_Strict):
 
     postgres: PostgresSpec | None = None
     files: FilesSpec | None = None
+    mariadb: MariaDBSpec | None = None
+    redis: RedisSpec | None = None
     vault: str = Field(description="Name of the vault (under `vaults`) the backups go to.")
     copy_to: str | None = Field(None, description="Name of the DR vault the backups are copied to.")
     rpo: Duration = Field(description="Recovery point objective, e.g. 26h.")
@@ -210,8 +241,8 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
-        if (self.postgres is None) == (self.files is None):
-            raise ValueError("give exactly one of postgres or files")
+        if sum(x is not None for x in (self.postgres, self.files, self.mariadb, self.redis)) != 1:
+            raise ValueError("give exactly one of postgres, files, mariadb or redis")
         return self
 
 

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.prefect",
     "tests.fixtures.postgres",
     "tests.fixtures.sshd",
+    "tests.fixtures.sources",
 ]
 
 _LEAKY_PREFIXES = ("SEAWALL_", "AWS_", "PG")

@@ -78,7 +78,9 @@ class MyConn:
         if db:
             args["database"] = db
         if self.password is not None:
-            args["password"] = self.password.get_secret_value()
+            # UTF-8 bytes, as the mariadb tools send them (PyMySQL would encode a str as latin-1,
+            # so a password with é or ö set through SQL would never match).
+            args["password"] = self.password.get_secret_value().encode("utf-8")
         with translate_pymysql_errors(f"connecting to {self.display()}"):
             return pymysql.connect(**args, **kwargs)
 

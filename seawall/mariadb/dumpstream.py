@@ -127,26 +127,24 @@ class Batcher:
 
     def __init__(self, table: str, write: Callable[[bytes], object], max_statement: int = 1 << 20):
         self.write, self.max = write, max_statement
-        self._carry = b""
+        self._carry = bytearray()
         quoted = table.encode("utf-8", "surrogateescape").replace(b"`", b"``")
         self._prefix = INSERT + b"`" + quoted + b"` VALUES "
 
     def feed(self, data: bytes) -> None:
-        data = self._carry + data
-        cut = data.rfind(b"\n") + 1
-        self._carry = data[cut:]
-        pos = 0
-        while pos < cut:
-            end = data.rfind(b"\n", pos, min(cut, pos + self.max)) + 1
-            if end <= pos:  # one line longer than max_statement: send it alone
-                end = data.find(b"\n", pos) + 1
-            self._emit(data[pos:end])
-            pos = end
+        """Take more of the table's lines (any piece size); full statements are written as they fill."""
+        self._carry += data
+        while len(self._carry) >= self.max:
+            cut = self._carry.rfind(b"\n", 0, self.max) + 1 or self._carry.find(b"\n") + 1
+            if not cut:  # one unfinished line longer than max_statement: wait for its end
+                return
+            self._emit(bytes(self._carry[:cut]))
+            del self._carry[:cut]
 
     def _emit(self, block: bytes) -> None:
         self.write(block.replace(b";\n" + self._prefix, b","))
 
     def close(self) -> None:
         if self._carry:
-            self._emit(self._carry if self._carry.endswith(b"\n") else self._carry + b"\n")
-            self._carry = b""
+            self._emit(bytes(self._carry) if self._carry.endswith(b"\n") else bytes(self._carry) + b"\n")
+            self._carry = bytearray()

@@ -177,8 +177,10 @@ def restore_physical_pitr(vault: Vault, manifest: Manifest, datadir: str | Path,
     failure removes the data directory: nothing half-recovered is left.
     """
     from seawall.mariadb.binlog import replay_binlogs
+    from seawall.mariadb.server import require_reachable
 
     datadir = Path(datadir)
+    require_reachable(datadir)  # before any byte is written
     summary = restore_physical(vault, manifest, datadir, progress=progress)
     server = scratch_server(datadir)
     try:

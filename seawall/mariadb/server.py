@@ -50,6 +50,19 @@ def chown_to_server_user(path: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+def require_reachable(path: Path) -> None:
+    """ConfigError unless the server's OS user can enter `path`'s parent (a data directory's home)."""
+    user = os_user()
+    if not user:
+        return
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(parent)], check=False).returncode != 0:
+        raise ConfigError(f"the {user} OS user cannot enter {parent}, so mariadbd cannot use a data directory "
+                          "there", hint="pick a directory under one it can reach (e.g. /var/tmp or /srv)")
+
+
 def _as_server_user(argv: list[str]) -> list[str]:
     user = os_user()
     return ["runuser", "-u", user, "--", *argv] if user else argv

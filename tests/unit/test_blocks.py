@@ -7,14 +7,16 @@ import pickle
 import pytest
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
+from blocks.mariadb import MariaDBSource
 from blocks.postgres import PostgresSource
+from blocks.redis import RedisSource
 from blocks.ssh import SshHost
 from blocks.vault import VaultTarget
 from seawall.crypto import ScryptParams
 from seawall.errors import AuthError
 
 
-@pytest.mark.parametrize("block", [VaultTarget, PostgresSource, SshHost])
+@pytest.mark.parametrize("block", [VaultTarget, PostgresSource, SshHost, MariaDBSource, RedisSource])
 class TestBlocksAdhereToStandards(BlockStandardTestSuite):
     @pytest.fixture
     def block(self, block):

@@ -39,7 +39,7 @@ def problems(text: str) -> list:
 
 def test_example_and_minimal_policies_load():
     policy = load_policy(EXAMPLE)
-    assert set(policy.datasets) == {"shop", "www"}
+    assert set(policy.datasets) == {"shop", "www", "orders-db", "sessions"}
     good = parse_policy(GOOD)
     assert good.datasets["shop"].rpo == timedelta(hours=26)
     assert good.datasets["shop"].schedule.longest_gap() == timedelta(days=1)
@@ -111,3 +111,23 @@ def test_error_text_and_yaml_syntax_error(tmp_path):
     assert f"{bad}:12: datasets.shop.rpo:" in str(info.value) and "nothing deployed" in str(info.value)
     [p] = problems("vaults: {a: [\n")
     assert "not valid YAML" in p.message
+
+
+def test_mariadb_and_redis_datasets_become_deployments():
+    from deployments.build import build
+
+    desired = build(load_policy(EXAMPLE), env={"SEAWALL_ALERT_WEBHOOK": "http://127.0.0.1:9/hook"})
+    by_name = {d.name: d for d in desired.deployments}
+    orders, binlogs = by_name["nightly-orders-db"], by_name["binlogs-orders-db"]
+    assert orders.entrypoint.endswith(":nightly_backup_mariadb") and orders.parameters["mode"] == "logical"
+    assert orders.parameters["source"] == {"$ref": {"block_document_slug": "seawall-mariadb-source/orders-db"}}
+    assert binlogs.entrypoint.endswith(":archive_binlogs") and binlogs.cron == "*/5 * * * *"
+    sessions = by_name["nightly-sessions"]
+    assert sessions.entrypoint.endswith(":nightly_backup_redis")
+    assert sessions.parameters["source"] == "env:SESSIONS_REDIS_URL" and "verify-sessions" in by_name
+    assert "restore-drill-sessions" not in by_name and "restore-drill-shop" in by_name
+
+
+def test_a_dataset_names_exactly_one_source():
+    two = GOOD.replace("    postgres: {dsn_env: SHOP_DSN}", "    postgres: {dsn_env: SHOP_DSN}\n    redis: {url_env: R}")
+    assert any("exactly one of postgres, files, mariadb or redis" in p.message for p in problems(two))
