@@ -70,11 +70,37 @@ def check_tables(conn: MyConn, databases: list[str]) -> list[CheckResult]:
     return out
 
 
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
 class MariaGxRunner(GxRunner):
-    """GxRunner over SQLAlchemy's `mysql+pymysql` dialect (tables labelled `database.table`)."""
+    """GxRunner over SQLAlchemy's `mysql+pymysql` dialect; each table is read through a query asset
+    quoted with backticks (GX's table assets leave spaces and quotes in names unquoted)."""
 
     def __init__(self, conn: MyConn, label_prefix: str = ""):
         super().__init__(conn, label_prefix)  # type: ignore[arg-type]
+        self._parts: dict[str, tuple[str, str]] = {}
+
+    def validate_table(self, db: str, table: str, expectations: list[dict[str, Any]], check: str) -> CheckResult:
+        key = f"{db}.{table}"
+        self._parts[key] = (db, table)
+        return self.validate(key, expectations, check)
+
+    def _batch_definition(self, table: str):
+        if table not in self._batches:
+            db, name = self._parts[table]
+            asset = self._source.add_query_asset(name=f"t{len(self._batches)}",
+                                                 query=f"SELECT * FROM {_q(db)}.{_q(name)}")
+            self._batches[table] = asset.add_batch_definition_whole_table("whole-table")
+        return self._batches[table]
+
+    def _exists(self, table: str) -> bool:
+        db, name = self._parts[table]
+        with self.conn.connect(database="") as my, my.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                        (db, name))
+            return bool(cur.fetchone()[0])
 
     def _ensure_source(self) -> None:
         if self._source is None:
@@ -107,7 +133,7 @@ def gx_builtin(conn: MyConn, manifest, databases: list[str]) -> list[CheckResult
             {t: {"columns": cols} for t, cols in _base_tables(conn, db).items()}
         for table, facts in tables.items():
             exps = builtin_expectations(facts.get("columns") or [], [], facts.get("rows"), data_scans=not logical)
-            res = runner.validate(f"{db}.{table}", exps, BUILTIN)
+            res = runner.validate_table(db, table, exps, BUILTIN)
             res.table = table if len(databases) == 1 else f"{db}.{table}"
             out.append(res)
     return out
@@ -123,6 +149,6 @@ def gx_user(conn: MyConn, folder: str, databases: list[str]) -> list[CheckResult
             out.append(CheckResult(name=name, status="error", detail=clip(f"{Path(path).name}: {problem}")))
             continue
         table = (raw.get("meta") or {}).get("table") or name[3:]
-        qualified = table if "." in table else f"{databases[0]}.{table}"
-        out.append(runner.validate(qualified, raw["expectations"], f"gx:{raw.get('name') or name[3:]}"))
+        db, _, bare = table.rpartition(".") if "." in table else (databases[0], ".", table)
+        out.append(runner.validate_table(db, bare, raw["expectations"], f"gx:{raw.get('name') or name[3:]}"))
     return out

@@ -129,5 +129,6 @@ def test_mariadb_and_redis_datasets_become_deployments():
 
 
 def test_a_dataset_names_exactly_one_source():
-    two = GOOD.replace("    postgres: {dsn_env: SHOP_DSN}", "    postgres: {dsn_env: SHOP_DSN}\n    redis: {url_env: R}")
+    two = GOOD.replace("    postgres: {dsn_env: SHOP_DSN}",
+                       "    postgres: {dsn_env: SHOP_DSN}\n    redis: {url_env: R}")
     assert any("exactly one of postgres, files, mariadb or redis" in p.message for p in problems(two))
