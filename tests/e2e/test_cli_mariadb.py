@@ -7,6 +7,7 @@ unicode, NULLs and binary values in the data), and a real Prefect server behind 
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -26,12 +27,14 @@ from tests.fixtures.sources import MARIADB_PASSWORD, MariaDB, start_mariadb
 from tests.unit.builders import FAST_SCRYPT
 
 PASS = "correct horse"
+SCALE = float(os.environ.get("SEAWALL_TEST_SOURCES_SCALE", "1"))  # < 1 only for quick local runs
+ROWS = int(700_000 * SCALE) + int(300_000 * SCALE)
 TABLES = {"customers", "orders", "order items", "audit", "empty_table"}
 
 
 @pytest.fixture(scope="module")
 def shop(mariadb: MariaDB) -> MariaDB:
-    create_shop(mariadb.server, "shop")
+    create_shop(mariadb.server, "shop", *(int(n * SCALE) for n in (100_000, 300_000, 300_000)))
     return mariadb
 
 
@@ -61,7 +64,7 @@ def _one_line(result) -> bool:
 
 def test_logical_and_physical_round_trips_of_1m_rows(cli, shop, vault, server_dir):
     source = table_digests(_socket_conn(shop.server, "shop"))
-    assert set(source) == TABLES - {"empty_table"} and sum(t["rows"] for t in source.values()) == 1_000_000
+    assert set(source) == TABLES - {"empty_table"} and sum(t["rows"] for t in source.values()) == ROWS
 
     backup = cli("backup", "mariadb", "--dsn", shop.dsn("shop"), "--vault", vault, "--json")
     assert backup.code == 0, backup.err

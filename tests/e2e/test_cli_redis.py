@@ -6,6 +6,8 @@ streams (some with TTLs) in two databases, generated server-side (DEBUG POPULATE
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from seawall.errors import ExitCode
@@ -16,11 +18,13 @@ from tests.fixtures.sources import REDIS_PASSWORD
 from tests.unit.builders import FAST_SCRYPT
 
 PASS = "correct horse"
+SCALE = float(os.environ.get("SEAWALL_TEST_SOURCES_SCALE", "1"))  # < 1 only for quick local runs
+STRINGS, MIXED = int(880_000 * SCALE), int(120_000 * SCALE)
 
 
 @pytest.fixture(scope="module")
 def cache(redis_source):
-    assert populate_redis(redis_source) == 1_000_100
+    assert populate_redis(redis_source, STRINGS, MIXED) == STRINGS + MIXED + 100
     return redis_source
 
 
@@ -48,12 +52,12 @@ def test_snapshot_restore_and_verify_1m_keys(cli, cache, redis_target, vault):
     backup = cli("backup", "redis", "--url", cache.url(with_password=True), "--vault", vault, "--json")
     assert backup.code == 0, backup.err
     row = backup.json()
-    assert row["kind"] == "redis-rdb" and row["source"]["keyspace"] == {"0": 1_000_000, "3": 100}
+    assert row["kind"] == "redis-rdb" and row["source"]["keyspace"] == {"0": STRINGS + MIXED, "3": 100}
     assert REDIS_PASSWORD not in backup.out + backup.err and row["source"]["digest"]
 
     restored = cli("restore", row["backup_id"], "--vault", vault, "--to-redis", redis_target.url(), timeout=900)
     assert restored.code == 0, restored.err
-    assert facts.keyspace(redis_target.client()) == {"0": 1_000_000, "3": 100}
+    assert facts.keyspace(redis_target.client()) == {"0": STRINGS + MIXED, "3": 100}
     assert facts.dataset_digest(redis_target.client()) == facts.dataset_digest(cache.client())
     assert _sample_identical(cache, redis_target, 0) > 2500 and _sample_identical(cache, redis_target, 3) > 50
     assert redis_target.client().ttl(b"t:5") > 80_000  # TTLs came along
