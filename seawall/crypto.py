@@ -17,6 +17,7 @@ add or remove one without re-encrypting data) or by an AWS KMS key (`seawall/kms
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import secrets
 import threading
@@ -201,9 +202,17 @@ class ScryptParams:
     p: int = 1
 
 
+@functools.lru_cache(maxsize=16)
+def _derive(passphrase: str, salt: bytes, params: ScryptParams) -> bytes:
+    """scrypt, once per process for a given wrapper: a job's tasks each open the vault again (a Vault
+    never crosses a task boundary), and scrypt's cost (~0.1 CPU-s) would otherwise be paid each time.
+    The cache holds what the passphrase (already in this process) derives; new wrappers get a fresh
+    random salt, so they never hit it."""
+    return Scrypt(salt=salt, length=32, n=params.n, r=params.r, p=params.p).derive(passphrase.encode())
+
+
 def _kek(passphrase: str, salt: bytes, params: ScryptParams) -> AESGCM:
-    kdf = Scrypt(salt=salt, length=32, n=params.n, r=params.r, p=params.p)
-    return AESGCM(kdf.derive(passphrase.encode()))
+    return AESGCM(_derive(passphrase, salt, params))
 
 
 def wrap_with_passphrase(

@@ -31,8 +31,6 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-import urllib.error
-import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
@@ -152,6 +150,9 @@ def check_api(url: str, timeout: float = 5.0) -> None:
     Any HTTP answer counts as reachable (Prefect Cloud answers `/health` with its own codes); only a
     refused connection, a timeout or a bad URL is an error, so a down server never hangs a command.
     """
+    import urllib.error  # only in Prefect mode: urllib.request costs ~40 ms to import
+    import urllib.request
+
     health = url.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(health, timeout=timeout):

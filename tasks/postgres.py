@@ -4,21 +4,21 @@ targets, so a retry after a crash starts from a clean target the task itself rem
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from seawall.configs.postgres import PostgresConfig
 from seawall.configs.vault import VaultConfig
 from seawall.errors import ConfigError
 from seawall.lease import shared_lease
 from seawall.manifest import Manifest
 from seawall.naming import slug
-from seawall.postgres.logical import backup_logical
-from seawall.postgres.logical_restore import restore_logical
-from seawall.postgres.physical import backup_physical, check_archiving
-from seawall.postgres.recovery import CopyOptions, RecoveryTarget, restore_physical
-from seawall.postgres.roles import RoleOptions
 from seawall.preflight import CheckResult, require_critical, run_checks
 from seawall.progress import reporter
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
+
+if TYPE_CHECKING:  # the PostgreSQL modules load psycopg: imported in the tasks that use them
+    from seawall.postgres.recovery import CopyOptions, RecoveryTarget
 
 MODES = ("logical", "physical")
 
@@ -56,6 +56,8 @@ def preflight_postgres(source: PostgresConfig, vault: VaultConfig, mode: str) ->
     checks = [("server reachable", lambda: _check_connects(source), True),
               ("vault opens", lambda: vault.open_vault().config.vault_id, True)]
     if mode == "physical":
+        from seawall.postgres.physical import check_archiving
+
         checks.append(("WAL archiving configured", lambda: check_archiving(source.get_pgconn()), True))
     results = run_checks(checks)
     require_critical(results)
@@ -72,6 +74,9 @@ def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, 
         backup_postgres_task(PostgresSource.load("DB"), VaultTarget.load("VAULT"), "logical", "pg-app", bid)
         ```
     """
+    from seawall.postgres.logical import backup_logical
+    from seawall.postgres.physical import backup_physical
+
     v = vault.open_vault()
     conn = source.get_pgconn()
     with shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
@@ -92,6 +97,9 @@ def restore_logical_task(vault: VaultConfig, backup_id: str, target: PostgresCon
         restore_logical_task(VaultTarget.load("VAULT"), "20261122T001120Z-a1b2c3", PostgresSource.load("SCRATCH"))
         ```
     """
+    from seawall.postgres.logical_restore import restore_logical
+    from seawall.postgres.roles import RoleOptions
+
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
     options = RoleOptions(roles, role_map or {})
@@ -110,6 +118,8 @@ def restore_physical_task(vault: VaultConfig, backup_id: str, datadir: str, port
         restore_physical_task(VaultTarget.load("VAULT"), bid, "/srv/pg-restore", 5440, RecoveryTarget.parse("latest"))
         ```
     """
+    from seawall.postgres.recovery import restore_physical
+
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
     return restore_physical(v, manifest, datadir, port=port, target=target, vault_url=vault.url,

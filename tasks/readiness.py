@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from seawall.configs.vault import VaultConfig
 from seawall.manifest import Manifest
-from seawall.policy import Policy
 from seawall.readiness.anomaly import Verdict, detect
 from seawall.readiness.evidence import VaultEvidence, read_anomalies, store_anomaly
-from seawall.readiness.report import ReadinessReport, build_report, to_markdown
 from tasks.policy import RETRYABLE
 from tasks.report import artifact_key
 from tasks.runtime import NO_CACHE, create_markdown_artifact, create_table_artifact, task
+
+if TYPE_CHECKING:  # imported where used: the backup flows import this module for the anomaly check only
+    from seawall.policy import Policy
+    from seawall.readiness.report import ReadinessReport
 
 REPORT_ARTIFACT = "readiness-report"
 
@@ -40,6 +43,8 @@ def judge_readiness(policy: Policy, evidence: list[VaultEvidence], datasets: lis
         report = judge_readiness(policy, [evidence_a, evidence_b], None)
         ```
     """
+    from seawall.readiness.report import build_report
+
     return build_report(policy, {e.name: e for e in evidence}, datetime.now(UTC), datasets)
 
 
@@ -52,6 +57,8 @@ def publish_readiness_report(report: ReadinessReport) -> str:
         artifact_id = publish_readiness_report(report)
         ```
     """
+    from seawall.readiness.report import to_markdown
+
     rows = [{"dataset": r.dataset, "control": c.control, "status": c.status,
              "evidence": "; ".join([c.summary, *c.evidence])[:500]} for r in report.datasets for c in r.controls]
     create_table_artifact(key=f"{REPORT_ARTIFACT}-controls", table=rows or [{"status": "no datasets"}],

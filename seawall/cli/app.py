@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -31,9 +32,11 @@ from seawall.cli.output import (
 )
 from seawall.cli.ssh import ExcludeOpt, IdentityOpt, KnownHostsOpt, OneFsOpt
 from seawall.errors import ExitCode
-from seawall.manifest import Manifest, validate_dataset
 from seawall.units import human_bytes, human_seconds
-from seawall.vault import CorruptManifest
+
+if TYPE_CHECKING:  # --help and usage errors need neither (they load pydantic and the crypto stack)
+    from seawall.manifest import Manifest
+    from seawall.vault import CorruptManifest
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="seawall: backup and disaster recovery as Prefect flows, with evidence that recovery works.")
@@ -99,6 +102,8 @@ def backup_files_cmd(path: str = typer.Argument(..., help="Folder to back up, or
 
         check_source(str(path.absolute()))  # usage errors before any flow machinery starts
         if dataset:
+            from seawall.manifest import validate_dataset
+
             validate_dataset(dataset)
         from flows.backup import backup_files
 

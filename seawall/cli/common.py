@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -12,8 +12,9 @@ from seawall.cli.output import State
 from seawall.cli.runtime import start_runtime
 from seawall.errors import ConfigError
 from seawall.redact import add_secret
-from seawall.stores import open_store
-from seawall.vault import Vault
+
+if TYPE_CHECKING:
+    from seawall.vault import Vault
 
 PASSPHRASE_ENV = "SEAWALL_PASSPHRASE"
 
@@ -50,6 +51,9 @@ def load_passphrase(passphrase_file: Path | None) -> str | None:
 
 
 def open_vault_cli(url: str, passphrase_file: Path | None) -> Vault:
+    from seawall.stores import open_store
+    from seawall.vault import Vault
+
     return Vault.open(open_store(url), load_passphrase(passphrase_file))
 
 

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import typer
-from pydantic import SecretStr
 
 from seawall.cli.common import JsonOpt, PassFileOpt, load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, handled_errors, print_json, progress_bars
@@ -60,6 +59,8 @@ def copy_cmd(
     with handled_errors():
         load_passphrase(passphrase_file)
         LockSpec.parse(lock_mode, lock_days)  # bad lock options fail before Prefect starts
+        from pydantic import SecretStr
+
         from flows.cross_region_copy import cross_region_copy
 
         secret = dest_passphrase(dest_passphrase_file)

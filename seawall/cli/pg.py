@@ -13,7 +13,6 @@ import typer
 from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, fail, handled_errors, print_json, progress_bars
 from seawall.errors import ExitCode
-from seawall.manifest import validate_dataset
 from seawall.units import human_bytes, human_seconds
 
 
@@ -45,6 +44,8 @@ def backup_postgres_cmd(
     with handled_errors():
         load_passphrase(passphrase_file)
         if dataset:
+            from seawall.manifest import validate_dataset
+
             validate_dataset(dataset)  # usage errors before any flow machinery starts
         from flows.backup import backup_postgres
         from seawall.cli.app import manifest_row

@@ -14,7 +14,6 @@ import typer
 from seawall.cli.common import load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, handled_errors, print_json, progress_bars
 from seawall.errors import ConfigError, ExitCode
-from seawall.manifest import validate_dataset
 from seawall.units import human_bytes, human_seconds
 
 IdentityOpt = typer.Option(None, "--identity", "-i", help="SSH private key file (default: the SSH agent and "
@@ -39,6 +38,8 @@ def backup_ssh_cmd(url: str, vault: str, dataset: str | None, identity: Path | N
     with handled_errors():
         load_passphrase(passphrase_file)
         if dataset:
+            from seawall.manifest import validate_dataset
+
             validate_dataset(dataset)  # usage errors before any flow machinery starts
         from flows.remote import backup_remote_files
         from seawall.cli.app import manifest_row
