@@ -57,6 +57,11 @@ def report_cmd(policy: Path = PolicyOpt,
         rules = _load(policy, dataset)
         if publish:
             from flows.readiness import readiness_report
+            from tasks.mode import prefect_mode
+
+            if not prefect_mode():  # plain mode publishes no artifacts: say so instead of doing nothing
+                raise ConfigError("--publish needs a Prefect API (artifacts live there)",
+                                  hint="set PREFECT_API_URL or activate a Prefect profile with one")
 
             report = run_flow(readiness_report, policy_file=str(policy.absolute()), datasets=dataset or None)
         else:

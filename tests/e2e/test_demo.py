@@ -1,4 +1,8 @@
-"""`seawall demo` as a newcomer runs it: no configuration, no environment, under three minutes."""
+"""`seawall demo` as a newcomer runs it: no configuration, no environment, under three minutes.
+
+With no Prefect API configured the demo runs in plain mode: the test checks (Python's import-time
+trace, `PYTHONPROFILEIMPORTTIME`) that Prefect is never imported and that no Prefect home is written.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ GOLDEN = Path(__file__).parents[1] / "golden" / "runbook-demo-shop.md"
 
 def test_demo_runs_in_under_three_minutes_and_prints_rto_rpo(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEAWALL_", "PREFECT_"))}
-    env["COLUMNS"] = "200"
+    env.update(COLUMNS="200", PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPROFILEIMPORTTIME="1")
     started = time.monotonic()
     proc = subprocess.run([SEAWALL, "demo"], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path,
                           stdin=subprocess.DEVNULL)
@@ -39,3 +43,6 @@ def test_demo_runs_in_under_three_minutes_and_prints_rto_rpo(tmp_path):
     base = re.search(r"seawall demo in (\S+)", proc.stdout).group(1)
     assert not Path(base).exists(), "the demo folder is removed without --keep"
     assert "postgres" not in subprocess.run(["pgrep", "-af", base], capture_output=True, text=True).stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "seawall.cli.demo" in imported and not {m for m in imported if m.split(".")[0] == "prefect"}
+    assert not (tmp_path / "prefect-home").exists(), "no Prefect server or database in plain mode"

@@ -197,3 +197,23 @@ def test_seam_modules_import_no_prefect(tmp_path: Path):
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_cli_parameters_keep_secrets_out_of_prefect_parameters(no_api, monkeypatch):
+    """What the CLI passes to a flow in Prefect mode is stored by Prefect as the run's parameters
+    (`jsonable_encoder`): a URL or DSN password must arrive there masked."""
+    from fastapi.encoders import jsonable_encoder
+
+    from seawall.cli.common import model, vault_param
+
+    assert vault_param("file:///srv/vault") == "file:///srv/vault"  # nothing secret: the URL itself
+    monkeypatch.setenv("SEAWALL_PREFECT", "on")
+    vault = vault_param("sftp://backup:s3cr%40t@host:2222/srv/vault")
+    source = model("postgres")(dsn="host=db user=app password=hunter2 dbname=shop")
+    node = model("node")(name="primary", dsn="postgresql://pg:tiger@db1/postgres", datadir="/srv/pg")
+    stored = str(jsonable_encoder({"vault": vault, "source": source, "primary": node}))
+    for secret in ("s3cr", "hunter2", "tiger"):
+        assert secret not in stored, stored
+    assert type(vault).__name__ == "VaultTarget" and vault.store_url().endswith("backup:s3cr%40t@host:2222/srv/vault")
+    assert source.get_pgconn().password.get_secret_value() == "hunter2"
+    assert node.get_pgconn().password.get_secret_value() == "tiger"
