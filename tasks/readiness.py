@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 from seawall.configs.vault import VaultConfig
 from seawall.manifest import Manifest
 from seawall.readiness.anomaly import Verdict, detect
-from seawall.readiness.evidence import VaultEvidence, read_anomalies, store_anomaly
 from tasks.policy import RETRYABLE
 from tasks.report import artifact_key
 from tasks.runtime import NO_CACHE, create_markdown_artifact, create_table_artifact, task
 
 if TYPE_CHECKING:  # imported where used: the backup flows import this module for the anomaly check only
     from seawall.policy import Policy
+    from seawall.readiness.evidence import VaultEvidence
     from seawall.readiness.report import ReadinessReport
 
 REPORT_ARTIFACT = "readiness-report"
@@ -79,6 +79,8 @@ def check_backup_anomaly(vault: VaultConfig, manifest: Manifest) -> Verdict:
         verdict = check_backup_anomaly(VaultTarget.load("BLOCK_NAME"), manifest)
         ```
     """
+    from seawall.readiness.evidence import read_anomalies, store_anomaly
+
     v = vault.open_vault()
     history = v.list_backups(manifest.dataset)
     known = read_anomalies(v, manifest.dataset)

@@ -151,3 +151,17 @@ def test_profile_api_is_honoured_and_override_runs_plain(plain, tmp_path):
     forced_plain = plain("backup", "files", str(tree), "--vault", vault, env={"SEAWALL_PREFECT": "off"})
     assert forced_plain.code == 0, forced_plain.err
     _no_prefect(forced_plain)
+
+
+def test_demo_with_a_down_api_fails_at_once_and_leaves_nothing(plain, tmp_path):
+    """#14: a failed demo used to delete its folder under a still-running ephemeral server (30 lines of
+    tracebacks). Now: no server of its own; a configured API that is down is one line, before anything
+    is created."""
+    scratch = tmp_path / "tmp"  # the demo makes its folder with tempfile, under TMPDIR
+    scratch.mkdir()
+    url = f"http://127.0.0.1:{free_port()}/api"
+    run = plain("demo", env={"PREFECT_API_URL": url, "TMPDIR": str(scratch)})
+    assert run.code == ExitCode.USAGE and len(run.err.strip().splitlines()) == 1 and url in run.err
+    assert "Traceback" not in run.err + run.out
+    assert list(scratch.iterdir()) == []
+    _no_prefect(run)
