@@ -71,8 +71,9 @@ def backup_remote_files(host: SshHost | str, vault: VaultTarget | str, path: str
 
 @flow(name="restore-to-remote", stage="restore", log_prints=True)
 def restore_to_remote(backup_id: str, vault: VaultTarget | str, host: SshHost | str,
-                      path: str | None = None) -> int:
-    """Restore a files backup into a new or empty folder on an SSH host; returns the files written.
+                      path: str | None = None) -> dict:
+    """Restore a files backup into a new or empty folder on an SSH host; returns
+    `{"files": N, "skipped_items": [...]}` (what the host could not take).
 
     Example:
         ```python

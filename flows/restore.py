@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flo
 
 
 @flow(name="restore-files", stage="restore", log_prints=True)
-def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> int:
-    """Restore a files backup into an empty folder; returns the number of files written.
+def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> dict:
+    """Restore a files backup into an empty folder; returns `{"files": N, "skipped_items": [...]}`
+    (what the target could not keep, e.g. device nodes when not run as root).
 
     Example:
         ```python

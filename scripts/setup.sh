@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # PostgreSQL server binaries (tests and demo run throwaway clusters), OpenSSH server (SSH tests),
-# MariaDB server + mariadb-backup and Redis server (their sources' tests start private servers).
+# MariaDB server + mariadb-backup and Redis server (their sources' tests start private servers);
+# attr and acl (getfattr/getfacl: the tree-fidelity test compares with them).
 APT_PACKAGES=(postgresql postgresql-contrib openssh-server mariadb-server mariadb-backup mariadb-client
-              redis-server redis-tools)
+              redis-server redis-tools attr acl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

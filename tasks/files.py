@@ -51,8 +51,11 @@ def backup_files_task(vault: VaultConfig, path: str, dataset: str, backup_id: st
 
 
 @task(name="restore-files", **RETRYABLE)
-def restore_files_task(vault: VaultConfig, backup_id: str, target: str) -> int:
-    """Restore a files backup into an empty folder; returns the number of files written.
+def restore_files_task(vault: VaultConfig, backup_id: str, target: str) -> dict:
+    """Restore a files backup into an empty folder.
+
+    Returns `{"files": files written, "skipped_items": what the target could not keep}` (a device
+    node or a trusted.* attribute without root, attributes on a file system without them).
 
     Example:
         ```python
@@ -63,4 +66,6 @@ def restore_files_task(vault: VaultConfig, backup_id: str, target: str) -> int:
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
     total = manifest.stats.bytes_total  # file bytes (the streams hold only the tree index)
-    return restore_tree(v, manifest, target, progress=reporter("restore", total or None))
+    skipped: list[str] = []
+    files = restore_tree(v, manifest, target, progress=reporter("restore", total or None), skipped=skipped)
+    return {"files": files, "skipped_items": skipped}

@@ -62,8 +62,10 @@ def backup_remote_files_task(host: SshConfig, path: str, vault: VaultConfig, dat
 
 
 @task(name="restore-to-remote", **RETRYABLE)
-def restore_to_remote_task(vault: VaultConfig, backup_id: str, host: SshConfig, path: str) -> int:
-    """Restore a files backup into a new or empty folder on an SSH host; returns the files written.
+def restore_to_remote_task(vault: VaultConfig, backup_id: str, host: SshConfig, path: str) -> dict:
+    """Restore a files backup into a new or empty folder on an SSH host.
+
+    Returns `{"files": files written, "skipped_items": what the host could not take}`.
 
     A retry resumes its own unfinished restore (a marker file names the backup); any other
     non-empty target is refused.
@@ -77,5 +79,8 @@ def restore_to_remote_task(vault: VaultConfig, backup_id: str, host: SshConfig, 
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
     total = manifest.stats.bytes_total  # file bytes (the streams hold only the tree index)
+    skipped: list[str] = []
     with RemoteSession(host.ssh_options()) as session:
-        return restore_tree_remote(v, manifest, session, path, progress=reporter("restore", total or None))
+        files = restore_tree_remote(v, manifest, session, path, progress=reporter("restore", total or None),
+                                    skipped=skipped)
+    return {"files": files, "skipped_items": skipped}

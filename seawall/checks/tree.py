@@ -23,7 +23,10 @@ from seawall.streams import ChunkReader
 from seawall.vault import Vault
 
 NAME = "file-tree"
-_TYPES = {"f": stat.S_ISREG, "d": stat.S_ISDIR, "l": stat.S_ISLNK}
+_TYPES = {"f": stat.S_ISREG, "d": stat.S_ISDIR, "l": stat.S_ISLNK, "h": stat.S_ISREG, "p": stat.S_ISFIFO,
+          "c": stat.S_ISCHR, "b": stat.S_ISBLK}
+_NAMES = {"f": "file", "d": "directory", "l": "symlink", "h": "hard link", "p": "fifo", "c": "character device",
+          "b": "block device"}
 
 
 def file_hash(path: Path) -> str:
@@ -41,10 +44,15 @@ def entry_problem(root: Path, entry: Entry) -> str | None:
         st = os.lstat(path)
     except OSError:
         return f"{entry.path}: missing"
+    if entry.type not in _TYPES:
+        return f"{entry.path}: unknown entry type {entry.type!r} (a newer seawall wrote this backup)"
     if not _TYPES[entry.type](st.st_mode):
-        return f"{entry.path}: not a {dict(f='file', d='directory', l='symlink')[entry.type]}"
+        return f"{entry.path}: not a {_NAMES[entry.type]}"
     if entry.type == "l":
         return None if os.readlink(path) == entry.target else f"{entry.path}: symlink target differs"
+    if entry.type == "h":
+        same = os.path.samefile(path, root / entry.target) if os.path.lexists(root / entry.target) else False
+        return None if same else f"{entry.path}: not a hard link to {entry.target}"
     if stat.S_IMODE(st.st_mode) != entry.mode and entry.path != ".":
         return f"{entry.path}: mode {stat.S_IMODE(st.st_mode):o} != recorded {entry.mode:o}"
     if entry.type == "f":

@@ -274,11 +274,15 @@ def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool, tier: d
     from flows.restore import restore_files
 
     with progress_bars(not json_out):
-        count = run_flow(restore_files, backup_id=backup_id, vault=vault_param(vault), target=str(to.absolute()))
+        done = run_flow(restore_files, backup_id=backup_id, vault=vault_param(vault), target=str(to.absolute()))
     if json_out:
-        print_json({"backup_id": backup_id, "target": str(to.absolute()), "files": count, "tier": tier})
+        print_json({"backup_id": backup_id, "target": str(to.absolute())} | done | {"tier": tier})
     else:
-        console.print(f"restored {count} files of {backup_id} into {to.absolute()}")
+        console.print(f"restored {done['files']} files of {backup_id} into {to.absolute()}")
+        for item in done["skipped_items"]:
+            console.print(f"[yellow]not restored:[/] {item}", highlight=False)
+    if done["skipped_items"]:
+        raise typer.Exit(ExitCode.PARTIAL)
 
 
 @app.command()

@@ -52,6 +52,7 @@ def backup_ssh_cmd(url: str, vault: str, dataset: str | None, identity: Path | N
                                 exclude=list(exclude or []), one_file_system=one_file_system)
         if json_out:
             print_json(manifest_row(manifest) | {"skipped_items": manifest.stats.skipped,
+                                                 "not_kept": manifest.source.get("not_kept", []),
                                                  "bytes_read": manifest.stats.bytes_read,
                                                  "source": manifest.source.get("url")})
         else:
@@ -61,6 +62,8 @@ def backup_ssh_cmd(url: str, vault: str, dataset: str | None, identity: Path | N
                           f"{human_bytes(s.stored_bytes_new)} new in the vault, {human_seconds(manifest.duration_s)}")
             for item in s.skipped:
                 console.print(f"[yellow]skipped:[/] {item}", highlight=False)
+            for item in manifest.source.get("not_kept", []):
+                console.print(f"[yellow]not kept:[/] {item}", highlight=False)
     if manifest.stats.skipped:
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -75,9 +78,13 @@ def restore_ssh(backup_id: str, vault: str, url: str, identity: Path | None, kno
         parsed = parse_ssh_url(url)
         host = _host_block(url, identity, known_hosts)
         with progress_bars(not json_out):
-            count = run_flow(restore_to_remote, backup_id=backup_id, vault=vault_param(vault), host=host,
-                             path=parsed.path)
+            done = run_flow(restore_to_remote, backup_id=backup_id, vault=vault_param(vault), host=host,
+                            path=parsed.path)
         if json_out:
-            print_json({"backup_id": backup_id, "target": parsed.display(), "files": count})
+            print_json({"backup_id": backup_id, "target": parsed.display()} | done)
         else:
-            console.print(f"restored {count} files of {backup_id} into {parsed.display()}")
+            console.print(f"restored {done['files']} files of {backup_id} into {parsed.display()}")
+            for item in done["skipped_items"]:
+                console.print(f"[yellow]not restored:[/] {item}", highlight=False)
+    if done["skipped_items"]:
+        raise typer.Exit(ExitCode.PARTIAL)

@@ -1,6 +1,7 @@
 """Local file trees: walk, incremental backup into a vault, and restore with metadata.
 
-Backs up regular files, directories (empty ones too), symlinks, modes, mtimes and ownership.
+Backs up regular files, directories (empty ones too), symlinks, modes, mtimes and ownership, and
+(`seawall.sources.fidelity`) hard links, extended attributes and ACLs, holes, fifos and devices.
 A file whose size, mtime and inode match the previous backup is not read again: its chunk list is
 reused. Files that cannot be read, or that change while being read, are reported per file; the
 backup goes on and its stats say which files were skipped or inconsistent.
@@ -24,6 +25,7 @@ from typing import BinaryIO
 from seawall.errors import ConfigError, PermanentError
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStats, BackupStatus, Manifest, StreamRef, new_manifest
+from seawall.sources import fidelity
 from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse, iter_entries, uncount
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
@@ -76,17 +78,25 @@ def _walk_dir(dir_path: Path, rel: str, skipped: list[str]) -> Iterator[WalkItem
             yield from _walk_dir(Path(full), path, skipped)
 
 
-def _entry(item: WalkItem) -> Entry | None:
+def _entry(item: WalkItem, links: fidelity.Fidelity, skipped: list[str]) -> Entry | None:
+    """The index entry of one walked object; None (listed in `skipped`) for a socket."""
     st = item.st
     common = {"path": item.path, "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns,
-              "uid": st.st_uid, "gid": st.st_gid, "inode": st.st_ino}
+              "uid": st.st_uid, "gid": st.st_gid, "inode": st.st_ino,
+              "xattrs": fidelity.read_xattrs(item.full, item.path, skipped)}
+    if stat.S_ISREG(st.st_mode):
+        first = links.link_target(item.path, st)
+        if first is not None:
+            return Entry(type="h", target=first, **common)
+        return Entry(type="f", size=st.st_size, **common)
     if stat.S_ISDIR(st.st_mode):
         return Entry(type="d", **common)
     if stat.S_ISLNK(st.st_mode):
         return Entry(type="l", target=os.readlink(item.full), **common)
-    if stat.S_ISREG(st.st_mode):
-        return Entry(type="f", size=st.st_size, **common)
-    return None
+    entry = fidelity.special_entry(item.path, st, common)
+    if entry is None:
+        skipped.append(f"{item.path}: a socket is not kept (its server creates it again)")
+    return entry
 
 
 def _read_file(writer: ChunkWriter, item: WalkItem, entry: Entry, stats_skipped: list[str],
@@ -98,6 +108,8 @@ def _read_file(writer: ChunkWriter, item: WalkItem, entry: Entry, stats_skipped:
         stats_skipped.append(f"{item.path}: {exc.strerror}")
         return False
     try:  # the fd itself, not os.fdopen: a file object costs an fstat and a GIL hand-off per file
+        if item.st.st_blocks * 512 < item.st.st_size:  # fewer blocks than bytes: it has holes
+            entry.holes = fidelity.find_holes(fd, item.st.st_size)
         size, entry.hash, entry.chunks = writer.write_chunks(_FdReader(fd), progress)
         after = os.fstat(fd)
     finally:
@@ -164,11 +176,12 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
         with ChunkWriter(vault, workers=workers, seal_in_caller=in_caller) as writer, \
                 tempfile.SpooledTemporaryFile(8 << 20) as index, \
                 _OrderedReads(writer, workers if in_caller else readers, stats, index, progress) as reads:
+            links = fidelity.Fidelity()
             for item in walk(source, stats.skipped):
-                entry = _entry(item)
+                entry = _entry(item, links, stats.skipped)
                 if entry is None:
-                    stats.skipped.append(f"{item.path}: not a regular file, directory or symlink")
-                elif entry.type == "f" and not count_and_reuse(entry, previous, known, stats, progress):
+                    continue
+                if entry.type == "f" and not count_and_reuse(entry, previous, known, stats, progress):
                     reads.add(entry, item)
                 else:
                     reads.add(entry, None)
@@ -301,18 +314,22 @@ def check_restore_target(target: str | os.PathLike) -> Path:
 
 
 def restore_tree(vault: Vault, manifest: Manifest, target: str | os.PathLike, *,
-                 progress: Progress | None = None, workers: int = 3) -> int:
+                 progress: Progress | None = None, workers: int = 3, skipped: list[str] | None = None) -> int:
     """Restore a files backup into `target`; returns the number of files written.
 
-    The calling thread walks the index, creating directories and symlinks in order; files are
-    restored by `workers` threads at once (most files are one chunk, so parallelism across files is
-    what keeps both cores busy). Directory metadata is applied last, deepest first.
+    The calling thread walks the index, creating directories, symlinks and special files in order;
+    files are restored by `workers` threads at once (most files are one chunk, so parallelism across
+    files is what keeps both cores busy). Hard links are made once every file is written; directory
+    metadata is applied last, deepest first. What the target refuses (a device node without root,
+    an attribute it does not support) is appended to `skipped`.
     """
+    skipped = [] if skipped is None else skipped
     if manifest.kind != "files":
         raise ConfigError(f"backup {manifest.backup_id} is a {manifest.kind} backup, not a file tree")
     root = check_restore_target(target)
     root.mkdir(parents=True, exist_ok=True)
     dirs: list[Entry] = []
+    links: list[Entry] = []
     as_root = os.geteuid() == 0
     with ChunkReader(vault, workers=workers) as reader, ChunkReader(vault, workers=1) as tree_reader, \
             _FilePool(workers) as pool:
@@ -323,13 +340,26 @@ def restore_tree(vault: Vault, manifest: Manifest, target: str | os.PathLike, *,
                 dirs.append(entry)
             elif entry.type == "l":
                 os.symlink(entry.target, dest)
-                _set_meta(dest, entry, as_root, follow=False)
+                _set_meta(dest, entry, as_root, skipped, follow=False)
             elif entry.type == "f":
-                pool.submit(_restore_file_with_meta, reader, entry, dest, progress, as_root)
+                pool.submit(_restore_file_with_meta, reader, entry, dest, progress, as_root, skipped)
+            elif entry.type == "h":
+                links.append(entry)
+            elif fidelity.make_special(str(dest), entry, as_root, skipped):
+                _set_meta(dest, entry, as_root, skipped)
         count = pool.wait()
+    for entry in links:
+        _link(root, entry, skipped)
     for entry in reversed(dirs):  # children first, so writing into a dir doesn't bump its mtime later
-        _set_meta(root if entry.path == "." else root / entry.path, entry, as_root)
+        _set_meta(root if entry.path == "." else root / entry.path, entry, as_root, skipped)
     return count
+
+
+def _link(root: Path, entry: Entry, skipped: list[str]) -> None:
+    try:
+        os.link(root / entry.target, root / entry.path, follow_symlinks=False)
+    except OSError as exc:
+        skipped.append(f"{entry.path}: hard link to {entry.target} not restored ({exc.strerror})")
 
 
 class _FilePool:
@@ -369,20 +399,23 @@ class _FilePool:
 
 
 def _restore_file_with_meta(reader: ChunkReader, entry: Entry, dest: Path, progress: Progress | None,
-                            as_root: bool) -> None:
+                            as_root: bool, skipped: list[str]) -> None:
     _restore_file(reader, entry, dest, progress)
-    _set_meta(dest, entry, as_root)
+    _set_meta(dest, entry, as_root, skipped)
 
 
 def _restore_file(reader: ChunkReader, entry: Entry, dest: Path, progress: Progress | None) -> None:
     tmp = dest.parent / f".{dest.name}.seawall-partial"
     ref = StreamRef(name=entry.path, size=entry.size, hash=entry.hash or "", chunks=entry.chunks)
     try:
-        with open(tmp, "wb") as out:
-            for data in reader.iter_stream(ref):
-                out.write(data)
-                if progress:
-                    progress(len(data))
+        if entry.holes is not None:
+            _restore_sparse(reader.iter_stream(ref), entry, tmp, progress)
+        else:
+            with open(tmp, "wb") as out:
+                for data in reader.iter_stream(ref):
+                    out.write(data)
+                    if progress:
+                        progress(len(data))
         os.replace(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -394,9 +427,21 @@ def _restore_file(reader: ChunkReader, entry: Entry, dest: Path, progress: Progr
         raise
 
 
-def _set_meta(path: Path, entry: Entry, as_root: bool, *, follow: bool = True) -> None:
+def _restore_sparse(pieces: Iterator[bytes], entry: Entry, tmp: Path, progress: Progress | None) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for n in fidelity.write_sparse(fd, pieces, entry.holes or [], entry.size):
+            if progress:
+                progress(n)
+    finally:
+        os.close(fd)
+
+
+def _set_meta(path: Path, entry: Entry, as_root: bool, skipped: list[str], *, follow: bool = True) -> None:
     if as_root:
         os.chown(path, entry.uid, entry.gid, follow_symlinks=follow)
+    if entry.xattrs:  # after chown, which clears security.capability; before chmod (ACLs set mode bits)
+        fidelity.write_xattrs(str(path), entry, skipped)
     if follow:  # a symlink's own mode is meaningless on Linux
         os.chmod(path, entry.mode)
     os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=follow)

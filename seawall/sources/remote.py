@@ -27,7 +27,7 @@ from seawall.lifecycle import recording
 from seawall.manifest import BackupStats, BackupStatus, Manifest, new_manifest
 from seawall.sources.exclude import Excluder
 from seawall.sources.files import TREE_STREAM, iter_tree
-from seawall.sources.remote_list import list_tree
+from seawall.sources.remote_list import list_tree, mark_hard_links
 from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse, uncount
 from seawall.ssh import RemoteSession, SshOptions, check_remote_dir, rpath, translate_ssh_errors
 from seawall.streams import ChunkReader, ChunkWriter
@@ -187,9 +187,12 @@ def backup_remote_tree(vault: Vault, source: RemoteSource, dataset: str, *, back
                                     method=source.listing)
                 manifest.source["listing"] = listing.method
                 manifest.stats.skipped += listing.skipped
+                if listing.not_kept:
+                    manifest.source["not_kept"] = listing.not_kept
                 phase("uploading")
                 manifest.transition(BackupStatus.UPLOADING)
-                entries = (e for e in listing.entries if not excluder.excluded(e.path, e.type == "d"))
+                entries = mark_hard_links((e for e in listing.entries if not excluder.excluded(e.path, e.type == "d")),
+                                          listing.links)
                 manifest.streams = [_upload(vault, session, source.path, entries, manifest.stats, parent,
                                             progress, workers, max(1, readers))]
         finally:

@@ -16,17 +16,22 @@ from __future__ import annotations
 import errno
 import shlex
 import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import paramiko
 
 from seawall.errors import ConfigError, PermanentError, RetryableError
+from seawall.sources import xattr_dump
 from seawall.sources.tree import Entry, sort_key
 from seawall.ssh import RemoteSession, rpath
 
-_FIND_FIELDS = 10
-_FIND_FORMAT = r"%y\0%i\0%D\0%s\0%T@\0%m\0%U\0%G\0%P\0%l\0"
-_TYPES = {"f": "f", "d": "d", "l": "l"}
+_FIND_FIELDS = 12
+_FIND_FORMAT = r"%y\0%i\0%D\0%n\0%S\0%s\0%T@\0%m\0%U\0%G\0%P\0%l\0"
+_TYPES = {"f": "f", "d": "d", "l": "l", "p": "p"}
+_NOT_KEPT = {"s": "a socket is not kept (its server creates it again)",
+             "c": "device node not kept over SSH (find reports no device numbers)",
+             "b": "device node not kept over SSH (find reports no device numbers)"}
 
 
 @dataclass
@@ -34,6 +39,8 @@ class Listing:
     entries: list[Entry] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     method: str = "find"
+    links: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (dev, inode), files with nlink > 1
+    not_kept: list[str] = field(default_factory=list)  # what this listing method cannot see at all
 
 
 def list_with_find(session: RemoteSession, root: str, one_file_system: bool) -> Listing:
@@ -62,15 +69,20 @@ def list_with_find(session: RemoteSession, root: str, one_file_system: bool) -> 
 
 
 def _add_find_record(listing: Listing, rec: list[bytes]) -> None:
-    kind, ino, _dev, size, mtime, mode, uid, gid, path, target = (f.decode("utf-8", "surrogateescape") for f in rec)
+    kind, ino, dev, nlink, sparseness, size, mtime, mode, uid, gid, path, target = (
+        f.decode("utf-8", "surrogateescape") for f in rec)
     rel = path or "."
     if kind not in _TYPES:
-        listing.skipped.append(f"{rel}: not a regular file, directory or symlink")
+        listing.skipped.append(f"{rel}: {_NOT_KEPT.get(kind, 'not a regular file, directory or symlink')}")
         return
+    if kind == "f" and int(nlink) > 1:
+        listing.links[rel] = (int(dev), int(ino))
     secs, _, frac = mtime.partition(".")
     mtime_ns = int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
     entry = Entry(path=rel, type=kind, mode=int(mode, 8), mtime_ns=mtime_ns, inode=int(ino), uid=int(uid),
                   gid=int(gid), size=int(size) if kind == "f" else 0, target=target if kind == "l" else None)
+    if kind == "f" and float(sparseness) < 1.0:  # fewer blocks than bytes: it has holes
+        entry.holes = []  # not mapped over SSH: a restore leaves its zero blocks unwritten instead
     listing.entries.append(entry)
 
 
@@ -93,7 +105,8 @@ def _find_errors(text: str, root: str) -> list[str]:
 
 def list_with_sftp(session: RemoteSession, root: str) -> Listing:
     """Depth-first walk over SFTP (lstat attributes): whole-second mtimes, no inode."""
-    listing = Listing(method="sftp")
+    listing = Listing(method="sftp", not_kept=[
+        "hard links, fifos, extended attributes and ACLs (an SFTP-only account cannot see them)"])
     top = session.sftp.lstat(rpath(root, "."))
     listing.entries.append(_sftp_entry(session, root, ".", top))
     _sftp_walk(session, root, "", listing)
@@ -148,7 +161,31 @@ def list_tree(session: RemoteSession, root: str, *, one_file_system: bool = Fals
         raise ConfigError(f"one-file-system needs shell access to {session.display} (SFTP has no device ids)",
                           hint="allow commands for this account, or back up without --one-file-system")
     listing = list_with_find(session, root, one_file_system) if use_find else list_with_sftp(session, root)
+    if use_find:
+        _add_xattrs(session, root, listing)
     if any(line.startswith(".: cannot list directory") for line in listing.skipped):
         raise ConfigError(f"source path {root} on {session.display} is not readable",
                           hint="connect as a user that can read it")
     return listing
+
+
+def _add_xattrs(session: RemoteSession, root: str, listing: Listing) -> None:
+    """Extended attributes and ACLs from one remote getfattr, onto the listed entries."""
+    attrs, why_not = xattr_dump.read_remote(session, root)
+    if why_not:
+        listing.not_kept.append(f"extended attributes and ACLs: {why_not}")
+    for entry in listing.entries:
+        entry.xattrs = attrs.get(entry.path) or None
+
+
+def mark_hard_links(entries: Iterable[Entry], links: dict[str, tuple[int, int]]) -> Iterator[Entry]:
+    """Further paths of an inode already seen become hard-link entries to its first (kept) path."""
+    first: dict[tuple[int, int], str] = {}
+    for entry in entries:
+        inode = links.get(entry.path) if entry.type == "f" else None
+        if inode is not None and inode in first:
+            entry = Entry(path=entry.path, type="h", mode=entry.mode, mtime_ns=entry.mtime_ns, inode=entry.inode,
+                          uid=entry.uid, gid=entry.gid, target=first[inode], xattrs=entry.xattrs)
+        elif inode is not None:
+            first[inode] = entry.path
+        yield entry

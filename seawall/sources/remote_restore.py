@@ -7,6 +7,10 @@ seconds and cannot touch a symlink's own times, so when the host allows commands
 applied afterwards by one `sh -s` script (`chown -h`, `chmod`, `touch -h -d @s.ns`), directories
 last and children first, so writing into a directory does not disturb its restored mtime.
 
+Hard links, fifos and device nodes (as root) are made by that script too (`ln`, `mkfifo`, `mknod`),
+and extended attributes and ACLs by one `setfattr --restore`; a host without a shell for us, or
+without setfattr, gets the rest and has what it could not take listed in `skipped`.
+
 Like a local restore it never overwrites: the target must be missing or empty. A marker file in the
 target makes a retried task resume (and overwrite) its own unfinished restore of the same backup.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shlex
 import stat
 import tempfile
@@ -22,6 +27,7 @@ from collections.abc import Callable, Iterator
 
 from seawall.errors import ConfigError, PermanentError
 from seawall.manifest import Manifest, StreamRef
+from seawall.sources import fidelity, xattr_dump
 from seawall.sources.files import iter_tree
 from seawall.sources.remote import RemoteSession
 from seawall.sources.tree import Entry
@@ -76,8 +82,12 @@ def _makedirs(session: RemoteSession, target: str) -> None:
 
 
 def restore_tree_remote(vault: Vault, manifest: Manifest, session: RemoteSession, target: str, *,
-                        progress: Progress | None = None, workers: int = 3) -> int:
-    """Restore a files backup into `target` on the session's host; returns the number of files written."""
+                        progress: Progress | None = None, workers: int = 3, skipped: list[str] | None = None) -> int:
+    """Restore a files backup into `target` on the session's host; returns the number of files written.
+
+    What the host cannot take (see the module docstring) is appended to `skipped`.
+    """
+    skipped = [] if skipped is None else skipped
     if manifest.kind != "files":
         raise ConfigError(f"backup {manifest.backup_id} is a {manifest.kind} backup, not a file tree")
     with translate_ssh_errors(f"restoring {manifest.backup_id} to {target} on {session.display}"):
@@ -88,24 +98,56 @@ def restore_tree_remote(vault: Vault, manifest: Manifest, session: RemoteSession
         shell = session.has_shell(target)
         as_root = _is_root(session, shell)
         with tempfile.SpooledTemporaryFile(4 << 20) as script:
-            count, dirs = _write_entries(vault, manifest, session, target, resume, progress, workers,
-                                         lambda e: _meta(session, target, e, as_root, shell, script))
+            def meta(entry: Entry) -> None:
+                if entry.type in "hpcb" and not _special(target, entry, as_root, shell, script, skipped):
+                    return
+                if entry.type != "h":
+                    _meta(session, target, entry, as_root, shell, script)
+
+            count, dirs, attrs = _write_entries(vault, manifest, session, target, resume, progress, workers, meta)
             session.sftp.remove(rpath(target, MARKER))
             for entry in reversed(dirs):
                 _meta(session, target, entry, as_root, shell, script)
             if shell:
                 script.seek(0)
                 _run_script(session, script)
+                xattr_dump.write_remote(session, attrs, target, skipped)
+            else:
+                skipped += [f"{e.path}: extended attributes not restored (no shell access to {session.display})"
+                            for e in attrs]
     return count
 
 
+def _special(target: str, entry: Entry, as_root: bool, shell: bool, script, skipped: list[str]) -> bool:
+    """Queue the command that makes a hard link, fifo or device node; False (listed) if it cannot be made."""
+    what = {"h": f"hard link to {entry.target}", "p": "fifo"}.get(entry.type, "device node")
+    if not shell or (entry.type in "cb" and not as_root):
+        why = "needs root" if shell else f"no shell access to the host: SFTP cannot make a {what.split()[0]}"
+        skipped.append(f"{entry.path}: {what} not restored ({why})")
+        return False
+    dest = shlex.quote(rpath(target, entry.path).decode("utf-8", "surrogateescape"))
+    if entry.type == "h":
+        source = shlex.quote(rpath(target, entry.target or "").decode("utf-8", "surrogateescape"))
+        line = f"ln -f -- {source} {dest}"
+    elif entry.type == "p":
+        line = f"rm -f -- {dest}; mkfifo -- {dest}"
+    else:
+        line = f"rm -f -- {dest}; mknod -- {dest} {entry.type} {os.major(entry.rdev)} {os.minor(entry.rdev)}"
+    script.write((line + "\n").encode("utf-8", "surrogateescape"))
+    return True
+
+
 def _write_entries(vault: Vault, manifest: Manifest, session: RemoteSession, target: str, resume: bool,
-                   progress: Progress | None, workers: int, meta: Callable[[Entry], None]) -> tuple[int, list[Entry]]:
+                   progress: Progress | None, workers: int,
+                   meta: Callable[[Entry], None]) -> tuple[int, list[Entry], list[Entry]]:
     dirs: list[Entry] = []
+    attrs: list[Entry] = []  # entries with extended attributes, set once everything exists
     count = 0
     with ChunkReader(vault, workers=workers) as reader, ChunkReader(vault, workers=workers) as tree_reader:
         for entry in iter_tree(vault, manifest, tree_reader):
             dest = rpath(target, entry.path)
+            if entry.xattrs:
+                attrs.append(entry)
             if entry.type == "d":
                 if entry.path != "." and not (resume and _exists(session, dest)):
                     session.sftp.mkdir(dest)
@@ -119,7 +161,7 @@ def _write_entries(vault: Vault, manifest: Manifest, session: RemoteSession, tar
                 _write_file(session, reader, entry, dest, progress)
                 count += 1
             meta(entry)
-    return count, dirs
+    return count, dirs, attrs
 
 
 def _write_file(session: RemoteSession, reader: ChunkReader, entry: Entry, dest: bytes,
@@ -130,15 +172,28 @@ def _write_file(session: RemoteSession, reader: ChunkReader, entry: Entry, dest:
     try:
         with session.sftp.open(tmp, "wb") as out:
             out.set_pipelined(True)  # writes are acknowledged in bulk at close
-            for data in reader.iter_stream(ref):
-                out.write(data)
-                if progress:
-                    progress(len(data))
+            if entry.holes is not None:  # SFTP writes at offsets: skipped ranges stay holes
+                _write_sparse(out, reader.iter_stream(ref), entry, progress)
+            else:
+                for data in reader.iter_stream(ref):
+                    out.write(data)
+                    if progress:
+                        progress(len(data))
         session.sftp.posix_rename(tmp, dest)
     except BaseException:
         with contextlib.suppress(Exception):
             session.sftp.remove(tmp)
         raise
+
+
+def _write_sparse(out, pieces: Iterator[bytes], entry: Entry, progress: Progress | None) -> None:
+    for offset, data, consumed in fidelity.sparse_spans(pieces, entry.holes or []):
+        if data:
+            out.seek(offset)
+            out.write(data)
+        if consumed and progress:
+            progress(consumed)
+    out.truncate(entry.size)
 
 
 def _is_root(session: RemoteSession, shell: bool) -> bool:

@@ -22,20 +22,26 @@ class Entry:
     """One file-system object. `path` is relative with '/' separators; the root is '.'."""
 
     path: str
-    type: str  # "f" file, "d" directory, "l" symlink
+    # "f" file, "d" directory, "l" symlink, "h" hard link (to `target`, an earlier "f"), "p" fifo,
+    # "c"/"b" character/block device (`rdev`)
+    type: str
     mode: int
     mtime_ns: int
     size: int = 0
     inode: int = 0
     uid: int = 0
     gid: int = 0
-    target: str | None = None  # symlink target
+    target: str | None = None  # symlink target, or the first path of a hard link
     hash: str | None = None  # BLAKE3 of file contents
     chunks: list[ChunkRef] = field(default_factory=list)
+    xattrs: dict[str, str] | None = None  # extended attributes and ACLs: name -> base64 value
+    holes: list[list[int]] | None = None  # [[offset, length], ...] of a sparse file; [] = "skip zeros"
+    rdev: int = 0  # device number of a "c"/"b" entry
 
     def to_line(self) -> bytes:
         # vars(), not asdict(): asdict deep-copies every chunk list, which costs more than the JSON.
-        data = {k: v for k, v in vars(self).items() if v not in (None, [], 0) or k in ("mode", "mtime_ns")}
+        data = {k: v for k, v in vars(self).items()
+                if v not in (None, [], 0) or k in ("mode", "mtime_ns") or (k == "holes" and v is not None)}
         return _ENCODER.encode(data).encode() + b"\n"
 
     @classmethod
@@ -136,7 +142,7 @@ def count_and_reuse(entry: Entry, previous: PreviousIndex, known: set[str], stat
         return False
     if not all(c[0] in known for c in prev.chunks):
         return False
-    entry.chunks, entry.hash = prev.chunks, prev.hash
+    entry.chunks, entry.hash, entry.holes = prev.chunks, prev.hash, prev.holes
     stats.files_unchanged += 1
     if progress:
         progress(entry.size)

@@ -36,8 +36,8 @@ def test_backup_restore_verify(target: VaultTarget, tmp_path: Path):
     second = backup_files(str(source), target)
     assert second.parent == first.backup_id
     assert second.stats.bytes_read == 0 and second.stats.files_unchanged == first.stats.files
-    count = restore_files(second.backup_id, target, str(tmp_path / "out"))
-    assert count == first.stats.files
+    restored = restore_files(second.backup_id, target, str(tmp_path / "out"))
+    assert restored == {"files": first.stats.files, "skipped_items": []}
     assert compare_trees(source, tmp_path / "out") == []
     report = verify_vault_flow(target, read_data=True)
     assert report.ok and len(report.backups) == 2
