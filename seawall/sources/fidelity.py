@@ -47,11 +47,6 @@ class Fidelity:
             self._inodes[key] = path
         return first
 
-    def forget(self, path: str, st: os.stat_result) -> None:
-        """`path` was not backed up after all (unreadable): a later link to it becomes the first."""
-        if self._inodes.get((st.st_dev, st.st_ino)) == path:
-            del self._inodes[(st.st_dev, st.st_ino)]
-
 
 def special_entry(path: str, st: os.stat_result, common: dict) -> Entry | None:
     kind = SPECIAL_TYPES.get(stat.S_IFMT(st.st_mode))

@@ -37,6 +37,7 @@ from seawall.vault import Vault
 
 Progress = Callable[[int], None]
 MARKER = ".seawall-restore-in-progress"
+_NOT_RESTORED = "seawall-not-restored: "  # stderr lines of the metadata script naming what it could not make
 
 
 def _exists(session: RemoteSession, path: bytes) -> bool:
@@ -110,7 +111,7 @@ def restore_tree_remote(vault: Vault, manifest: Manifest, session: RemoteSession
                 _meta(session, target, entry, as_root, shell, script)
             if shell:
                 script.seek(0)
-                _run_script(session, script)
+                skipped += _run_script(session, script)
                 xattr_dump.write_remote(session, attrs, target, skipped)
             else:
                 skipped += [f"{e.path}: extended attributes not restored (no shell access to {session.display})"
@@ -131,10 +132,14 @@ def _special(target: str, entry: Entry, as_root: bool, shell: bool, script, skip
         line = f"ln -f -- {source} {dest}"
     elif entry.type == "p":
         line = f"rm -f -- {dest}; mkfifo -- {dest}"
-    else:
-        line = f"rm -f -- {dest}; mknod -- {dest} {entry.type} {os.major(entry.rdev)} {os.minor(entry.rdev)}"
+    else:  # a container's root may not make devices: report it, restore the rest
+        secs, ns = divmod(entry.mtime_ns, 1_000_000_000)
+        refused = shlex.quote(f"{_NOT_RESTORED}{entry.path}: device node not restored (mknod refused)")
+        line = (f"rm -f -- {dest}; if mknod -- {dest} {entry.type} {os.major(entry.rdev)} {os.minor(entry.rdev)} "
+                f"2>/dev/null; then chown -h {entry.uid}:{entry.gid} -- {dest}; chmod {entry.mode:o} -- {dest}; "
+                f"touch -h -c -d @{secs}.{ns:09d} -- {dest}; else echo {refused} >&2; fi")
     script.write((line + "\n").encode("utf-8", "surrogateescape"))
-    return True
+    return entry.type != "c" and entry.type != "b"  # a device's metadata is part of its line
 
 
 def _write_entries(vault: Vault, manifest: Manifest, session: RemoteSession, target: str, resume: bool,
@@ -224,7 +229,8 @@ def _meta(session: RemoteSession, target: str, entry: Entry, as_root: bool, shel
     session.sftp.utime(path, (secs, secs))
 
 
-def _run_script(session: RemoteSession, script) -> None:
+def _run_script(session: RemoteSession, script) -> list[str]:
+    """Run the metadata script; returns the items it reported as not restored."""
     def pieces() -> Iterator[bytes]:
         yield b"set -e\n"
         while piece := script.read(1 << 16):
@@ -235,3 +241,5 @@ def _run_script(session: RemoteSession, script) -> None:
         first = err.decode(errors="replace").strip().splitlines()[:1]
         raise PermanentError(f"setting owners, modes and mtimes on {session.display} failed "
                              f"({first[0] if first else f'exit {status}'})")
+    lines = err.decode("utf-8", "surrogateescape").splitlines()
+    return [line[len(_NOT_RESTORED):] for line in lines if line.startswith(_NOT_RESTORED)]

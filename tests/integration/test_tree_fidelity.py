@@ -217,3 +217,37 @@ def test_over_ssh_what_the_server_permits(sshd, remote_dir: Path, tmp_path: Path
             "hard links, fifos, extended attributes and ACLs (an SFTP-only account cannot see them)"]
     finally:
         sock.close()
+
+
+def test_local_backup_restored_onto_ssh_hosts_as_root_and_as_a_plain_user(sshd, remote_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    """Device nodes and trusted.* attributes go back onto a host as root; a plain user gets the rest
+    and a list of what it could not make."""
+    from seawall.sources.remote import RemoteSession
+    from seawall.sources.remote_restore import restore_tree_remote
+
+    src = tmp_path / "src tree"
+    sock = build(src)
+    try:
+        vault = init_vault(f"file://{tmp_path / 'vault'}", PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
+        manifest = backup_tree(vault, src, "fidelity")
+    finally:
+        sock.close()
+    as_root, skipped = remote_dir / "as root", []
+    with RemoteSession(sshd.options()) as session:
+        restore_tree_remote(vault, manifest, session, str(as_root), skipped=skipped)
+    assert skipped == []
+    assert stat_lines(as_root) == stat_lines(src) and xattr_dump(as_root) == xattr_dump(src)
+
+    user = pwd.getpwnam(TEST_USER)
+    plain = remote_dir / "plain"
+    plain.mkdir()
+    os.chown(plain, user.pw_uid, user.pw_gid)
+    skipped = []
+    with RemoteSession(sshd.options(username=TEST_USER)) as session:
+        restore_tree_remote(vault, manifest, session, str(plain / "out"), skipped=skipped)
+    assert "null device: device node not restored (needs root)" in skipped
+    refused = [line for line in skipped if "extended attributes not all restored" in line]
+    assert refused and all("Operation not permitted" in line for line in refused)
+    assert os.getxattr(plain / "out" / "attrs", "user.comment") == "hello wörld".encode()
+    assert os.stat(plain / "out" / "dir ü" / "sub" / "third link").st_nlink == 3
