@@ -114,6 +114,19 @@ class ObjectStore(ABC):
     def get(self, key: str) -> bytes:
         return self._get(validate_key(key))
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Bytes `offset` to `offset + length` of `key`, cut short at the object's end (as an HTTP
+        range is); ObjectNotFound if the object is missing. For reading a part of a large object
+        (one chunk of a pack) without fetching the rest.
+        """
+        if offset < 0 or length < 0:
+            raise ValueError(f"invalid range {offset}+{length}")
+        return self._get_range(validate_key(key), offset, length)
+
+    def _get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Default: the whole object, sliced (backends that can read a range override this)."""
+        return self._get(key)[offset:offset + length]
+
     def stat(self, key: str) -> ObjectInfo | None:
         return self._stat(validate_key(key))
 

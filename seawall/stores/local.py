@@ -258,6 +258,16 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise os_error(exc, f"object {key} in {self.display_url}") from exc
 
+    def _get_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+            try:
+                return os.pread(fd, length, offset) if length else b""
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise os_error(exc, f"object {key} in {self.display_url}") from exc
+
     def _stat(self, key: str) -> ObjectInfo | None:
         try:
             st = os.stat(self._path(key))

@@ -290,6 +290,30 @@ class S3Store(S3TiersMixin, ObjectStore):
             raise RetryableError(f"{what}: short read ({len(data)} of {expected} bytes)", hint="retry")
         return Fetched(data, md5_etag(response), checked_sha256(body))
 
+    def _get_range(self, key: str, offset: int, length: int) -> bytes:
+        """A ranged GET (no stored checksum to check: S3 keeps it for the whole object only)."""
+        if not length:
+            self._stat_or_raise(key)
+            return b""
+        what = self._what("reading", key)
+        with translate_boto_errors(what):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                                  Range=f"bytes={offset}-{offset + length - 1}")
+            except ClientError as exc:
+                if error_code(exc) != "InvalidRange":  # the range starts past the end
+                    raise
+                return b""
+            with response["Body"] as body:
+                data = body.read()
+        if len(data) != response.get("ContentLength", len(data)):
+            raise RetryableError(f"{what}: short read ({len(data)} of {response['ContentLength']} bytes)")
+        return data
+
+    def _stat_or_raise(self, key: str) -> None:
+        if self._stat(key) is None:
+            raise ObjectNotFound(f"object {self._what('reading', key)} not found")
+
     def _stat(self, key: str) -> ObjectInfo | None:
         try:
             with self._translate(self._what("checking", key)):

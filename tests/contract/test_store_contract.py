@@ -238,6 +238,18 @@ def test_concurrent_put_if_absent_has_one_winner(store: ObjectStore) -> None:
     assert store.get("locks/lease") == f"writer-{winners[0]}".encode()
 
 
+def test_get_range(store: ObjectStore) -> None:
+    data = os.urandom(300_000)
+    store.put("packs/ab/p", data)
+    for offset, length in [(0, 10), (123_456, 70_000), (299_990, 10), (299_990, 100), (0, 300_000), (5, 0)]:
+        assert store.get_range("packs/ab/p", offset, length) == data[offset:offset + length], (offset, length)
+    assert store.get_range("packs/ab/p", 400_000, 10) == b""  # past the end: nothing, as an HTTP range
+    with pytest.raises(ObjectNotFound):
+        store.get_range("packs/ab/missing", 0, 10)
+    with pytest.raises(ConfigError):
+        store.get_range("../p", 0, 1)
+
+
 def test_delete_many(store: ObjectStore) -> None:
     keys = [f"chunks/{i % 7:02x}/k{i}" for i in range(40)]  # enough for the parallel default
     for key in keys:
