@@ -16,12 +16,15 @@ Prefect's API log handler sends redacted lines), and the CLI's stdout/stderr (`R
 
 from __future__ import annotations
 
-import logging
+import functools
 import os
 import re
 import threading
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, unquote
+
+if TYPE_CHECKING:
+    import logging
 
 MASK = "***"
 #: Shorter values are not registered: masking "pg" or "wrong" everywhere would garble every
@@ -31,10 +34,14 @@ MIN_SECRET = 6
 SECRET_ENV = ("SEAWALL_PASSPHRASE", "SEAWALL_DEST_PASSPHRASE", "SEAWALL_SSH_KEY_PASSPHRASE", "PGPASSWORD",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s\"'<>]*):[^@/\s\"'<>]*@")
-_CONNINFO_PW = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'\"&]+)", re.IGNORECASE)
-_QUERY_SECRET = re.compile(r"(?P<head>[?&][A-Za-z0-9_.-]*(?:secret|password|passwd|token|key)[A-Za-z0-9_.-]*=)"
-                           r"[^&\s\"'<>#]+", re.IGNORECASE)
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(URL userinfo, conninfo password, secret query value), compiled on first use: wal-push
+    starts without paying for them unless something fails."""
+    return (re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s\"'<>]*):[^@/\s\"'<>]*@"),
+            re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'\"&]+)", re.IGNORECASE),
+            re.compile(r"(?P<head>[?&][A-Za-z0-9_.-]*(?:secret|password|passwd|token|key)[A-Za-z0-9_.-]*=)"
+                       r"[^&\s\"'<>#]+", re.IGNORECASE))
 
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
@@ -89,11 +96,11 @@ def redact(text: str) -> str:
     """`text` with URL passwords, conninfo passwords, secret query values and known secrets masked."""
     if not text:
         return text
-    if "://" in text:
-        text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
-    if "=" in text:
-        text = _CONNINFO_PW.sub(lambda m: f"{m['head']}{MASK}", text)
-        text = _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", text)
+    if "://" in text or "=" in text:
+        userinfo, conninfo_pw, query_secret = _patterns()
+        text = userinfo.sub(lambda m: f"{m['head']}:{MASK}@", text)
+        text = conninfo_pw.sub(lambda m: f"{m['head']}{MASK}", text)
+        text = query_secret.sub(lambda m: f"{m['head']}{MASK}", text)
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)
@@ -133,6 +140,8 @@ def install_logging() -> None:
     A record factory rather than a handler filter: handlers added later (Prefect's API log
     handler, which ships records to the server) see the redacted record too.
     """
+    import logging
+
     global _installed
     if _installed:
         return

@@ -295,6 +295,9 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the demo vaults a
 
 
 def run() -> None:
+    from seawall.redact import install_logging
+
+    install_logging()  # log records (Prefect's API logs among them) are redacted at creation
     install_stop_handlers()
     install_log_lines()
     # Command groups live in their own modules; each registers itself on the app.

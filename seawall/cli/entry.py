@@ -16,7 +16,6 @@ def main() -> None:
     from seawall import redact
 
     redact.install_streams()  # everything printed, by us or a library, is redacted
-    redact.install_logging()
     redact.add_secrets_from_env()
     argv = sys.argv[1:]
     if argv and argv[0] in FAST_COMMANDS:
