@@ -189,10 +189,7 @@ def drill_deployments(policy: Policy) -> list[DeploymentSpec]:
     out = []
     drill = policy.drills.restore
     if drill is not None and entrypoints.restore_drill is not None:
-        # The restore drill restores PostgreSQL and file trees; MariaDB and Redis datasets are
-        # verified by their verify- deployments.
-        default = [n for n, d in policy.datasets.items() if d.mariadb is None and d.redis is None]
-        for name in drill.datasets or default:
+        for name in drill.datasets or list(policy.datasets):
             ds = policy.datasets[name]
             out.append(DeploymentSpec(
                 name=f"restore-drill-{name}", entrypoint=f"{ENTRY}:restore_drill",

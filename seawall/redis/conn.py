@@ -88,8 +88,11 @@ def classify_redis(exc: BaseException, what: str) -> Exception:
     message = f"{what}: {text}"
     lowered = text.lower()
     if isinstance(exc, redis.AuthenticationError) or "wrongpass" in lowered or "noauth" in lowered \
-            or "invalid password" in lowered or "noperm" in lowered:
-        return AuthError(message, hint="check the user and password (and the ACL's permissions)")
+            or "invalid password" in lowered or "noperm" in lowered or "must be called with the client already" \
+            in lowered:
+        why = "permission denied" if "noperm" in lowered else "authentication refused (no or wrong password)"
+        return AuthError(f"{what}: {why}", hint=f"check the user and password (SEAWALL_REDIS_PASSWORD) and the "
+                         f"ACL's permissions; the server said: {text[:100]}")
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError) or "loading" in lowered or "busy" in lowered:
         return RetryableError(message)
     return PermanentError(message)

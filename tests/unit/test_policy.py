@@ -125,7 +125,7 @@ def test_mariadb_and_redis_datasets_become_deployments():
     sessions = by_name["nightly-sessions"]
     assert sessions.entrypoint.endswith(":nightly_backup_redis")
     assert sessions.parameters["source"] == "env:SESSIONS_REDIS_URL" and "verify-sessions" in by_name
-    assert "restore-drill-sessions" not in by_name and "restore-drill-shop" in by_name
+    assert "restore-drill-sessions" in by_name and "restore-drill-orders-db" in by_name
 
 
 def test_a_dataset_names_exactly_one_source():
