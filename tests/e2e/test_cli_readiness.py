@@ -110,3 +110,28 @@ def test_last_clean_unknown_dataset_exit_2(site):
     assert "datasets here: www" in proc.stderr
     ok = run("last-clean", "www", "--vault", f"file://{base}/near vault", cwd=base)
     assert ok.returncode == 0 and manifest.backup_id in ok.stdout and "no suspicious backup" in ok.stdout
+
+
+def test_publish_needs_an_api(site):
+    base, _ = site
+    proc = run("report", "--publish", cwd=base)
+    assert proc.returncode == 2 and "--publish needs a Prefect API" in proc.stderr, proc.stderr
+
+
+def test_publish_on_a_real_server_and_read_the_artifact_back(site, prefect_server):
+    import httpx
+
+    base, manifest = site
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEAWALL_", "PREFECT_"))}
+    env |= {"SEAWALL_PASSPHRASE": PASS, "PREFECT_API_URL": prefect_server["url"],
+            "PREFECT_HOME": prefect_server["home"]}
+    proc = subprocess.run([SEAWALL, "report", "--publish", "--json"], env=env, cwd=base, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 6, proc.stderr
+    assert json.loads(proc.stdout)["datasets"][0]["last_backup_id"] == manifest.backup_id
+    answer = httpx.post(f"{prefect_server['url']}/artifacts/filter",
+                        json={"artifacts": {"key": {"any_": ["readiness-report"]}}, "sort": "CREATED_DESC",
+                              "limit": 1}, timeout=30)
+    artifact = answer.json()[0]
+    assert artifact["type"] == "markdown" and "| offsite-copy | ❌ FAIL |" in artifact["data"]
+    assert PASS not in artifact["data"]
