@@ -79,7 +79,7 @@ def check_wal_path(vault: Vault, manifest: Manifest, target: RecoveryTarget, *, 
     point = BackupPoint.from_source(manifest.source, seg_size)
     where = f"backup {manifest.backup_id}"
     try:
-        timeline = choose_timeline("latest" if standby else target.timeline, point.timeline, archived)
+        timeline = choose_timeline("latest" if standby else target.timeline, point, archived)
         path = plan_path(point, timeline, archived, _end_segno(target, point, seg_size))
     except PathError as exc:
         cls = IntegrityError if exc.kind == "integrity" else ConfigError

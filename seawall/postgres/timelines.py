@@ -7,8 +7,8 @@ missing (`XLogFileReadAnyTLI`). After a branch, that older file holds another hi
 the backup's start segment to its target on the chosen timeline and refuses unless every history
 file and segment on it is archived.
 
-- `choose_timeline`: `latest` as PostgreSQL picks it (the highest N with `N.history` archived,
-  probing upwards from the backup's timeline), `current` (the backup's own), or a number.
+- `choose_timeline`: `latest` (the newest archived timeline the backup can reach), `current` (the
+  backup's own), or a number.
 - `plan_path`: the history of that timeline, a check that it branched off the backup's timeline
   after the backup's end (else PostgreSQL says "requested timeline N is not a child of this
   server's history"), and the segment names in replay order up to the target's segment (an LSN
@@ -96,16 +96,26 @@ class TimelinePath:
     newest: str | None = None
 
 
-def choose_timeline(spec: str, backup_tli: int, archived: Archived) -> int:
-    """`latest`, `current` or a number → the timeline recovery follows."""
+def choose_timeline(spec: str, point: BackupPoint, archived: Archived) -> int:
+    """`latest`, `current` or a number → the timeline recovery follows.
+
+    `latest` is the newest archived timeline that this backup can reach: it descends from the
+    backup's timeline and left it after the backup's end. (PostgreSQL's own `latest` takes the
+    newest history file, and refuses to start when that one branched off elsewhere.)
+    """
     if spec == "current":
-        return backup_tli
-    if spec == "latest":
-        tli = backup_tli
-        while tli + 1 in archived.histories:
-            tli += 1
+        return point.timeline
+    if spec != "latest":
+        return int(spec)
+    for tli in sorted(set(archived.histories) | {point.timeline}, reverse=True):
+        if tli < point.timeline:
+            break
+        try:
+            _check_branch(tli, _history_of(tli, point, archived), point)
+        except PathError:
+            continue
         return tli
-    return int(spec)
+    return point.timeline
 
 
 def _history_of(timeline: int, point: BackupPoint, archived: Archived) -> list[HistoryEntry]:

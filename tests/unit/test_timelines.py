@@ -26,11 +26,13 @@ NAMES = [seg(1, n) for n in range(2, 9)] + [seg(2, n) for n in range(5, 9)] + [s
     ["00000002.history", "00000003.history", seg(1, 5) + ".partial"]
 
 
-def test_latest_is_what_postgres_picks_and_current_is_the_backups() -> None:
+def test_latest_is_the_newest_reachable_timeline_and_current_is_the_backups() -> None:
     a = archived(NAMES, HIST)
-    assert choose_timeline("latest", 1, a) == 3
-    assert choose_timeline("current", 1, a) == 1
-    assert choose_timeline("2", 1, a) == 2
+    assert choose_timeline("latest", POINT, a) == 3
+    assert choose_timeline("current", POINT, a) == 1
+    assert choose_timeline("2", POINT, a) == 2
+    late = BackupPoint(1, 4, 0x4800000)  # consistent after TL3 branched off: TL3 is out of its reach
+    assert choose_timeline("latest", late, a) == 2
 
 
 def test_the_path_switches_timeline_in_the_segment_of_the_branch_point() -> None:
