@@ -112,6 +112,16 @@ def test_physical_backup_pitr_and_wal_check(cli, pg_archived: ArchivedCluster, p
     conf = (pg_workdir / "imm" / "postgresql.auto.conf").read_text()
     assert "recovery_target = 'immediate'" in conf and "walspool" not in conf and "wal-get" in conf
     shutil.rmtree(pg_workdir / "imm", ignore_errors=True)
+    standby = cli("restore", backup_id, "--vault", vault, "--to-datadir", str(pg_workdir / "sb"), "--port",
+                  str(free_port()), "--standby", "--json", *args)
+    assert standby.code == 0, standby.err
+    sb = standby.json()
+    assert sb["mode"] == "standby" and sb["running"]
+    copy = LocalCluster(sb["datadir"], sb["port"], socket_dir=sb.get("socket_dir"))
+    assert copy.execute("SELECT pg_is_in_recovery()")[0][0]
+    assert copy.execute("SELECT count(*) FROM t", dbname="app")[0][0] >= 200
+    copy.stop("immediate")
+    shutil.rmtree(pg_workdir / "sb", ignore_errors=True)
 
     ok = cli("wal-check", "--vault", vault, "--json", *args)
     assert ok.code == 0, ok.out + ok.err
