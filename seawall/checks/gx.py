@@ -133,9 +133,10 @@ def load_user_suites(folder: str | os.PathLike) -> list[tuple[Path, dict[str, An
 def sqlalchemy_url(conn: PgConn) -> str:
     """`postgresql+psycopg://user:pw@localhost:PORT/db?host=/socket` for a libpq connection.
 
-    A database name that is not URL-safe (a space, unicode) goes into the query as `dbname=`
-    instead: SQLAlchemy 2.0 neither escapes nor decodes the path's database part, and GX's URL check
-    refuses a space; query values are escaped and decoded, and psycopg takes `dbname` from them.
+    A database name that is not URL-safe (a space, unicode) goes into the query as `dbname=`:
+    SQLAlchemy 2.0 neither escapes nor decodes the path's database part, and GX's URL check refuses a
+    space; query values are escaped and decoded, and psycopg takes `dbname` from them (it wins over
+    the path, which holds a URL-safe stand-in because GX drops the query of a URL without a path).
     """
     from urllib.parse import quote
 
@@ -146,7 +147,9 @@ def sqlalchemy_url(conn: PgConn) -> str:
     query = {"host": host} if host.startswith("/") else {}
     dbname = p.get("dbname")
     if dbname and quote(dbname, safe="") != dbname:
-        query, dbname = {**query, "dbname": dbname}, None
+        # the path keeps a URL-safe stand-in (GX drops the whole query from a URL without one); the
+        # query's dbname, decoded by SQLAlchemy, is the one psycopg uses
+        query, dbname = {**query, "dbname": dbname}, quote(dbname, safe="").replace("%", "_")
     password = conn.password.get_secret_value() if conn.password is not None else p.get("password")
     url = URL.create("postgresql+psycopg", username=p.get("user"), password=password,
                      host="localhost" if host.startswith("/") else host, port=int(p.get("port") or 5432),

@@ -227,6 +227,9 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             from seawall.sources.files import check_restore_target
 
             check_restore_target(to)
+        from seawall.cli.pg import restore_postgres_cmd, target_spec
+
+        spec = target_spec(target_time, target_lsn, target_name, target_xid, target)  # before the vault too
         from seawall.cli.tiers import show_restore_tier
 
         tier = show_restore_tier(vault, backup_id, json_out)  # archive tiers: the wait and the RTO it implies
@@ -238,9 +241,6 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
         if to is not None:
             _restore_files(backup_id, vault, Path(to), json_out, tier)
             return
-        from seawall.cli.pg import restore_postgres_cmd, target_spec
-
-        spec = target_spec(target_time, target_lsn, target_name, target_xid, target)
         options = {"target_timeline": target_timeline, "target_action": target_action,
                    "target_exclusive": target_exclusive, "archive": not no_archive, "standby": standby,
                    "primary_conninfo": primary_conninfo or "", "tablespace_map": tablespace_map or [],
