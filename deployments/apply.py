@@ -33,38 +33,27 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def deploy(desired: Desired) -> list[str]:
-    """Create or update what differs; returns one line per change ([] when nothing changed)."""
+def deploy(desired: Desired, client=None) -> list[str]:
+    """Create or update what differs; returns one line per change ([] when nothing changed).
+
+    The work pool and every block the policy names must exist already (deployments/references.py
+    checks them first); seawall automations the policy no longer describes are deleted.
+    """
     from prefect.client.orchestration import get_client
 
     from deployments.lifecycle import apply_lifecycles
 
-    changes: list[str] = apply_lifecycles(desired.lifecycles)  # first: a refused rule stops the deploy here
-    with get_client(sync_client=True) as client:
-        changes += _work_pool(client, desired.work_pool)
-        changes += _limits(client, desired.concurrency_limits)
-        changes += _webhooks(client, desired.webhooks)
-        for spec in desired.deployments:
-            changes += _deployment(client, spec, desired.work_pool)
-        for auto in desired.automations:
-            changes += _automation(client, auto)
-    return changes
-
-
-def _work_pool(client, name: str) -> list[str]:
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    try:
-        client.read_work_pool(name)
-        return []
-    except ObjectNotFound:
-        pass
-    try:
-        client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-    except ObjectAlreadyExists:  # a worker started meanwhile creates its pool too: already in place
-        return []
-    return [f"created work pool {name} (process)"]
+    if client is None:
+        with get_client(sync_client=True) as own:
+            return deploy(desired, own)
+    changes = apply_lifecycles(desired.lifecycles)  # first: a refused rule stops the deploy here
+    changes += _limits(client, desired.concurrency_limits)
+    changes += _webhooks(client, desired.webhooks)
+    for spec in desired.deployments:
+        changes += _deployment(client, spec, desired.work_pool)
+    for auto in desired.automations:
+        changes += _automation(client, auto)
+    return changes + _retired_automations(client, {a.name for a in desired.automations})
 
 
 def _limits(client, limits: dict[str, int]) -> list[str]:
@@ -166,6 +155,16 @@ def _automation(client, spec: AutomationSpec) -> list[str]:
         return [f"updated automation {spec.name}"]
     client.create_automation(core)
     return [f"created automation {spec.name}"]
+
+
+def _retired_automations(client, wanted: set[str]) -> list[str]:
+    """Delete seawall's own automations (tag `seawall`) that the policy no longer describes."""
+    out = []
+    for auto in client.read_automations():
+        if TAG in (auto.tags or []) and auto.name not in wanted:
+            client.delete_automation(auto.id)
+            out.append(f"deleted automation {auto.name} (no longer in the policy)")
+    return out
 
 
 def _block_id(client, ref: str):

@@ -25,13 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployments.events import BACKUP, COPY, SUSPICIOUS, VERIFICATION, dataset_resource_id
+from deployments.alerts import TAG, AutomationSpec, automations
+from deployments.events import BACKUP, COPY, VERIFICATION, dataset_resource_id
 from seawall.policy import DatasetSpec, Policy, VaultSpec
 from seawall.redact import add_secret
 
-TAG = "seawall"
 ENTRY = "deployments/entrypoints.py"
-FAILED_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
+__all__ = ["TAG", "AutomationSpec", "DeploymentSpec", "Desired", "build"]
 
 
 @dataclass
@@ -51,18 +51,6 @@ class DeploymentSpec:
     @property
     def flow_attr(self) -> str:
         return self.entrypoint.rsplit(":", 1)[1]
-
-
-@dataclass
-class AutomationSpec:
-    """An automation (trigger + notification); `notify` names the notification blocks to send to."""
-
-    name: str
-    description: str
-    trigger: dict[str, Any]
-    notify: list[str]
-    subject: str
-    body: str
 
 
 @dataclass
@@ -125,6 +113,11 @@ def event_trigger(event: str, dataset: str, name: str, parameters: dict[str, Any
             "threshold": 1, "within": 0, "parameters": parameters or {}}
 
 
+def run_tags(dataset: str, stage: str, vault: str) -> list[str]:
+    """A deployment's tags (its runs carry them): the failure alert reads dataset, stage and vault from them."""
+    return [TAG, f"dataset:{dataset}", f"stage:{stage}", f"vault:{vault}"]
+
+
 def dataset_deployments(name: str, ds: DatasetSpec, policy: Policy) -> list[DeploymentSpec]:
     """nightly-, copy-, verify- and retention- deployments for one dataset."""
     vault = vault_param(policy.vaults[ds.vault])
@@ -134,7 +127,8 @@ def dataset_deployments(name: str, ds: DatasetSpec, policy: Policy) -> list[Depl
             name=f"binlogs-{name}", entrypoint=f"{ENTRY}:archive_binlogs", concurrency_limit=1,
             description=f"Archive {name}'s binary logs (point-in-time restores).",
             parameters={"source": source_param(ds), "vault": vault, "dataset": name},
-            cron=ds.mariadb.binlog_schedule.cron, timezone=ds.mariadb.binlog_schedule.timezone))
+            cron=ds.mariadb.binlog_schedule.cron, timezone=ds.mariadb.binlog_schedule.timezone,
+            tags=run_tags(name, "backup", ds.vault)))
     last_event = BACKUP
     verify_vault = vault
     if ds.copy_to:
@@ -143,14 +137,16 @@ def dataset_deployments(name: str, ds: DatasetSpec, policy: Policy) -> list[Depl
             name=f"copy-{name}", entrypoint=f"{ENTRY}:copy_to_dr", description=f"Copy {name} to {ds.copy_to}.",
             parameters={"source_vault": vault, "dest_vault": dest, "datasets": [name], "backups": "latest",
                         "init_dest": True},
-            triggers=[event_trigger(BACKUP, name, f"copy-{name}-after-backup")]))
+            triggers=[event_trigger(BACKUP, name, f"copy-{name}-after-backup")],
+            tags=run_tags(name, "copy", ds.copy_to)))
         last_event, verify_vault = COPY, dest
     if ds.verify:
         specs.append(DeploymentSpec(
             name=f"verify-{name}", entrypoint=f"{ENTRY}:verify_in_dr",
             description=f"Restore {name} from {ds.copy_to or ds.vault} into a scratch target and check it.",
-            parameters={"vault": verify_vault, "dataset": name, "backup": "latest"},
-            triggers=[event_trigger(last_event, name, f"verify-{name}-after-{last_event.split('.')[1]}")]))
+            parameters={"vault": verify_vault, "dataset": name, "backup": "latest", **objectives(ds)},
+            triggers=[event_trigger(last_event, name, f"verify-{name}-after-{last_event.split('.')[1]}")],
+            tags=run_tags(name, "verification", ds.copy_to or ds.vault)))
         last_event = VERIFICATION
     if ds.retention is not None:
         rules = ds.retention if isinstance(ds.retention, dict) else ds.retention.model_dump(mode="json",
@@ -159,7 +155,8 @@ def dataset_deployments(name: str, ds: DatasetSpec, policy: Policy) -> list[Depl
             name=f"retention-{name}", entrypoint=f"{ENTRY}:retention",
             description=f"Apply {name}'s retention policy in {ds.vault}.",
             parameters={"vault": vault, "policy": rules, "dry_run": False, "datasets": [name]},
-            triggers=[event_trigger(last_event, name, f"retention-{name}-after-{last_event.split('.')[1]}")]))
+            triggers=[event_trigger(last_event, name, f"retention-{name}-after-{last_event.split('.')[1]}")],
+            tags=run_tags(name, "retention", ds.vault)))
     return specs
 
 
@@ -179,7 +176,22 @@ def _backup(name: str, ds: DatasetSpec, vault: Any) -> DeploymentSpec:
         params = {"path": ds.files.path, "vault": vault, "dataset": name}
     return DeploymentSpec(name=f"nightly-{name}", entrypoint=entry, parameters=params,
                           description=f"Back up {name} (RPO {ds.rpo}, RTO {ds.rto}).",
-                          cron=ds.schedule.cron, timezone=ds.schedule.timezone)
+                          cron=ds.schedule.cron, timezone=ds.schedule.timezone, tags=run_tags(name, "backup", ds.vault))
+
+
+def objectives(ds: DatasetSpec) -> dict[str, float]:
+    """The dataset's RTO and RPO as flow parameters (seconds): what drills and verifications are judged by."""
+    return {"rto_seconds": ds.rto.total_seconds(), "rpo_seconds": ds.rpo.total_seconds()}
+
+
+def failover_objectives(policy: Policy) -> dict[str, float]:
+    """The failover drill's objectives: its dataset's, else the strictest of the PostgreSQL datasets'."""
+    failover = policy.drills.failover
+    if failover is not None and failover.dataset:
+        return objectives(policy.datasets[failover.dataset])
+    pool = [ds for ds in policy.datasets.values() if ds.postgres] or list(policy.datasets.values())
+    return {"rto_seconds": min(ds.rto for ds in pool).total_seconds(),
+            "rpo_seconds": min(ds.rpo for ds in pool).total_seconds()}
 
 
 def drill_deployments(policy: Policy) -> list[DeploymentSpec]:
@@ -194,8 +206,10 @@ def drill_deployments(policy: Policy) -> list[DeploymentSpec]:
             out.append(DeploymentSpec(
                 name=f"restore-drill-{name}", entrypoint=f"{ENTRY}:restore_drill",
                 description=f"Weekly restore drill of {name} in the DR region.",
-                parameters={"vault": vault_param(policy.vaults[ds.copy_to or ds.vault]), "dataset": name},
-                cron=drill.schedule.cron, timezone=drill.schedule.timezone))
+                parameters={"vault": vault_param(policy.vaults[ds.copy_to or ds.vault]), "dataset": name,
+                            "rto_seconds": ds.rto.total_seconds()},
+                cron=drill.schedule.cron, timezone=drill.schedule.timezone,
+                tags=run_tags(name, "drill", ds.copy_to or ds.vault)))
     failover = policy.drills.failover
     if failover is not None and entrypoints.failover_drill is not None:
         ref = "seawall-postgres-node/{}"
@@ -204,42 +218,18 @@ def drill_deployments(policy: Policy) -> list[DeploymentSpec]:
             description="Failover drill: fence, promote, switch, check, measure, fail back. Run it from the UI.",
             parameters={"primary": {"$ref": {"block_document_slug": ref.format(failover.primary)}},
                         "standby": {"$ref": {"block_document_slug": ref.format(failover.standby)}},
-                        "fail_back": True}))
+                        "objectives": failover_objectives(policy), "fail_back": True} | _drill_dataset(policy),
+            tags=[TAG, "stage:drill"] + ([f"dataset:{failover.dataset}"] if failover.dataset else [])))
     return out
 
 
-def automations(policy: Policy, notify: list[str]) -> list[AutomationSpec]:
-    """Failed/Crashed alert for every seawall run, and one staleness alert per dataset."""
-    out = []
-    if policy.alerts.on_failure and notify:
-        out.append(AutomationSpec(
-            name="seawall-run-failed", description="A seawall flow run failed or crashed.",
-            trigger={"type": "event", "expect": list(FAILED_EVENTS),
-                     "match": {"prefect.resource.id": "prefect.flow-run.*"},
-                     "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"},
-                     "posture": "Reactive", "threshold": 1, "within": 0},
-            notify=notify, subject="seawall: {{ event.resource.name }} {{ event.event.split('.')[-1] }}",
-            body=("seawall run {{ event.resource.name }} ended {{ event.event.split('.')[-1] }}: "
-                  "{{ event.payload.validated_state.message if event.payload.validated_state else '' }}")))
-    if notify:
-        out.append(AutomationSpec(
-            name="seawall-backup-suspicious", description="A backup was flagged SUSPICIOUS (possible ransomware).",
-            trigger={"type": "event", "expect": [SUSPICIOUS], "match": {"prefect.resource.id": "seawall.dataset.*"},
-                     "posture": "Reactive", "threshold": 1, "within": 0},
-            notify=notify, subject="seawall: SUSPICIOUS backup of {{ event.resource.name }}",
-            body=("seawall flagged backup {{ event.payload.backup_id }} of {{ event.resource.name }}: "
-                  "{{ event.payload.reasons | join('; ') }}. It is kept by retention; "
-                  "`seawall last-clean {{ event.resource.name }}` names the backup before it.")))
-    if policy.alerts.on_staleness and notify:
-        for name, ds in policy.datasets.items():
-            out.append(AutomationSpec(
-                name=f"seawall-stale-{name}", description=f"No completed backup of {name} within its RPO.",
-                trigger={"type": "event", "expect": [BACKUP],
-                         "match": {"prefect.resource.id": dataset_resource_id(name)},
-                         "posture": "Proactive", "threshold": 1, "within": int(ds.rpo.total_seconds())},
-                notify=notify, subject=f"seawall: {name} is stale",
-                body=f"seawall: no completed backup of {name} within its RPO of {ds.rpo}."))
-    return out
+def _drill_dataset(policy: Policy) -> dict[str, Any]:
+    """With a dataset named, the drill's preflight checks its newest verified backup in the dataset's vault."""
+    failover = policy.drills.failover
+    if failover is None or not failover.dataset:
+        return {}
+    ds = policy.datasets[failover.dataset]
+    return {"vault": vault_param(policy.vaults[ds.vault]), "dataset": failover.dataset}
 
 
 def webhook_blocks(policy: Policy, env: dict[str, str]) -> dict[str, str]:
@@ -282,7 +272,3 @@ def build(policy: Policy, env: dict[str, str] | None = None, policy_file: str | 
                    webhooks=webhooks, automations=automations(policy, notify), lifecycles=lifecycles(policy))
 
 
-def missing_env(policy: Policy, env: dict[str, str]) -> list[str]:
-    """Webhook URL variables the deploy needs but the environment lacks."""
-    return [f"alerts.webhooks[{i}].url_env: {h.url_env} is not set" for i, h in enumerate(policy.alerts.webhooks)
-            if h.url_env and not env.get(h.url_env)]

@@ -16,20 +16,22 @@ Example:
 
 from __future__ import annotations
 
+from deployments.failures import describing_failures
 from flows.backup import archive_mariadb_binlogs, backup_files, backup_mariadb, backup_postgres, backup_redis
 from flows.cross_region_copy import cross_region_copy
 from flows.readiness import readiness_report as _readiness_report
 from flows.restore_verification import verify_restore
 from flows.retention import apply_retention
 
-nightly_backup_postgres = backup_postgres.prefect
-nightly_backup_files = backup_files.prefect
-nightly_backup_mariadb = backup_mariadb.prefect
-nightly_backup_redis = backup_redis.prefect
-archive_binlogs = archive_mariadb_binlogs.prefect
-copy_to_dr = cross_region_copy.prefect
-verify_in_dr = verify_restore.prefect
-retention = apply_retention.prefect
+# Each is described: a failure names the failing task and the first error line (deployments/failures.py).
+nightly_backup_postgres = describing_failures(backup_postgres.prefect)
+nightly_backup_files = describing_failures(backup_files.prefect)
+nightly_backup_mariadb = describing_failures(backup_mariadb.prefect)
+nightly_backup_redis = describing_failures(backup_redis.prefect)
+archive_binlogs = describing_failures(archive_mariadb_binlogs.prefect)
+copy_to_dr = describing_failures(cross_region_copy.prefect)
+verify_in_dr = describing_failures(verify_restore.prefect)
+retention = describing_failures(apply_retention.prefect)
 readiness_report = _readiness_report.prefect
 __all__ = ["archive_binlogs", "copy_to_dr", "nightly_backup_files", "nightly_backup_mariadb", "nightly_backup_postgres",
            "nightly_backup_redis", "readiness_report", "retention", "verify_in_dr"]
@@ -37,12 +39,12 @@ __all__ = ["archive_binlogs", "copy_to_dr", "nightly_backup_files", "nightly_bac
 try:  # written concurrently by other engineers: deploy them when present
     from flows.restore_drill import restore_drill as _restore_drill
 
-    restore_drill = _restore_drill.prefect
+    restore_drill = describing_failures(_restore_drill.prefect)
 except ImportError:  # pragma: no cover
     restore_drill = None
 try:
     from flows.failover_drill import failover_drill as _failover_drill
 
-    failover_drill = _failover_drill.prefect
+    failover_drill = describing_failures(_failover_drill.prefect)
 except ImportError:  # pragma: no cover
     failover_drill = None

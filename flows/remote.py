@@ -13,7 +13,7 @@ from seawall.configs.ssh import as_ssh_host
 from seawall.configs.vault import as_vault_target
 from seawall.errors import ConfigError
 from seawall.manifest import Manifest, new_backup_id
-from seawall.naming import slug
+from seawall.naming import dataset_for_remote
 from seawall.ssh import is_ssh_url, parse_ssh_url
 from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
 from tasks.remote_files import backup_remote_files_task, preflight_remote_files, restore_to_remote_task
@@ -35,9 +35,8 @@ def _host_and_path(host: SshHost | str, path: str | None) -> tuple[SshHost, str]
 
 
 def default_remote_dataset(host: str, path: str) -> str:
-    """`web1`, `/srv/www` → `files-web1-www`."""
-    base = path.rstrip("/").rsplit("/", 1)[-1] or "root"
-    return slug(f"files-{host}-{base}")
+    """`web1`, `/srv/www` → `web1-www` (seawall/naming.py holds the rule)."""
+    return dataset_for_remote(host, path)
 
 
 @flow(name="backup-remote-files", stage="backup", log_prints=True)

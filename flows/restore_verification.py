@@ -59,7 +59,8 @@ class Outcome:
 def verify_restore(vault: VaultTarget | str, dataset: str, backup: str = "latest", target_time: datetime | None = None,
                    scratch: PostgresSource | str | None = None, suites: str | None = None,
                    scratch_port: int | None = None, jobs: int = 2, before_checks: str | None = None,
-                   seed: int | None = None) -> VerificationReport:
+                   seed: int | None = None, rto_seconds: float | None = None,
+                   rpo_seconds: float | None = None) -> VerificationReport:
     """Restore a backup into a scratch target, run the integrity checks, and record the evidence.
 
     Args:
@@ -74,6 +75,8 @@ def verify_restore(vault: VaultTarget | str, dataset: str, backup: str = "latest
         jobs: pg_restore parallel jobs.
         before_checks: testing only: SQL run on the restored copy before the checks.
         seed: seed for `backup="random"` (reproducible drills).
+        rto_seconds: the dataset's RTO, recorded beside the measured restore time (deployments pass the policy's).
+        rpo_seconds: the dataset's RPO, recorded beside the achieved RPO.
 
     Returns:
         The VERIFIED report. Otherwise raises VerificationFailed (with `.report`).
@@ -95,7 +98,8 @@ def verify_restore(vault: VaultTarget | str, dataset: str, backup: str = "latest
         restore_and_check(vault_target, manifest, plan, scratch_target, outcome, suites, jobs, before_checks, started)
     finally:
         outcome.phases["teardown"] = teardown_scratch(scratch_target)
-    report = build_report(vault_target, manifest, plan, scratch_target, outcome, started)
+    report = build_report(vault_target, manifest, plan, scratch_target, outcome, started).model_copy(
+        update={"rto_objective_s": rto_seconds, "rpo_objective_s": rpo_seconds})
     record_verification(vault_target, report)
     verified = judge(report, outcome.error)
     emit_completed("verification", verified, vault_target.display())

@@ -57,6 +57,8 @@ class VerificationReport(BaseModel):
     rto_verified_s: float | None = Field(None, description="From start to every check done (scratch included).")
     rpo_s: float | None = None
     rpo_source: str | None = None
+    rto_objective_s: float | None = Field(None, description="The dataset's RTO when the run was given it (policy).")
+    rpo_objective_s: float | None = Field(None, description="The dataset's RPO when the run was given it (policy).")
     restore_point: datetime | None = Field(None, description="Newest data found in the restored copy.")
     checks: list[CheckResult] = Field(default_factory=list)
     error: str | None = Field(None, description="Why the restore (or the run) failed, if it did.")

@@ -11,11 +11,15 @@ are the copies, so its `backup` stage is the copy stage) and the verification le
     seawall_last_rto_seconds / seawall_last_rto_verified_seconds / seawall_last_rpo_seconds
     seawall_verification_ok{vault,dataset}                         1 VERIFIED, 0 FAILED (newest report)
     seawall_scrape_error{vault}                                    1 when the vault could not be read
+    seawall_rpo_objective_seconds{dataset} / seawall_rto_objective_seconds{dataset}   from the policy
+
+Each vault is scraped with its own credentials (`VaultSource`: a URL with its passphrase, or a
+saved block), so a DR vault with its own passphrase is read, not reported as an error.
 
 Example:
     ```python
-    from seawall.metrics import render
-    print(render(["file:///srv/vault"], "passphrase").decode())
+    from seawall.metrics import render, url_source
+    print(render([url_source("file:///srv/vault", "passphrase")]).decode())
     ```
 """
 
@@ -24,7 +28,8 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,32 +50,60 @@ def _display(url: str) -> str:
     return urlunsplit((p.scheme, host, p.path, "", ""))  # no credentials, no query secrets
 
 
+@dataclass(frozen=True)
+class VaultSource:
+    """One vault to scrape: the name its metrics carry and how to open it (with its own credentials)."""
+
+    name: str
+    open: Callable[[], object]
+
+
+def url_source(url: str, passphrase: str | None) -> VaultSource:
+    """A vault by URL, unlocked with `passphrase` (None: a KMS key wrapper)."""
+
+    def open_() -> object:
+        from seawall.stores import open_store
+        from seawall.vault import Vault
+
+        return Vault.open(open_store(url), passphrase)
+
+    return VaultSource(_display(url), open_)
+
+
+def as_sources(vaults: list, passphrase: str | None = None) -> list[VaultSource]:
+    """VaultSources from VaultSources or URLs (URLs share `passphrase`)."""
+    return [v if isinstance(v, VaultSource) else url_source(v, passphrase) for v in vaults]
+
+
+Objectives = dict[str, tuple[float, float]]  # dataset → (RPO seconds, RTO seconds)
+
+
 class VaultCollector(Collector):
     """Reads each vault's manifests and verification ledger on every `collect()`."""
 
-    def __init__(self, vault_urls: list[str], passphrase: str, now=None):
-        self.vault_urls, self.passphrase, self.now = vault_urls, passphrase, now
+    def __init__(self, vaults: list, passphrase: str | None = None, now=None, objectives: Objectives | None = None):
+        self.sources, self.now, self.objectives = as_sources(vaults, passphrase), now, objectives or {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = (self.now or (lambda: datetime.now(UTC)))()
         fams = _families()
-        for url in self.vault_urls:
+        for source in self.sources:
             try:
-                self._one(url, now, fams)
-                fams["scrape_error"].add_metric([_display(url)], 0)
-            except (SeawallError, OSError) as exc:  # a vault that fails to open is a metric, not a crash
-                fams["scrape_error"].add_metric([_display(url)], 1)
-                del exc
+                self._one(source, now, fams)
+                fams["scrape_error"].add_metric([source.name], 0)
+            except (SeawallError, OSError):  # a vault that fails to open is a metric, not a crash
+                fams["scrape_error"].add_metric([source.name], 1)
+        for dataset, (rpo, rto) in sorted(self.objectives.items()):
+            fams["rpo_objective"].add_metric([dataset], rpo)
+            fams["rto_objective"].add_metric([dataset], rto)
         yield from fams.values()
 
-    def _one(self, url: str, now: datetime, fams: dict[str, GaugeMetricFamily]) -> None:
+    def _one(self, source: VaultSource, now: datetime, fams: dict[str, GaugeMetricFamily]) -> None:
         from seawall.ledger import list_reports
         from seawall.manifest import BackupStatus
-        from seawall.stores import open_store
-        from seawall.vault import Vault
 
-        vault = Vault.open(open_store(url), self.passphrase)
-        name = _display(url)
+        vault = source.open()
+        name = source.name
         manifests = vault.list_backups()
         for (ds, status), n in sorted(Counter((m.dataset, str(m.status)) for m in manifests).items()):
             fams["backups"].add_metric([name, ds, status], n)
@@ -123,29 +156,41 @@ def _families() -> dict[str, GaugeMetricFamily]:
         "verification_ok": g("seawall_verification_ok", "1 if the newest verification is VERIFIED, else 0.",
                              labels=_LABELS),
         "scrape_error": g("seawall_scrape_error", "1 if the vault could not be read.", labels=["vault"]),
+        "rpo_objective": g("seawall_rpo_objective_seconds", "The dataset's recovery point objective (policy).",
+                           labels=["dataset"]),
+        "rto_objective": g("seawall_rto_objective_seconds", "The dataset's recovery time objective (policy).",
+                           labels=["dataset"]),
     }
 
 
-def registry_for(vault_urls: list[str], passphrase: str) -> CollectorRegistry:
+def registry_for(vaults: list, passphrase: str | None = None, objectives: Objectives | None = None
+                 ) -> CollectorRegistry:
     """A registry holding only seawall's collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(VaultCollector(vault_urls, passphrase))
+    registry.register(VaultCollector(vaults, passphrase, objectives=objectives))
     return registry
 
 
-def render(vault_urls: list[str], passphrase: str) -> bytes:
-    """The exposition text for the vaults, now."""
-    return generate_latest(registry_for(vault_urls, passphrase))
+def render(vaults: list, passphrase: str | None = None, objectives: Objectives | None = None) -> bytes:
+    """The exposition text for the vaults (VaultSources, or URLs sharing `passphrase`), now."""
+    return generate_latest(registry_for(vaults, passphrase, objectives))
 
 
-def write_textfile(path: str | os.PathLike, vault_urls: list[str], passphrase: str) -> Path:
+def write_textfile(path: str | os.PathLike, vaults: list, passphrase: str | None = None,
+                   objectives: Objectives | None = None) -> Path:
     """Write node_exporter's textfile-collector format atomically (tmp file + rename)."""
-    write_to_textfile(str(path), registry_for(vault_urls, passphrase))
+    write_to_textfile(str(path), registry_for(vaults, passphrase, objectives))
     return Path(path)
 
 
-def serve(vault_urls: list[str], passphrase: str, port: int, addr: str = "127.0.0.1") -> None:
+def serve(vaults: list, passphrase: str | None, port: int, addr: str = "127.0.0.1",
+          objectives: Objectives | None = None) -> None:
     """Serve /metrics until interrupted (each scrape reads the vaults)."""
-    start_http_server(port, addr=addr, registry=registry_for(vault_urls, passphrase))
+    start_http_server(port, addr=addr, registry=registry_for(vaults, passphrase, objectives))
     while True:
         time.sleep(3600)
+
+
+def exported_names() -> set[str]:
+    """Every metric family name seawall exports (what dashboards may query)."""
+    return {fam.name for fam in _families().values()}

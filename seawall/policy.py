@@ -28,7 +28,16 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from seawall.errors import ConfigError
 from seawall.readiness import settings as _readiness
@@ -256,9 +265,11 @@ class RestoreDrillSpec(_Strict):
 class FailoverDrillSpec(_Strict):
     """Defaults for the failover drill deployment (run on demand from the Prefect UI)."""
 
-    primary: str = Field(description="Name of the primary host or SshHost block.")
-    standby: str = Field(description="Name of the standby host or SshHost block.")
+    primary: str = Field(description="Name of the primary's saved `seawall-postgres-node` block.")
+    standby: str = Field(description="Name of the standby's saved `seawall-postgres-node` block.")
     switch_command: str | None = Field(None, description="Command that moves traffic to the promoted node.")
+    dataset: str | None = Field(None, description="The dataset this cluster serves: its RTO/RPO judge the drill "
+                                "(default: the strictest of the PostgreSQL datasets).")
 
 
 class DrillsSpec(_Strict):
@@ -298,6 +309,12 @@ class Policy(_Strict):
     datasets: dict[str, DatasetSpec]
     drills: DrillsSpec = Field(default_factory=DrillsSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    _source: tuple[str, Any] = PrivateAttr(default=("seawall.yaml", None))
+
+    def problem(self, loc: tuple, message: str) -> Problem:
+        """A Problem located at `loc` (e.g. `("vaults", "dr", "block")`) in the file this policy came from."""
+        filename, root = self._source
+        return Problem(filename, _line(root, loc), _dotted(loc), message)
     readiness: ReadinessSpec = Field(default_factory=lambda: ReadinessSpec())
 
 
@@ -319,6 +336,9 @@ class PolicyError(ConfigError):
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{problems[0]} (nothing deployed)", hint="fix it and run `seawall plan` again")
+            return
         head = f"{len(problems)} problem(s) in the policy file, nothing deployed"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in problems),
                          hint="fix the lines above and run `seawall plan` again")
@@ -348,7 +368,8 @@ def parse_policy(text: str, filename: str = "seawall.yaml") -> Policy:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError([_locate(filename, root, e) for e in exc.errors()]) from None
-    problems = [Problem(filename, _line(root, loc), _dotted(loc), msg) for loc, msg in cross_checks(policy)]
+    policy._source = (filename, root)
+    problems = [policy.problem(loc, msg) for loc, msg in cross_checks(policy)]
     if problems:
         raise PolicyError(problems)
     return policy
@@ -359,6 +380,9 @@ def cross_checks(policy: Policy) -> list[tuple[tuple, str]]:
     out: list[tuple[tuple, str]] = []
     names = sorted(policy.vaults)
     for name, ds in policy.datasets.items():
+        if not _dataset_name_ok(name):
+            out.append((("datasets", name), f"invalid dataset name {name!r} (allowed: lowercase letters, digits, "
+                        "'.', '_' or '-', at most 100; it names the dataset in the vaults)"))
         for key in ("vault", "copy_to"):
             ref = getattr(ds, key)
             if ref is not None and ref not in policy.vaults:
@@ -376,12 +400,26 @@ def cross_checks(policy: Policy) -> list[tuple[tuple, str]]:
     from seawall.tiering import lifecycle_problems
 
     out += lifecycle_problems(policy)
+    failover = policy.drills.failover
+    if failover is not None and failover.dataset is not None and failover.dataset not in policy.datasets:
+        out.append((("drills", "failover", "dataset"), f"unknown dataset {failover.dataset!r} "
+                    f"(allowed: {', '.join(sorted(policy.datasets))})"))
     drill = policy.drills.restore
     for i, ds_name in enumerate(drill.datasets or [] if drill else []):
         if ds_name not in policy.datasets:
             out.append((("drills", "restore", "datasets", i), f"unknown dataset {ds_name!r} "
                         f"(allowed: {', '.join(sorted(policy.datasets))})"))
     return out
+
+
+def _dataset_name_ok(name: str) -> bool:
+    from seawall.manifest import validate_dataset
+
+    try:
+        validate_dataset(name)
+    except ConfigError:
+        return False
+    return True
 
 
 def _human(delta: timedelta) -> str:

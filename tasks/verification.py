@@ -167,15 +167,25 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
+def _against(measured: float | None, objective: float | None) -> str:
+    """`; objective 1800.0 s: met` (nothing when no objective was given)."""
+    if objective is None:
+        return ""
+    verdict = "not measured" if measured is None else ("met" if measured <= objective else "**MISSED**")
+    return f"; objective {_seconds(objective)}: {verdict}"
+
+
 def report_markdown(report: VerificationReport) -> str:
     """The markdown summary: verdict, backup, target, RTO, RPO, phases, failing checks."""
     lines = [f"# Restore verification: {report.status}", "",
              f"- **dataset** {report.dataset}, **backup** {report.backup_id} ({report.kind})",
              f"- **target** {report.target}" + (" (random pick)" if report.random_pick else ""),
              f"- **scratch** {report.scratch}",
-             f"- **RTO** restore {_seconds(report.rto_restore_s)}, to verified {_seconds(report.rto_verified_s)}",
+             f"- **RTO** restore {_seconds(report.rto_restore_s)}, to verified {_seconds(report.rto_verified_s)}"
+             + _against(report.rto_verified_s, report.rto_objective_s),
              f"- **achieved RPO** {_seconds(report.rpo_s)} (from {report.rpo_source or '-'}; "
-             f"newest data {report.restore_point.isoformat() if report.restore_point else '-'})",
+             f"newest data {report.restore_point.isoformat() if report.restore_point else '-'})"
+             + _against(report.rpo_s, report.rpo_objective_s),
              "- **phases** " + ", ".join(f"{k} {v:.1f} s" for k, v in report.phases.items())]
     if report.error:
         lines.append(f"- **error** {report.error}")

@@ -82,7 +82,8 @@ def corrupt_row(c: CorruptManifest) -> dict:
 @backup_app.command("files")
 def backup_files_cmd(path: str = typer.Argument(..., help="Folder to back up, or ssh://user@host[:port]/path."),
                      vault: str = VaultOpt,
-                     dataset: str | None = typer.Option(None, help="Dataset name (default: files-<folder>)."),
+                     dataset: str | None = typer.Option(None, help="Dataset name (default: the folder's name, "
+                                                        "www for /srv/www; host-folder over SSH)."),
                      identity: Path | None = IdentityOpt, known_hosts: Path | None = KnownHostsOpt,
                      exclude: list[str] | None = ExcludeOpt, one_file_system: bool = OneFsOpt,
                      passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt) -> None:

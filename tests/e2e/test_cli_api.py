@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.prefect_helpers import create_pool
+
 ROOT = Path(__file__).resolve().parents[2]
 SEAWALL = str(Path(sys.executable).with_name("seawall"))
 PASSPHRASE = "correct horse"
@@ -86,6 +88,7 @@ def test_cli_backup_is_a_tagged_flow_run_whose_event_starts_the_copy(env, worker
     (src / "index.html").write_text("<h1>héllo</h1>\n" * 500)
     assert seawall(env, "init", a).returncode == 0
     (tmp_path / "seawall.yaml").write_text(policy(a, b, src))
+    create_pool(prefect_server, POOL)  # deploy requires the pool; the worker may not have made it yet
     deployed = seawall(env, "deploy", "--policy", str(tmp_path / "seawall.yaml"), "--json")
     assert deployed.returncode == 0, deployed.stderr
 

@@ -170,8 +170,8 @@ def test_corrupt_chunk_fails_the_backups_that_reference_it(cli, tmp_path):
     result = cli("copy", "--from", src, "--to", dst, "--init-dest")
     assert result.code == ExitCode.INTEGRITY, result.out + result.err
     assert victim.name in result.err and len(result.err.strip().splitlines()) == 1
-    assert f"copied files-b/{ids['b']}" in result.out
-    assert f"failed files-a/{ids['a']}" in result.out and f"failed files-a/{later}" in result.out
+    assert f"copied b/{ids['b']}" in result.out
+    assert f"failed a/{ids['a']}" in result.out and f"failed a/{later}" in result.out
     assert not list((tmp_path / "dst" / "chunks").glob(f"*/{victim.name}"))
     listed = cli("list", "--vault", dst, "--json").json()["backups"]
     assert [b["backup_id"] for b in listed] == [ids["b"]]

@@ -111,7 +111,7 @@ def test_corrupt_manifest(cli, tree, tmp_path):
     result = cli("verify", "--vault", url, "--read-data", "--json")
     assert result.code == ExitCode.INTEGRITY
     verdicts = {b["backup_id"]: b for b in result.json()["backups"]}
-    assert not verdicts[first]["ok"] and f"manifests/files-tree/{first}" in verdicts[first]["problems"][0]
+    assert not verdicts[first]["ok"] and f"manifests/tree/{first}" in verdicts[first]["problems"][0]
     assert verdicts[second]["ok"]
 
 

@@ -41,7 +41,7 @@ def test_backup_restore_local_and_remote(cli, sshd, remote_dir, vault_url, tmp_p
     assert first.code == 0, first.err
     row = first.json()
     assert row["status"] == "DONE" and row["skipped_items"] == [] and row["bytes_read"] > 8 * MiB
-    assert row["dataset"] == "files-127.0.0.1-tree"
+    assert row["dataset"] == "127.0.0.1-tree"
     expected = tree_snapshot(remote_dir / "tree")
 
     local = cli("restore", row["backup_id"], "--vault", vault_url, "--to", str(tmp_path / "local"))

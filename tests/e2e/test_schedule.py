@@ -17,6 +17,7 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from tests.e2e.prefect_helpers import create_pool
 from tests.fixtures.prefect import process_worker, server_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,7 @@ datasets:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
     env.update(PREFECT_API_URL=prefect_server["url"], PREFECT_HOME=prefect_server["home"],
                SEAWALL_PASSPHRASE=PASSPHRASE, PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    create_pool(prefect_server, POOL)
     started = time.monotonic()
     deployed = subprocess.run([SEAWALL, "deploy", "--policy", str(policy)], env=env, capture_output=True, text=True,
                               timeout=120, cwd=tmp_path)

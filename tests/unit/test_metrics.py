@@ -65,3 +65,45 @@ def test_unreadable_vault_is_a_metric_and_textfile_is_written(tmp_path):
     url = f"file://{tmp_path / 'nothing-here'}"
     out = metrics.write_textfile(tmp_path / "seawall.prom", [url], PASSPHRASE)
     assert samples(out.read_bytes())[("seawall_scrape_error", ("vault", url))] == 1
+
+
+def _vault_with_history(url: str, passphrase: str) -> None:
+    vault: Vault = init_vault(url, passphrase, scrypt=FAST_SCRYPT)
+    vault.write_manifest(done(1, 1000))
+    store_report(vault, VerificationReport(vault=url, dataset="shop", backup_id=done(1, 1).backup_id, kind="files",
+                                           started_at=BASE_TIME, finished_at=BASE_TIME + timedelta(hours=1),
+                                           rto_restore_s=12.5, rto_verified_s=20.0, rpo_s=3.0,
+                                           checks=[CheckResult(name="tree", status="pass")]))
+
+
+def test_each_vault_is_read_with_its_own_passphrase_and_objectives_are_exported(tmp_path):
+    primary, dr = f"file://{tmp_path / 'primary'}", f"file://{tmp_path / 'dr vault'}"
+    _vault_with_history(primary, PASSPHRASE)
+    _vault_with_history(dr, "the DR vault's own passphrase")
+    shared_only = samples(metrics.render([primary, dr], PASSPHRASE))
+    assert shared_only[("seawall_scrape_error", ("vault", dr))] == 1  # the old behaviour: one passphrase
+    text = metrics.render([metrics.url_source(primary, PASSPHRASE),
+                           metrics.url_source(dr, "the DR vault's own passphrase")],
+                          objectives={"shop": (26 * 3600.0, 1800.0)})
+    s = samples(text)
+    assert s[("seawall_scrape_error", ("vault", primary))] == 0 and s[("seawall_scrape_error", ("vault", dr))] == 0
+    assert last_success(text, dr) is not None
+    assert s[("seawall_rpo_objective_seconds", ("dataset", "shop"))] == 26 * 3600.0
+    assert s[("seawall_rto_objective_seconds", ("dataset", "shop"))] == 1800.0
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_exported_with_samples(tmp_path):
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "deployments" / "grafana" / "seawall.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    queried = {name for e in exprs for name in re.findall(r"\bseawall_[a-z_]+", e)}
+    assert len(queried) >= 12 and queried <= metrics.exported_names(), queried - metrics.exported_names()
+
+    url = f"file://{tmp_path / 'vault'}"
+    _vault_with_history(url, PASSPHRASE)
+    exported = {name for name, *_ in samples(metrics.render([url], PASSPHRASE, objectives={"shop": (60.0, 60.0)}))}
+    assert queried <= exported, f"queried but without samples: {queried - exported}"
