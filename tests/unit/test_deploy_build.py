@@ -81,7 +81,8 @@ def test_every_block_the_policy_names_is_a_reference():
     refs = {(r.slug, r.name, r.loc) for r in block_refs(load_policy(EXAMPLE))}
     assert refs == {("seawall-vault", "dr-us-east-2", ("vaults", "region-b", "block")),
                     ("seawall-postgres-node", "db1", ("drills", "failover", "primary")),
-                    ("seawall-postgres-node", "db2", ("drills", "failover", "standby"))}
+                    ("seawall-postgres-node", "db2", ("drills", "failover", "standby")),
+                    ("seawall-mariadb-source", "orders-db", ("datasets", "orders-db", "mariadb", "block"))}
 
 
 def test_policy_dataset_names_and_failover_dataset_are_checked():
