@@ -93,6 +93,11 @@ def test_logical_and_physical_round_trips_of_1m_rows(cli, shop, vault, server_di
         assert table_digests(_socket_conn(server, "shop")) == source
     finally:
         server.remove()
+    report = cli("verify-restore", "--vault", vault, "--dataset", physical.json()["dataset"], "--json")
+    assert report.code == 0, [c for c in report.json()["checks"] if c["status"] != "pass"] or report.json()
+    checks = report.json()["checks"]
+    assert {c["name"] for c in checks} == {"check-table", "gx:builtin"}
+    assert {c["table"] for c in checks if c["name"] == "check-table"} >= {f"shop.{t}" for t in TABLES}  # + shop_copy
 
 
 def _wait_next_second() -> datetime:
