@@ -421,3 +421,26 @@ def test_failed_checks_abort_and_restore_the_original_primary(pair: Pair, state_
     assert any("primary was restored as the primary" in n for n in report.notes)
     assert monitor.both == 0
     assert_original_topology(pair)
+
+
+# ---- the CLI with no Prefect API configured: the same drill in plain mode ----------------------
+def test_cli_drill_without_prefect(pair: Pair, state_dir: Path, tmp_path: Path) -> None:
+    """`seawall drill failover` as a whole process with no API anywhere: the same steps and report,
+    exit 0, the original topology back, and Prefect never imported (import-time trace)."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPROFILEIMPORTTIME="1")
+    seawall = str(Path(sys.executable).with_name("seawall"))
+    proc = subprocess.run([seawall, "drill", "failover", "--primary-dsn", pair.primary.conninfo(),
+                           "--primary-datadir", str(pair.primary.datadir), "--standby-dsn", pair.standby.conninfo(),
+                           "--standby-datadir", str(pair.standby.datadir), "--rto", "120", "--rpo", "30", "--json"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    err = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == 0, err[-20:]
+    report = json.loads(proc.stdout)
+    assert report["status"] == "PASSED" and [s["name"] for s in report["steps"]][-1] == "final_health"
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "flows.failover_drill" in imported and not {m for m in imported if m.split(".")[0] == "prefect"}
+    assert not (tmp_path / "prefect-home").exists()
+    assert_original_topology(pair)
