@@ -14,7 +14,6 @@ import typer
 
 from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, fail, handled_errors, print_json, progress_bars
-from seawall.manifest import validate_dataset
 from seawall.units import human_bytes, human_seconds
 
 MARIADB_PASSWORD_ENV = "SEAWALL_MARIADB_PASSWORD"
@@ -69,6 +68,8 @@ def backup_mariadb_cmd(
     with handled_errors():
         load_passphrase(passphrase_file)
         if dataset:
+            from seawall.manifest import validate_dataset  # pydantic: not on --help's path
+
             validate_dataset(dataset)  # usage errors before any flow machinery starts
         from flows.backup import backup_mariadb
 
@@ -88,6 +89,8 @@ def backup_redis_cmd(
     with handled_errors():
         load_passphrase(passphrase_file)
         if dataset:
+            from seawall.manifest import validate_dataset
+
             validate_dataset(dataset)
         from flows.backup import backup_redis
 
