@@ -220,6 +220,9 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
         destinations = [d for d in (to, to_dsn, to_datadir, to_mariadb, to_redis) if d is not None]
         if len(destinations) != 1:
             fail("give exactly one of --to PATH, --to-dsn DSN, --to-datadir DIR, --to-mariadb DSN or --to-redis URL")
+        from seawall.cli.pg import restore_postgres_cmd, target_spec
+
+        spec = target_spec(target_time, target_lsn, target_name, target_xid, target)  # before opening the vault
         if to_mariadb or to_redis or (to_datadir and _is_mariadb(backup_id, vault)):
             _restore_source(backup_id, vault, to_mariadb, to_redis, to_datadir,
                             (target_time, target_position, roll_forward), json_out)
@@ -228,9 +231,6 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             from seawall.sources.files import check_restore_target
 
             check_restore_target(to)
-        from seawall.cli.pg import restore_postgres_cmd, target_spec
-
-        spec = target_spec(target_time, target_lsn, target_name, target_xid, target)  # before the vault too
         from seawall.cli.tiers import show_restore_tier
 
         tier = show_restore_tier(vault, backup_id, json_out)  # archive tiers: the wait and the RTO it implies
