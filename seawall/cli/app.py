@@ -99,7 +99,7 @@ def backup_files_cmd(path: str = typer.Argument(..., help="Folder to back up, or
         if exclude or one_file_system:
             fail("--exclude and --one-file-system apply to ssh:// sources only")
         load_passphrase(passphrase_file)
-        from seawall.sources.files import check_source
+        from seawall.sources.paths import check_source
 
         check_source(str(path.absolute()))  # usage errors before any flow machinery starts
         if dataset:

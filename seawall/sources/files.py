@@ -26,6 +26,7 @@ from seawall.errors import ConfigError, PermanentError
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStats, BackupStatus, Manifest, StreamRef, new_manifest
 from seawall.sources import fidelity
+from seawall.sources.paths import check_source
 from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse, iter_entries, uncount
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
@@ -39,18 +40,6 @@ class WalkItem:
     path: str  # relative, '/'-separated; '.' is the root
     full: str
     st: os.stat_result
-
-
-def check_source(root: str | os.PathLike) -> Path:
-    """The absolute root, or a one-line ConfigError saying what is wrong with it."""
-    path = Path(root).absolute()
-    if not path.exists():
-        raise ConfigError(f"source path {path} does not exist", hint="check the path")
-    if not path.is_dir():
-        raise ConfigError(f"source path {path} is not a directory", hint="give the folder to back up")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise ConfigError(f"source path {path} is not readable", hint="run as a user that can read it")
-    return path
 
 
 def walk(root: Path, skipped: list[str]) -> Iterator[WalkItem]:
