@@ -1,4 +1,8 @@
-"""Helpers for the tests that deploy a policy onto the real `prefect server` (tests/fixtures/prefect.py)."""
+"""Helpers for the tests that deploy a policy onto the real `prefect server` (tests/fixtures/prefect.py).
+
+The server lives for the whole session: each test's policy uses its own dataset and work-pool
+names, so one test's deployments and runs (`nightly-<dataset>`) never look like another's.
+"""
 
 from __future__ import annotations
 

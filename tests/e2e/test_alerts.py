@@ -22,7 +22,7 @@ vaults:
   region-a: {{url: "{a}"}}
   region-b: {{url: "{b}", role: dr}}
 datasets:
-  www:
+  site:
     files: {{path: "{gone}"}}
     vault: region-a
     copy_to: region-b
@@ -53,7 +53,7 @@ def test_failure_alert_names_what_broke_and_staleness_fires_per_stage(prefect_se
     sink = Sink()
     env = seawall_env(prefect_server) | {"SEAWALL_TEST_ALERT_HOOK": sink.url}
     policy = tmp_path / "seawall.yaml"
-    policy.write_text(policy_text(a, b, str(tmp_path / "gone ä 'www'"), str(quiet)))
+    policy.write_text(policy_text(a, b, str(tmp_path / "gone ä 'site'"), str(quiet)))
     create_pool(prefect_server, POOL)
     deployed = seawall(env, "deploy", "--policy", str(policy))
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
@@ -62,8 +62,8 @@ def test_failure_alert_names_what_broke_and_staleness_fires_per_stage(prefect_se
             client.pause_deployment(client.read_deployment_by_name("backup-files/nightly-quiet").id)
             with process_worker(POOL, env, tmp_path / "worker.log", ROOT):
                 run = client.create_flow_run_from_deployment(
-                    client.read_deployment_by_name("backup-files/nightly-www").id)
-                wait_run(client, "nightly-www", 90, state="FAILED")
+                    client.read_deployment_by_name("backup-files/nightly-site").id)
+                wait_run(client, "nightly-site", 90, state="FAILED")
                 failure = sink.wait_for(str(run.id), 30)
             copy_stale = sink.wait_for("quiet copy is stale", 150)
             verification_stale = sink.wait_for("quiet verification is stale", 30)
@@ -71,11 +71,11 @@ def test_failure_alert_names_what_broke_and_staleness_fires_per_stage(prefect_se
         sink.close()
 
     subject, body = failure["subject"], failure["body"]
-    assert subject == "seawall: backup of www FAILED (deployment nightly-www)", subject
-    for line in ("Deployment: nightly-www", "Dataset: www", "Vault: region-a", "Stage: backup",
+    assert subject == "seawall: backup of site FAILED (deployment nightly-site)", subject
+    for line in ("Deployment: nightly-site", "Dataset: site", "Vault: region-a", "Stage: backup",
                  "Failed: task preflight_files: ConfigError: ", f"/runs/flow-run/{run.id}"):
         assert line in body, body
-    assert "gone ä 'www'" in body  # the first error line names the missing folder
+    assert "gone ä 'site'" in body  # the first error line names the missing folder
     for alert, stage in ((copy_stale, "copy"), (verification_stale, "verification")):
         assert f"Dataset: quiet\nStage: {stage}\n" in alert["body"], alert
         assert "within its RPO of 1m" in alert["body"], alert
