@@ -101,7 +101,7 @@ def test_permission_denied_is_partial(cli, sshd, remote_dir, vault_url):
     res = cli("backup", "files", sshd.url(str(root), user=TEST_USER), "--vault", vault_url, *ssh_args(sshd), "--json")
     assert res.code == ExitCode.PARTIAL, res.err
     assert res.json()["skipped_items"] == ["secret.bin: Permission denied"]
-    assert res.json()["status"] == "DONE" and res.json()["files"] == 2
+    assert res.json()["status"] == "DONE" and res.json()["files"] == 1  # skipped, not counted
 
 
 def test_sshd_killed_mid_backup_retry_completes(cli, prefect_server, sshd_private, remote_dir, vault_url, tmp_path):
