@@ -51,7 +51,7 @@ def _mariadb_version(source: MariaDBConfig) -> str:
 
 
 def _redis_version(source: RedisConfig) -> str:
-    with translate_redis_errors(f"connecting to {source.display()}"):
+    with translate_redis_errors(f"connecting to {source.display()}", endpoint=source.get_redisconn().endpoint()):
         return source.get_client().info("server")["redis_version"]
 
 

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from pydantic import SecretStr
 
 from seawall.errors import AuthError, ConfigError, PermanentError, RetryableError
+from seawall.reach import mark_reached, unreachable
 
 SCHEMES = ("mysql", "mariadb")
 
@@ -81,7 +82,8 @@ class MyConn:
             # UTF-8 bytes, as the mariadb tools send them (PyMySQL would encode a str as latin-1,
             # so a password with é or ö set through SQL would never match).
             args["password"] = self.password.get_secret_value().encode("utf-8")
-        with translate_pymysql_errors(f"connecting to {self.display()}"):
+        endpoint = f"mariadb:{self.socket or f'{self.host}:{self.port}'}"
+        with translate_pymysql_errors(f"connecting to {self.display()}", endpoint=endpoint):
             return pymysql.connect(**args, **kwargs)
 
     @contextlib.contextmanager
@@ -135,13 +137,25 @@ def classify_pymysql(exc: BaseException, what: str) -> Exception:
 
 
 @contextlib.contextmanager
-def translate_pymysql_errors(what: str) -> Iterator[None]:
-    """Map PyMySQL exceptions to seawall's families, naming `what`."""
+def translate_pymysql_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+    """Map PyMySQL exceptions to seawall's families, naming `what`.
+
+    Args:
+        what: What was being done, naming the server (never the password).
+        endpoint: Set when connecting: a refused connection or unknown host before this server
+            ever answered is a ConfigError (exit 2 at once, `seawall.reach`), later a RetryableError.
+    """
     import pymysql
 
     try:
         yield
-    except pymysql.err.Error as exc:
-        raise classify_pymysql(exc, what) from exc
-    except (ConnectionError, TimeoutError) as exc:
+    except (pymysql.err.Error, ConnectionError, TimeoutError) as exc:
+        first = unreachable(endpoint, exc, what, hint="check the host and port in the DSN, and that MariaDB "
+                            "runs there") if endpoint is not None else None
+        if first is not None:
+            raise first from exc
+        if isinstance(exc, pymysql.err.Error):
+            raise classify_pymysql(exc, what) from exc
         raise RetryableError(f"{what}: {exc}") from exc
+    if endpoint is not None:
+        mark_reached(endpoint)

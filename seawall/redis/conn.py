@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import SecretStr
 
 from seawall.errors import AuthError, ConfigError, PermanentError, RetryableError
+from seawall.reach import mark_reached, unreachable
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class RedisConn:
         if self.socket:
             return f"unix://{user}{self.socket}"
         return f"redis://{user}{self.host}:{self.port}/{self.db}"
+
+    def endpoint(self) -> str:
+        """The key `seawall.reach` knows this server by (no user, no password)."""
+        return f"redis:{self.socket or f'{self.host}:{self.port}'}"
 
     def client(self, db: int | None = None, **kwargs: Any):
         """A redis-py client (bytes in, bytes out); connecting errors surface on first use."""
@@ -99,11 +104,23 @@ def classify_redis(exc: BaseException, what: str) -> Exception:
 
 
 @contextlib.contextmanager
-def translate_redis_errors(what: str) -> Iterator[None]:
-    """Map redis-py exceptions to seawall's families, naming `what`."""
+def translate_redis_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+    """Map redis-py exceptions to seawall's families, naming `what`.
+
+    Args:
+        what: What was being done, naming the server (never the password).
+        endpoint: Set on a command's first contact with a server: a refused connection or unknown
+            host before it ever answered is a ConfigError (exit 2 at once, `seawall.reach`).
+    """
     import redis
 
     try:
         yield
     except redis.RedisError as exc:
+        first = unreachable(endpoint, exc, what, hint="check the host and port in the URL, and that Redis "
+                            "runs there") if endpoint is not None else None
+        if first is not None:
+            raise first from exc
         raise classify_redis(exc, what) from exc
+    if endpoint is not None:
+        mark_reached(endpoint)

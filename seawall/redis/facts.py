@@ -85,7 +85,7 @@ def sample_keys(client, count: int) -> list[bytes]:
 
 def take(conn: RedisConn, sample: int = 1000) -> dict[str, Any]:
     """Version, persistence settings, keyspace, digest and a value sample of every database."""
-    with translate_redis_errors(f"reading facts of {conn.display()}"):
+    with translate_redis_errors(f"reading facts of {conn.display()}", endpoint=conn.endpoint()):
         client = conn.client()
         info = client.info("server") | client.info("persistence")
         spaces = keyspace(client)

@@ -173,7 +173,7 @@ def start_from_backup(vault: Vault, manifest: Manifest, *, port: int | None = No
 
 
 def _require_empty(target: RedisConn) -> None:
-    with translate_redis_errors(f"inspecting {target.display()}"):
+    with translate_redis_errors(f"inspecting {target.display()}", endpoint=target.endpoint()):
         client = target.client()
         spaces = facts.keyspace(client)
         client.close()

@@ -165,9 +165,10 @@ def test_bad_input_one_line_each(cli, shop, vault):
     assert MARIADB_PASSWORD not in denied.err
     from seawall.postgres.cluster import free_port
 
+    # first contact refused: a configuration error at once (seawall.reach), not minutes of retries
     gone = cli("backup", "mariadb", "--dsn", f"mysql://x@127.0.0.1:{free_port()}/shop", "--vault", vault,
-               env={"SEAWALL_TASK_RETRIES": "1", "SEAWALL_RETRY_BACKOFF_SECONDS": "0.1"})
-    assert gone.code == ExitCode.FAILURE and "connecting to" in gone.err and _one_line(gone)
+               env={"SEAWALL_RETRY_BACKOFF_SECONDS": "30"})
+    assert gone.code == ExitCode.USAGE and "connection refused" in gone.err and _one_line(gone)
 
     no_binlog = start_mariadb(binlog=False)
     try:

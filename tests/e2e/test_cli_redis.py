@@ -78,6 +78,7 @@ def test_bad_input_one_line_each(cli, cache, vault):
     assert wrong.code == ExitCode.USAGE and _one_line(wrong) and "not the password" not in wrong.err
     from seawall.postgres.cluster import free_port
 
+    # first contact refused: a configuration error at once (seawall.reach), not minutes of retries
     gone = cli("backup", "redis", "--url", f"redis://127.0.0.1:{free_port()}/0", "--vault", vault,
-               env={"SEAWALL_TASK_RETRIES": "1", "SEAWALL_RETRY_BACKOFF_SECONDS": "0.1"})
-    assert gone.code == ExitCode.FAILURE and "Connection refused" in gone.err and _one_line(gone)
+               env={"SEAWALL_RETRY_BACKOFF_SECONDS": "30"})
+    assert gone.code == ExitCode.USAGE and "connection refused" in gone.err and _one_line(gone)
