@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.prefect_helpers import create_pool
 from tests.fixtures.s3 import _free_port
 
 CANARY = f"ZqCnry{secrets.token_hex(4)}"
@@ -122,6 +123,7 @@ alerts:
            "CANARY_HOOK": f"https://hooks.example.test/services/{s['webhook']}",
            "SEAWALL_TASK_RETRIES": "1", "SEAWALL_RETRY_BACKOFF_SECONDS": "0.2"}
     ssh = ["--identity", str(key), "--known-hosts", str(sshd.known_hosts)]
+    create_pool(prefect_server, "seawall-canary")  # deploy refuses a policy whose pool does not exist
     steps: list[tuple[list[str], int | None]] = [  # (arguments, expected exit code: None = any failure)
         (["init", vault], 0),
         (["backup", "files", str(tree), "--vault", vault, "--dataset", "www", "--json"], 0),
