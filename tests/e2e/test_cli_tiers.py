@@ -11,6 +11,7 @@ import pytest
 from seawall.errors import ExitCode
 from seawall.sources.compare import compare_trees
 from seawall.stores.s3 import from_url
+from tests.e2e.prefect_helpers import create_pool
 
 FAST_POLL = {"SEAWALL_RETRIEVAL_POLL_SECONDS": "0.2"}
 DEEP_ARCHIVE_STANDARD_S = 12 * 3600
@@ -150,7 +151,9 @@ def _rules(url: str) -> list[dict]:
             return []
 
 
-def test_deploy_creates_the_lifecycle_rules_once_and_refuses_unsafe_ones(cli, tree, tmp_path, s3_vault_url, s3_env):
+def test_deploy_creates_the_lifecycle_rules_once_and_refuses_unsafe_ones(cli, prefect_server, tree, tmp_path,
+                                                                         s3_vault_url, s3_env):
+    create_pool(prefect_server, "seawall-tiers-e2e")  # deploy refuses a policy whose pool does not exist
     url = s3_vault_url + "&storage_class=STANDARD_IA"
     assert cli("init", url, env=s3_env).code == 0
     good = tmp_path / "seawall.yaml"
