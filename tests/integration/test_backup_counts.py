@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from seawall.manifest import BackupStats
+from seawall.sources.fidelity import Fidelity
 from seawall.sources.files import _entry, _OrderedReads, tree_size, walk
 from seawall.sources.tree import PreviousIndex, count_and_reuse
 from seawall.streams import ChunkWriter
@@ -22,8 +23,9 @@ def test_vanished_file_is_skipped_not_counted(tmp_path: Path) -> None:
     (src / "goes away.txt").write_bytes(b"g" * 5000)
     stats, index = BackupStats(), io.BytesIO()
     with ChunkWriter(vault) as writer, _OrderedReads(writer, 2, stats, index, None) as reads:
+        links = Fidelity()
         for item in walk(src, stats.skipped):
-            entry = _entry(item)
+            entry = _entry(item, links, stats.skipped)
             if item.path == "goes away.txt":
                 Path(item.full).unlink()  # gone after the walk saw it, before it is read
             if entry.type == "f" and not count_and_reuse(entry, PreviousIndex(iter(())), set(), stats, None):
