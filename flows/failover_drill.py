@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from seawall.configs.drill import DrillObjectivesConfig
 from seawall.configs.vault import as_vault_target
 from seawall.drill.state import (
     DirStateStore,
@@ -113,7 +114,7 @@ def open_drill(primary: PostgresNode, standby: PostgresNode, switch: TrafficSwit
     """Build the drill: nodes, switch, state store, and the state (new, or loaded for re-entry)."""
     if fence_mode not in ("fast", "immediate"):
         raise ConfigError(f"fence_mode must be fast or immediate, not {fence_mode!r}")
-    objectives = objectives or DrillObjectives()
+    objectives = objectives or DrillObjectivesConfig()  # the Block is a type-checking name only
     store: StateStore = DirStateStore()
     backup_age = None
     if vault is not None:
