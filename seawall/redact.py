@@ -65,6 +65,14 @@ def add_secret(value: Any) -> None:
             _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
 
 
+def forget_secrets() -> None:
+    """Forget every registered secret (tests: one test's secrets must not mask another's text)."""
+    global _pattern
+    with _lock:
+        _secrets.clear()
+        _pattern = None
+
+
 def add_secrets_from_env(environ: dict[str, str] | os._Environ[str] | None = None) -> None:
     env = os.environ if environ is None else environ
     for name in SECRET_ENV:
