@@ -101,7 +101,8 @@ def restore_drill(vault: VaultTarget | str, dataset: str, rto_seconds: float | N
     backup_id, when = plan_restore_drill(target, dataset, seed)
     error, verification = None, None
     try:
-        verification = verify_restore(target, dataset, backup=backup_id, target_time=when, scratch_port=scratch_port)
+        # the subflow gets the parameter as given (block or URL): in Prefect mode its schema takes no VaultConfig
+        verification = verify_restore(vault, dataset, backup=backup_id, target_time=when, scratch_port=scratch_port)
     except VerificationFailed as exc:
         error, verification = exc.message, exc.report
     report = build_report(dataset, backup_id, when, started, verification, error, rto_seconds)
