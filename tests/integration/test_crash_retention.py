@@ -1,0 +1,96 @@
+"""kill -9 at random points of `seawall retention --apply` (prune + garbage collection).
+
+A local vault holds backups of a changing tree (each version adds chunks of its own, so every
+prune has garbage to sweep) and the debris of a backup killed mid-run: its STARTED manifest and
+the shared lease of its dead process, which the prune must break by itself (the PID is gone)
+instead of exiting 5. A real `seawall retention --apply --keep-last K` is killed from its start,
+once it holds the exclusive lease, or once it deleted its first manifest. After every kill: verify
+--read-data passes, every kept backup is still DONE and restores identical to its tree, the ones
+the plan removes may or may not be gone, every stored chunk opens. The run that follows must
+succeed and leave exactly the newest K. Seeded: `SEAWALL_CRASH_SEED=<seed>`; `SEAWALL_CRASH_KILLS=<n>`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from seawall.manifest import BackupStatus
+from seawall.sources.files import backup_tree
+from seawall.vault import Vault, init_vault, open_vault
+from tests.integration.crash_harness import (
+    PASSPHRASE,
+    Crasher,
+    Seawall,
+    TreeVersions,
+    Trigger,
+    VaultChecker,
+    crash_seed,
+    kills,
+    lease_taken,
+)
+from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
+
+KILLS_PER_ROUND = 2
+
+
+def manifest_deleted(vault_dir: Path) -> Trigger:
+    """Fewer manifests than when the trigger was made: the prune started deleting."""
+    folder = vault_dir / "manifests" / "www"
+    before = len(os.listdir(folder))
+    return Trigger("first manifest deleted", lambda: len(os.listdir(folder)) < before)
+
+
+def add_backup(vault: Vault, tree: TreeVersions) -> None:
+    """One more DONE backup of a new tree version (in this process: setup, not under test)."""
+    tree.mutate()
+    manifest = backup_tree(vault, tree.root, "www", parent=vault.latest_backup("www"))
+    tree.record({manifest.backup_id})
+
+
+def newest(vault: Vault, count: int) -> set[str]:
+    done = vault.list_backups("www", status=BackupStatus.DONE)
+    return {m.backup_id for m in done[-count:]}
+
+
+def test_kill_retention_apply(tmp_path):
+    seed = crash_seed()
+    cli = Seawall(tmp_path)
+    crash = Crasher(cli, seed)
+    print(f"crash test seed: {seed}")
+    vault_dir = tmp_path / "vault é"
+    url = f"file://{vault_dir}"
+    vault = init_vault(url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
+    tree = TreeVersions(tmp_path / "source tree", crash.rng)
+    checker = VaultChecker(cli, tmp_path)
+    for _ in range(2):
+        add_backup(vault, tree)
+    # A backup killed once it holds its lease: a dead holder's lease and a STARTED manifest.
+    backup = cli.kill_during("backup", "files", str(tree.root), "--vault", url, "--dataset", "www",
+                             delay=0.05, trigger=lease_taken(vault_dir))
+    assert backup.killed and os.listdir(vault_dir / "locks" / "shared"), crash.context(backup)
+
+    wanted = kills(6)
+    rounds = 0
+    while crash.kills < wanted:
+        assert rounds < 2 * wanted, f"{crash.context()}: only {crash.kills} of {rounds * KILLS_PER_ROUND} runs killed"
+        for _ in range(2):
+            add_backup(vault, tree)
+        keep = crash.rng.randint(1, 3)
+        kept = newest(vault, keep)
+        removable = set(tree.expected) - kept
+        args = ("retention", "--vault", url, "--keep-last", str(keep), "--apply")
+        for _ in range(KILLS_PER_ROUND):
+            outcome = crash.kill(*args, triggers=[lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir)])
+            if not outcome.killed:
+                break
+            checker.check(url, tree.expected, may_be_gone=removable, context=crash.context(outcome), cli=False)
+        else:
+            outcome = crash.complete(*args, triggers=[lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir)])
+        for gone in removable:
+            del tree.expected[gone]
+        checker.check(url, tree.expected, context=crash.context(outcome))
+        assert set(tree.expected) == kept
+        rounds += 1
+    assert open_vault(url, PASSPHRASE).list_backups("www", status=BackupStatus.STARTED), \
+        "the killed backup's STARTED manifest is kept (grace period), with its chunks"
