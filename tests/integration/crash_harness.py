@@ -28,11 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -55,15 +57,19 @@ _POLL = 0.001
 Snapshot = dict[str, tuple]
 
 
+# Read when the tests are collected: the root conftest's `clean_env` removes SEAWALL_* before each test.
+_SEED = os.environ.get(SEED_ENV)
+_KILLS = max(1, int(os.environ.get(KILLS_ENV) or "1"))
+
+
 def crash_seed() -> int:
     """The seed of this run: SEAWALL_CRASH_SEED, else a fresh one (printed by the caller)."""
-    raw = os.environ.get(SEED_ENV)
-    return int(raw) if raw else random.SystemRandom().randrange(1 << 31)
+    return int(_SEED) if _SEED else random.SystemRandom().randrange(1 << 31)
 
 
 def kills(base: int) -> int:
     """`base` kills, times SEAWALL_CRASH_KILLS (default 1) for longer runs."""
-    return base * max(1, int(os.environ.get(KILLS_ENV, "1")))
+    return base * _KILLS
 
 
 # ---- triggers: conditions watched while the command runs --------------------------------------------
@@ -73,6 +79,7 @@ class Trigger:
 
     name: str
     holds: Callable[[], bool]
+    close: Callable[[], None] = lambda: None
 
 
 def lease_taken(vault_dir: Path, kind: str = "shared") -> Trigger:
@@ -105,6 +112,98 @@ def new_object(directory: Path, name: str) -> Trigger:
             return False
 
     return Trigger(name, holds)
+
+
+class _Below:
+    """Names that appear one level below a folder (e.g. `chunks/ab/<id>`), seen through inotify:
+    no polling of hundreds of folders while the command runs (that would steal its CPU)."""
+
+    CREATED = 0x100 | 0x80  # IN_CREATE | IN_MOVED_TO
+    DELETED = 0x200 | 0x40  # IN_DELETE | IN_MOVED_FROM
+    _ISDIR = 0x40000000
+
+    def __init__(self, directory: Path, events: int = CREATED):
+        self.directory = directory
+        self.want = events  # what `new` reports; creations are always watched, to follow new subfolders
+        self.fd = _LIBC.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.dirs: dict[int, str] = {}  # watch descriptor → folder
+        self.top = False
+
+    def _watch(self, path: str) -> bool:
+        wd = _LIBC.inotify_add_watch(self.fd, os.fsencode(path), self.want | self.CREATED | 0x01000000)  # IN_ONLYDIR
+        if wd < 0:
+            return False
+        self.dirs[wd] = path
+        return True
+
+    def _start(self) -> None:
+        """Watch the folder and its subfolders once it exists (a new vault's `chunks/` may not yet)."""
+        if self.top or not self._watch(str(self.directory)):
+            return
+        self.top = True
+        for name in _listdir(str(self.directory)):
+            self._watch(os.path.join(self.directory, name))
+
+    def new(self) -> set[str]:
+        """Names that appeared (or, watching DELETED, went) since the last call, temporaries included."""
+        self._start()
+        fresh: set[str] = set()
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return fresh
+            offset = 0
+            while offset < len(data):
+                wd, mask, _cookie, size = struct.unpack_from("iIII", data, offset)
+                name = data[offset + 16:offset + 16 + size].rstrip(b"\0").decode(errors="replace")
+                offset += 16 + size
+                if self.dirs.get(wd) == str(self.directory):
+                    if mask & self._ISDIR and mask & self.CREATED:  # watch a new subfolder; take what it holds
+                        sub = os.path.join(self.directory, name)
+                        self._watch(sub)
+                        if self.want & self.CREATED:
+                            fresh.update(_listdir(sub))
+                elif mask & self.want:
+                    fresh.add(name)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def new_object_below(directory: Path, name: str) -> Trigger:
+    """A new object under its real name (not a `.tmp-*` temporary) appears below `directory`."""
+    below = _Below(directory)
+    below.new()
+    return Trigger(name, lambda: any(not n.startswith(".tmp-") for n in below.new()), below.close)
+
+
+def temporary_below(directory: Path, name: str) -> Trigger:
+    """A new `.tmp-*` file appears below `directory`: an object is being written."""
+    below = _Below(directory)
+    below.new()
+    return Trigger(name, lambda: any(n.startswith(".tmp-") for n in below.new()), below.close)
+
+
+def deleted_below(directory: Path, name: str) -> Trigger:
+    """An object (not a temporary) below `directory` is deleted or renamed away."""
+    below = _Below(directory, _Below.DELETED)
+    below.new()
+    return Trigger(name, lambda: any(not n.startswith(".tmp-") for n in below.new()), below.close)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
 
 
 # ---- running the CLI ---------------------------------------------------------------------------------
@@ -142,7 +241,7 @@ class Seawall:
         home.mkdir(exist_ok=True)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SEAWALL_"))}
         return {**base, "PREFECT_HOME": str(home), "SEAWALL_PASSPHRASE": self.passphrase,
-                "COLUMNS": "200", **self.extra_env}
+                "SEAWALL_CACHE_DIR": str(self.tmp / "seawall-cache"), "COLUMNS": "200", **self.extra_env}
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([SEAWALL, *args], env=self.env(), cwd=self.tmp, capture_output=True, text=True,
@@ -181,6 +280,8 @@ class Seawall:
                 time.sleep(_POLL)
             code = proc.wait()
         seconds = time.monotonic() - started
+        for t in watched.values():
+            t.close()
         text = err_path.read_text(errors="replace")
         err_path.unlink()
         return Outcome(tuple(args), killed and code == -signal.SIGKILL, code, seconds,
@@ -363,9 +464,11 @@ class Durations:
 class Crasher:
     """Draws the kill plans of one test from its seed, runs them and keeps count.
 
-    Each kill picks a trigger (or none: from the process start) and a delay drawn uniformly within
-    how long the command ran after that trigger last time it ran to its end (`Durations`), so kills
-    land inside the command's work rather than after it.
+    A plan is a trigger (or none: from the process start) and a delay: either none ("at once",
+    to land in the window right after the condition held, e.g. between a chunk's creation and
+    its last byte) or drawn uniformly within how long the command ran after that trigger the last
+    time it ran to its end (`Durations`), so kills land inside the command's work. Plans are dealt
+    from a shuffled deck of every (trigger, at once / random) pair, so a few kills cover them all.
     """
 
     def __init__(self, cli: Seawall, seed: int, *, default_seconds: float = 1.5):
@@ -376,20 +479,32 @@ class Crasher:
         self.kills = 0
         self.runs = 0
         self.log: list[str] = []
+        self._deck: list[tuple[int | None, bool]] = []
 
     def _durations(self, args: tuple[str, ...]) -> Durations:
         return self.durations.setdefault(args[0], Durations())
 
+    def _deal(self, triggers: int) -> tuple[int | None, bool]:
+        if not self._deck:
+            self._deck = [(None, False)] + [(i, at_once) for i in range(triggers) for at_once in (True, False)]
+            self.rng.shuffle(self._deck)
+        return self._deck.pop()
+
     def kill(self, *args: str, triggers: list[Trigger]) -> Outcome:
-        """Run `seawall *args` and SIGKILL it at a random point (it may end first: then `killed` is False)."""
+        """Run `seawall *args` and SIGKILL it at a random point (it may end first: then `killed` is False).
+
+        `triggers` come in the same order at every call of a test (the deck holds their positions).
+        """
         durations = self._durations(args)
-        trigger = self.rng.choice([None, *triggers])
+        index, at_once = self._deal(len(triggers))
+        trigger = None if index is None else triggers[index]
         window = durations.get(trigger.name if trigger else "start", durations.get("start", self.default))
-        delay = self.rng.uniform(0.0, window)
+        delay = 0.0 if at_once else self.rng.uniform(0.0, window)
         outcome = self.cli.kill_during(*args, delay=delay, trigger=trigger, watch=triggers)
         if not outcome.killed:
             assert outcome.code == 0, f"{self.context(outcome)}: {outcome.err[-2000:]}"
             durations.too_late(outcome)
+            self._deck.insert(self.rng.randrange(len(self._deck) + 1), (index, at_once))  # deal it again later
         self.runs += 1
         self.kills += outcome.killed
         self.log.append(self.context(outcome))

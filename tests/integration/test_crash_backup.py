@@ -1,7 +1,8 @@
 """kill -9 at random points of `seawall backup files`, then the vault must be sound and the next run recover.
 
 A real `seawall` process backs up a changing tree (unicode, spaces, quotes) into a local vault and is
-killed with SIGKILL: from its start, once it holds its lease, or once its STARTED manifest exists.
+killed with SIGKILL: from its start, or at once / after a random delay once it holds its lease, once
+a new chunk object appears under its real name, or once a chunk's temporary file appears.
 After every kill and after the run that follows (which must succeed), `crash_harness.VaultChecker`
 checks: verify --read-data passes (after the run that follows, as a `seawall verify` process),
 every DONE backup restores identical to the tree it was taken from, and every stored chunk object
@@ -24,7 +25,8 @@ from tests.integration.crash_harness import (
     done_ids,
     kills,
     lease_taken,
-    new_object,
+    new_object_below,
+    temporary_below,
 )
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
@@ -44,7 +46,8 @@ def test_kill_backup_files(tmp_path):
     args = ("backup", "files", str(tree.root), "--vault", url, "--dataset", "www")
 
     def triggers():
-        return [lease_taken(vault_dir), new_object(vault_dir / "manifests" / "www", "STARTED manifest written")]
+        return [lease_taken(vault_dir), new_object_below(vault_dir / "chunks", "a new chunk stored"),
+                temporary_below(vault_dir / "chunks", "a chunk being written")]
 
     def run(outcome_of, *, cli: bool) -> bool:
         before = done_ids(open_vault(url, PASSPHRASE))

@@ -1,8 +1,9 @@
 """kill -9 at random points of `seawall copy` into a second vault (created by the first run, --init-dest).
 
 The source vault gains a backup of a changing tree each round; a real `seawall copy --from SRC --to
-DST --init-dest` is killed from its start, once it holds the destination's lease, once the first
-chunk landed there, or once a manifest was written there. After every kill the destination holds
+DST --init-dest` is killed from its start, or at once / after a random delay once it holds the
+destination's lease, once a chunk landed there, once a chunk's temporary file appeared there, or
+once a manifest was written there. After every kill the destination holds
 no vault yet, or a sound one: verify --read-data passes, every DONE backup there is one of the
 source's and restores identical to the tree it was taken from, every stored chunk opens. The run
 that follows must succeed and leave every source backup DONE at the destination; the source is
@@ -26,6 +27,8 @@ from tests.integration.crash_harness import (
     kills,
     lease_taken,
     new_object,
+    new_object_below,
+    temporary_below,
 )
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
@@ -33,7 +36,8 @@ KILLS_PER_ROUND = 2
 
 
 def copy_triggers(dest: Path) -> list[Trigger]:
-    return [lease_taken(dest), new_object(dest / "chunks", "first chunk at the destination"),
+    return [lease_taken(dest), new_object_below(dest / "chunks", "a chunk stored at the destination"),
+            temporary_below(dest / "chunks", "a chunk being written at the destination"),
             new_object(dest / "manifests" / "www", "a manifest written at the destination")]
 
 

@@ -4,7 +4,8 @@ A local vault holds backups of a changing tree (each version adds chunks of its 
 prune has garbage to sweep) and the debris of a backup killed mid-run: its STARTED manifest and
 the shared lease of its dead process, which the prune must break by itself (the PID is gone)
 instead of exiting 5. A real `seawall retention --apply --keep-last K` is killed from its start,
-once it holds the exclusive lease, or once it deleted its first manifest. After every kill: verify
+or at once / after a random delay once it holds the exclusive lease, once it deleted its first
+manifest, or once it deleted its first chunk. After every kill: verify
 --read-data passes, every kept backup is still DONE and restores identical to its tree, the ones
 the plan removes may or may not be gone, every stored chunk opens. The run that follows must
 succeed and leave exactly the newest K. Seeded: `SEAWALL_CRASH_SEED=<seed>`; `SEAWALL_CRASH_KILLS=<n>`.
@@ -26,6 +27,7 @@ from tests.integration.crash_harness import (
     Trigger,
     VaultChecker,
     crash_seed,
+    deleted_below,
     kills,
     lease_taken,
 )
@@ -70,6 +72,10 @@ def test_kill_retention_apply(tmp_path):
                              delay=0.05, trigger=lease_taken(vault_dir))
     assert backup.killed and os.listdir(vault_dir / "locks" / "shared"), crash.context(backup)
 
+    def triggers():
+        return [lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir),
+                deleted_below(vault_dir / "chunks", "a chunk deleted")]
+
     wanted = kills(6)
     rounds = 0
     while crash.kills < wanted:
@@ -81,12 +87,12 @@ def test_kill_retention_apply(tmp_path):
         removable = set(tree.expected) - kept
         args = ("retention", "--vault", url, "--keep-last", str(keep), "--apply")
         for _ in range(KILLS_PER_ROUND):
-            outcome = crash.kill(*args, triggers=[lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir)])
+            outcome = crash.kill(*args, triggers=triggers())
             if not outcome.killed:
                 break
             checker.check(url, tree.expected, may_be_gone=removable, context=crash.context(outcome), cli=False)
         else:
-            outcome = crash.complete(*args, triggers=[lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir)])
+            outcome = crash.complete(*args, triggers=triggers())
         for gone in removable:
             del tree.expected[gone]
         checker.check(url, tree.expected, context=crash.context(outcome))
