@@ -168,12 +168,16 @@ class WalArchive:
             IntegrityError: a segment without a valid long page header where its name says.
         """
         path = Path(path)
-        name = path.name
-        _validate_name(name)  # before reading 16 MiB
+        _validate_name(path.name)  # before reading 16 MiB
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read WAL file {path}: {exc.strerror}") from None
+        return self.push_bytes(path.name, data, sysid=sysid)
+
+    def push_bytes(self, name: str, data: bytes, *, sysid: str | None = None) -> str:
+        """`push` for a file already read (the async pusher reads and stats one descriptor)."""
+        _validate_name(name)
         file_sysid, seg_size = self._identify(name, data, sysid)
         self.bind(file_sysid, seg_size)
         return self.put(name, data, file_sysid)

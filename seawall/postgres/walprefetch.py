@@ -16,17 +16,27 @@ backup's own timeline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
 import shutil
+import signal
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from seawall.errors import SeawallError
-from seawall.manifest import Manifest
+from seawall.errors import ObjectNotFound, SeawallError
 from seawall.postgres import binaries, walnames
 from seawall.postgres.wal import WalArchive
-from seawall.vault import Vault
+from seawall.postgres.walspool import SpoolDir
+
+if TYPE_CHECKING:  # pydantic stays off the wal-get daemon's start
+    from seawall.manifest import Manifest
+    from seawall.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +76,15 @@ def segments_to_prefetch(names: list[str], manifest: Manifest) -> list[str]:
 
 
 class WalPrefetcher:
-    """A background thread filling the spool folder; `close()` stops it and removes the folder."""
+    """Background threads filling the spool folder; `close()` stops them and removes the folder.
+
+    `jobs` segments are fetched at once (in replay order, so the next one recovery asks for is
+    always among them); at most about `ahead` wait in the spool.
+    """
 
     def __init__(self, vault: Vault, manifest: Manifest, spool: Path, *, ahead: int = 8,
-                 names: list[str] | None = None):
-        self.spool, self.ahead = spool, ahead
+                 names: list[str] | None = None, jobs: int = 2):
+        self.spool, self.ahead, self.jobs = spool, ahead, max(1, jobs)
         self._path = names  # the segments recovery will read, in order (default: the backup's timeline)
         self._archive = WalArchive(vault)
         self._manifest = manifest
@@ -79,7 +93,11 @@ class WalPrefetcher:
         spool.mkdir(mode=0o700, exist_ok=True)
         binaries.chown_to_server_user(spool)
         self._names: list[str] = []
-        self._thread = threading.Thread(target=self._run, name="seawall-wal-prefetch", daemon=True)
+        self._queue: list[str] = []
+        self._taken: list[str] = []  # fetched, in replay order (to tell consumed from still waiting)
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, name=f"seawall-wal-prefetch-{n}", daemon=True)
+                         for n in range(self.jobs)]
 
     def start(self) -> WalPrefetcher:
         """List the archive and spool its history files now (before the server starts), then prefetch."""
@@ -93,7 +111,14 @@ class WalPrefetcher:
         except SeawallError as exc:  # no listing: restore_command asks wal-get for everything
             log.warning("WAL prefetch disabled: %s", exc)
             return self
-        self._thread.start()
+        archived = set(self._names)
+        self._queue = ([n for n in self._path if n in archived] if self._path is not None
+                       else segments_to_prefetch(self._names, self._manifest))
+        if self._queue:  # PostgreSQL reads the newest segment again when it ends recovery there
+            (self.spool / f"{self._queue[-1]}{KEEP}").touch()
+        self._queue.reverse()  # popped from the end: oldest first
+        for thread in self._threads:
+            thread.start()
         return self
 
     def _fetch(self, name: str) -> None:
@@ -101,29 +126,144 @@ class WalPrefetcher:
         binaries.chown_to_server_user(self.spool / name)
 
     def _waiting(self) -> int:
-        return sum(1 for p in self.spool.iterdir() if not p.name.startswith(".") and walnames.is_segment(p.name))
+        """Spooled segments recovery has not taken yet. One left behind (recovery asked for it while
+        it was still being fetched and got it from the vault) is deleted once a later one is taken."""
+        present = {p.name for p in self.spool.iterdir() if walnames.is_segment(p.name)}
+        with self._lock:
+            taken = [n for n in self._taken if n not in present]
+            frontier = max(taken, default="")
+            stale = [n for n in self._taken if n in present and n < frontier]
+        for name in stale:
+            (self.spool / name).unlink(missing_ok=True)
+        return len(present) - len(stale)
 
-    def _run(self) -> None:
-        archived = set(self._names)
-        names = ([n for n in self._path if n in archived] if self._path is not None
-                 else segments_to_prefetch(self._names, self._manifest))
-        if names:  # PostgreSQL reads the newest segment again when it ends recovery there
-            (self.spool / f"{names[-1]}{KEEP}").touch()
-        for name in names:
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if not self._queue:
+                    return
+                name = self._queue.pop()
             while self._waiting() >= self.ahead:
                 if self._stop.wait(0.05):
                     return
-            if self._stop.is_set():
-                return
             try:
                 self._fetch(name)
-                self.fetched += 1
             except SeawallError as exc:  # wal-get will meet the same problem and report it properly
                 log.warning("WAL prefetch stopped at %s: %s", name, exc)
+                with self._lock:
+                    self._queue.clear()
                 return
+            with self._lock:
+                self._taken.append(name)
+                self.fetched += 1
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=30)
         shutil.rmtree(self.spool, ignore_errors=True)
+
+
+class GetDaemon:
+    """The prefetch daemon behind `seawall wal-get --prefetch N` (pgBackRest's async archive-get).
+
+    restore_command records the segment it was asked for in `want`; this process (one per cluster
+    and vault, holding the spool lock) keeps the next `ahead` segments of that timeline in `in/`,
+    fetching `jobs` at a time with a key unlocked once. A segment not archived yet (a standby waiting
+    for its primary) is looked for again a second later. It exits after `idle` seconds without a new
+    request. A failure here only costs speed: restore_command fetches from the vault itself whatever
+    is not spooled, and reports the real error.
+    """
+
+    def __init__(self, spool: SpoolDir, open_archive: Callable[[], WalArchive], *, ahead: int, jobs: int,
+                 idle: float, spool_max: int):
+        self.spool, self.open_archive = spool, open_archive
+        self.ahead, self.jobs, self.idle, self.spool_max = ahead, max(1, jobs), idle, spool_max
+        self.stop = threading.Event()
+        self.inflight: dict[str, Future] = {}
+        self.retry_at: dict[str, float] = {}
+
+    def run(self) -> int:
+        from seawall.postgres.walpushd import log
+
+        lock = self.spool.try_lock()
+        if lock is None:
+            return 0
+        os.ftruncate(lock, 0)
+        os.write(lock, f"{os.getpid()}\n".encode())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+        try:
+            archive = self.open_archive()
+            seg_size = archive.seg_size
+        except SeawallError as exc:
+            log(f"prefetch off: cannot open the vault: {exc}")
+            return exc.exit_code
+        ahead = max(1, min(self.ahead, self.spool_max // seg_size))
+        log(f"started (pid {os.getpid()}, {ahead} ahead, {self.jobs} jobs)")
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="seawall-walget") as pool:
+            self._loop(archive, pool, ahead, seg_size)
+        return 0
+
+    def _loop(self, archive: WalArchive, pool: ThreadPoolExecutor, ahead: int, seg_size: int) -> None:
+        want, last_request = None, time.monotonic()
+        while not self.stop.is_set():
+            asked = self._want()
+            if asked != want:
+                want, last_request = asked, time.monotonic()
+            window = self._window(want, ahead, seg_size)
+            self._clean(window)
+            for name in self._todo(window):
+                self.inflight[name] = pool.submit(archive.get, name, self.spool.sub("in", name))
+            if self.inflight:
+                done, _ = wait(list(self.inflight.values()), timeout=0.05, return_when=FIRST_COMPLETED)
+                self._collect(done)
+            elif time.monotonic() - last_request > self.idle:
+                return
+            else:
+                self.stop.wait(0.02)
+
+    def _want(self) -> str | None:
+        try:
+            with open(self.spool.sub("want")) as fh:
+                name = fh.read().strip()
+        except OSError:
+            return None
+        return name if walnames.is_segment(name) else None
+
+    @staticmethod
+    def _window(want: str | None, ahead: int, seg_size: int) -> list[str]:
+        names, name = [], want
+        for _ in range(ahead if want else 0):
+            name = walnames.next_segment(name, seg_size)
+            names.append(name)
+        return names
+
+    def _clean(self, window: list[str]) -> None:
+        """Drop spooled segments recovery went past (or never asked for) and dead daemons' temp files."""
+        keep = set(window)
+        for entry in os.scandir(self.spool.sub("in")):
+            stale = entry.name.startswith(".") and time.time() - entry.stat().st_mtime > 300
+            if stale or (walnames.is_segment(entry.name) and entry.name not in keep):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+    def _todo(self, window: list[str]) -> list[str]:
+        now = time.monotonic()
+        return [n for n in window if n not in self.inflight and self.retry_at.get(n, 0) <= now
+                and not os.path.exists(self.spool.sub("in", n))][:2 * self.jobs - len(self.inflight)]
+
+    def _collect(self, done: set[Future]) -> None:
+        from seawall.postgres.walpushd import log
+
+        for name, future in list(self.inflight.items()):
+            if future in done:
+                del self.inflight[name]
+                try:
+                    future.result()
+                except ObjectNotFound:  # not archived yet: ask again in a second
+                    self.retry_at[name] = time.monotonic() + 1.0
+                except SeawallError as exc:  # a full spool, a vault hiccup: restore_command fetches itself
+                    log(f"{name}: {exc}")
+                    self.retry_at[name] = time.monotonic() + 5.0
