@@ -8,7 +8,8 @@ cluster and vault, and waits until the daemon has recorded the segment as durabl
 already, and the answer costs one Python start and a few `stat`s.
 
 Rules that keep a segment from being lost (PostgreSQL deletes or recycles it once we return 0):
-- 0 only when the ok status names the same inode, size and mtime as the file at %p;
+- 0 only when the ok status names the same inode, size and mtime as the file at %p (a status of
+  another file under that name, from an earlier life of the cluster, is deleted, never trusted);
 - the segment's previous error is cleared first, so only a new attempt's verdict counts;
 - a dead daemon (kill -9) is noticed by its lock and started again, at most `RESPAWNS` times;
 - a full spool, an unreachable vault or no answer within `timeout` is non-zero: PostgreSQL keeps the
@@ -87,14 +88,13 @@ def _wait(name: str, st: os.stat_result, spool: SpoolDir, daemon_args: list[str]
 
 
 def _acknowledge(spool: SpoolDir, name: str) -> str:
-    """Read the outcome and drop the status: PostgreSQL marks the file .done once we return 0."""
+    """The daemon's outcome. The status stays: the daemon drops it once PostgreSQL has marked the
+    file .done (dropping it here would make the daemon push the file again meanwhile)."""
     try:
         with open(spool.sub("ok", name)) as fh:
-            outcome = fh.read().rstrip("\n").split(" ", 3)[3]
+            return fh.read().rstrip("\n").split(" ", 3)[3]
     except (OSError, IndexError):
-        outcome = "archived"
-    spool.remove("ok", name)
-    return outcome
+        return "archived"
 
 
 # ---- restore_command: prefetched segments ---------------------------------------------------------

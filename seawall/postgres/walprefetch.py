@@ -192,8 +192,9 @@ class GetDaemon:
             return 0
         os.ftruncate(lock, 0)
         os.write(lock, f"{os.getpid()}\n".encode())
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
+        if threading.current_thread() is threading.main_thread():  # (tests run it on a thread)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop.set())
         try:
             archive = self.open_archive()
             seg_size = archive.seg_size

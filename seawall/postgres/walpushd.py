@@ -11,7 +11,9 @@ unlocks the vault once (the key stays in this process's memory only), then loops
   `error/<name>` with the exit code and one line. A retryable failure (network) is tried again with
   backoff; a permanent one (different content under the same name) only when archive_command
   asks again (it clears the error first);
-- drop ok statuses whose `.ready` is gone (PostgreSQL acknowledged them);
+- drop ok statuses whose `.ready` is gone (PostgreSQL acknowledged them; archive_command leaves
+  them in place, or the daemon would push the file again between the answer and PostgreSQL's
+  rename of .ready to .done);
 - exit after `idle` seconds without work, or on SIGTERM/SIGINT (in-flight puts are atomic).
 
 If the vault cannot be opened (unreachable, wrong passphrase) it writes `global.error` and exits:
@@ -33,6 +35,7 @@ from seawall.postgres.walspool import SpoolDir, write_atomic
 
 READY = ".ready"
 SCAN_EVERY = 0.02  # seconds between scans of archive_status while idle (a listdir of a few names)
+PRUNE_EVERY = 1.0  # seconds between sweeps of ok statuses PostgreSQL has acknowledged
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 LOG_MAX = 1 << 20
 
@@ -56,8 +59,9 @@ class PushDaemon:
             return 0
         os.ftruncate(lock, 0)
         os.write(lock, f"{os.getpid()}\n".encode())
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
+        if threading.current_thread() is threading.main_thread():  # (tests run it on a thread)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop.set())
         try:
             archive = self.open_archive()
         except SeawallError as exc:
@@ -71,19 +75,22 @@ class PushDaemon:
         return 0
 
     def _loop(self, archive: object, pool: ThreadPoolExecutor) -> None:
-        last_work = time.monotonic()
+        last_work = last_prune = time.monotonic()
         while not self.stop.is_set():
             ready = self._ready()
+            if time.monotonic() - last_prune > PRUNE_EVERY:
+                self._prune(ready)
+                last_prune = time.monotonic()
             for name in self._todo(ready):
                 self.inflight[name] = pool.submit(self._push, archive, name)
             if self.inflight:
                 done, _ = wait(list(self.inflight.values()), timeout=SCAN_EVERY, return_when=FIRST_COMPLETED)
                 self._collect(done)
                 last_work = time.monotonic()
+            elif time.monotonic() - last_work > self.idle:
+                self._prune(self._ready())
+                return
             else:
-                self._prune(ready)
-                if time.monotonic() - last_work > self.idle:
-                    return
                 self.stop.wait(SCAN_EVERY)
         wait(list(self.inflight.values()))  # stopping: let started puts finish and record them
         self._collect(set(self.inflight.values()))

@@ -1,0 +1,130 @@
+"""Async WAL push: the spool's status rules and the push daemon against a real local vault.
+
+The daemon runs on a thread here (the CLI runs it as its own process); the foreground is the same
+`push_async` archive_command uses, so acknowledging, conflicts and stale statuses are the real code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from seawall.crypto import ScryptParams
+from seawall.errors import ConfigError
+from seawall.postgres.wal import WalArchive
+from seawall.postgres.walasync import PushFailed, push_async
+from seawall.postgres.walpushd import PushDaemon
+from seawall.postgres.walspool import SpoolDir
+from seawall.vault import init_vault, open_vault
+
+PASSPHRASE = "unit passphrase"
+SEG = 16 << 20
+
+
+def segment(segno: int, sysid: int = 7300000000000000001, fill: bytes = b"w") -> bytes:
+    """The first 8 KiB of a WAL segment: a long page header where the name says (xlog_internal.h)."""
+    header = ((0xD110).to_bytes(2, sys.byteorder) + (0x0002).to_bytes(2, sys.byteorder)
+              + (1).to_bytes(4, sys.byteorder) + (segno * SEG).to_bytes(8, sys.byteorder) + bytes(8)
+              + sysid.to_bytes(8, sys.byteorder) + SEG.to_bytes(4, sys.byteorder) + (8192).to_bytes(4, sys.byteorder))
+    return header + fill * (8192 - len(header))
+
+
+def name_of(segno: int) -> str:
+    return f"00000001{segno >> 8:08X}{segno & 0xFF:08X}"
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.wal = tmp / "data dir" / "pg_wal"
+        (self.wal / "archive_status").mkdir(parents=True)
+        self.url = f"file://{tmp / 'vault é'}"
+        init_vault(self.url, PASSPHRASE, scrypt=ScryptParams(n=2**10))
+        self.spool = SpoolDir.of(str(tmp / "spool"), "push", str(self.wal), self.url)
+
+    def ready(self, segno: int, **kw) -> str:
+        name = name_of(segno)
+        (self.wal / name).write_bytes(segment(segno, **kw))
+        (self.wal / "archive_status" / f"{name}.ready").touch()
+        return name
+
+    def done(self, name: str) -> None:
+        os.replace(self.wal / "archive_status" / f"{name}.ready", self.wal / "archive_status" / f"{name}.done")
+
+    def archive(self) -> WalArchive:
+        return WalArchive(open_vault(self.url, PASSPHRASE))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    c = Cluster(tmp_path)
+    c.spool.prepare("ok", "error")
+    daemon = PushDaemon(c.spool, str(c.wal), c.archive, jobs=3, idle=30)
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    yield c
+    daemon.stop.set()
+    thread.join(10)
+
+
+def test_ready_files_are_pushed_and_acknowledged_one_by_one(cluster: Cluster) -> None:
+    names = [cluster.ready(n) for n in range(3, 8)]
+    for name in names:
+        assert push_async(str(cluster.wal / name), cluster.spool, [], timeout=20) == "archived"
+        cluster.done(name)
+    archive = cluster.archive()
+    assert [archive.read(n) for n in names] == [(cluster.wal / n).read_bytes() for n in names]
+    deadline = time.monotonic() + 5  # statuses of acknowledged files are swept (PRUNE_EVERY)
+    while os.listdir(cluster.spool.sub("ok")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(cluster.spool.sub("ok")) == []
+
+    # PostgreSQL calls again after a crash: the identical file is success.
+    again = cluster.ready(3)
+    assert push_async(str(cluster.wal / again), cluster.spool, [], timeout=20) == "already archived"
+
+
+def test_different_content_under_an_archived_name_is_refused_and_not_retried(cluster: Cluster) -> None:
+    name = cluster.ready(9)
+    assert push_async(str(cluster.wal / name), cluster.spool, [], timeout=20) == "archived"
+    forged = cluster.ready(9, fill=b"x")
+    with pytest.raises(PushFailed, match="different content") as info:
+        push_async(str(cluster.wal / forged), cluster.spool, [], timeout=20)
+    assert info.value.exit_code == 1 and "\n" not in str(info.value)
+    assert cluster.archive().read(name) == segment(9)
+
+
+def test_a_status_of_another_file_under_the_same_name_never_acknowledges(cluster: Cluster, tmp_path: Path) -> None:
+    name = cluster.ready(12)
+    other = tmp_path / "other"
+    other.write_bytes(b"an earlier life of the cluster")
+    cluster.spool.write_ok(name, os.stat(other), "archived")
+    assert not cluster.spool.ok_matches(name, os.stat(cluster.wal / name))
+    assert push_async(str(cluster.wal / name), cluster.spool, [], timeout=20) == "archived"
+    assert cluster.archive().read(name) == (cluster.wal / name).read_bytes()
+
+
+def test_a_spool_directory_open_to_others_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)
+    with pytest.raises(ConfigError, match="not a private directory"):
+        SpoolDir.of(str(root), "push", str(tmp_path), "file:///v").prepare("ok")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["wal-push", "p", "--async", "--jobs", "0"], "--jobs: must be at least 1"),
+    (["wal-get", "f", "p", "--prefetch", "4", "--spool-max", "lots"], "not a size"),
+])
+def test_bad_async_options_are_one_line_exit_2(argv: list[str], expected: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from seawall.cli.wal import main
+
+    code = main([*argv, "--vault", "file:///v"])
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
+    assert code == (126 if argv[0] == "wal-get" else 2)
