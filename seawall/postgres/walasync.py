@@ -25,23 +25,20 @@ import os
 import shutil
 import time
 
-from seawall.errors import ConfigError, RetryableError, SeawallError
+from seawall.errors import ConfigError, PermanentError, RetryableError, SeawallError
 from seawall.postgres.walspool import SpoolDir, is_segment, python_argv, write_atomic
 
 RESPAWNS = 3
 LOCK_CHECK_EVERY = 0.2  # seconds between checks that the daemon is alive while waiting
 
 
-class PushFailed(SeawallError):
-    """The daemon's attempt at this segment failed; carries the daemon's exit code and line."""
-
-
 def push_async(path: str, spool: SpoolDir, daemon_args: list[str], *, timeout: float) -> str:
     """Wait until the WAL file at `path` is durable in the vault; returns the daemon's outcome.
 
     Raises:
-        NoSpaceError: the spool is full. PushFailed: the daemon's error for this file.
-        RetryableError: no verdict within `timeout`.
+        NoSpaceError: the spool is full. RetryableError: no verdict within `timeout`, or the daemon's
+            transient failure. PermanentError: the daemon's failure that a retry cannot fix (both
+            carry the daemon's exit code and line).
     """
     name = os.path.basename(path)
     try:
@@ -66,8 +63,8 @@ def _wait(name: str, st: os.stat_result, spool: SpoolDir, daemon_args: list[str]
             return _acknowledge(spool, name)
         failure = spool.read_error(name) or (None if stale_global else spool.read_error(None))
         if failure:
-            code, _, message = failure
-            raise PushFailed(message, exit_code=code)
+            code, retryable, message = failure
+            raise (RetryableError if retryable else PermanentError)(message, exit_code=code)
         now = time.monotonic()
         if now >= next_check:
             next_check = now + LOCK_CHECK_EVERY

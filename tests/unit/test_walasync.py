@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from seawall.crypto import ScryptParams
-from seawall.errors import ConfigError
+from seawall.errors import ConfigError, PermanentError
 from seawall.postgres.wal import WalArchive
-from seawall.postgres.walasync import PushFailed, push_async
+from seawall.postgres.walasync import push_async
 from seawall.postgres.walpushd import PushDaemon
 from seawall.postgres.walspool import SpoolDir
 from seawall.vault import init_vault, open_vault
@@ -92,7 +92,7 @@ def test_different_content_under_an_archived_name_is_refused_and_not_retried(clu
     name = cluster.ready(9)
     assert push_async(str(cluster.wal / name), cluster.spool, [], timeout=20) == "archived"
     forged = cluster.ready(9, fill=b"x")
-    with pytest.raises(PushFailed, match="different content") as info:
+    with pytest.raises(PermanentError, match="different content") as info:
         push_async(str(cluster.wal / forged), cluster.spool, [], timeout=20)
     assert info.value.exit_code == 1 and "\n" not in str(info.value)
     assert cluster.archive().read(name) == segment(9)
