@@ -13,7 +13,7 @@ from seawall.configs.vault import as_vault_target
 from seawall.manifest import Manifest, new_backup_id
 from seawall.naming import dataset_for_path
 from tasks.files import backup_files_task, preflight_files
-from tasks.postgres import backup_postgres_task, check_mode, default_dataset, preflight_postgres
+from tasks.postgres import backup_postgres_task, check_method, check_mode, default_dataset, preflight_postgres
 from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
 from tasks.report import publish_backup_report
 from tasks.runtime import flow, label_run
@@ -60,11 +60,16 @@ def backup_files(path: str, vault: VaultTarget | str, dataset: str | None = None
 
 @flow(name="backup-postgres", stage="backup", log_prints=True)
 def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode: str = "logical",
-                    dataset: str | None = None, jobs: int = 2, with_passwords: bool = False) -> Manifest:
+                    dataset: str | None = None, jobs: int = 2, with_passwords: bool = False,
+                    method: str = "datadir", full: bool = False, primary_dsn: str | None = None) -> Manifest:
     """Back up PostgreSQL: `logical` (pg_dump, one database) or `physical` (base backup + WAL).
 
     A logical backup also saves the roles and memberships the database needs (their password
-    verifiers only with `with_passwords`, which needs a superuser).
+    verifiers only with `with_passwords`, which needs a superuser). A physical backup reads the
+    data directory on this host (`method="datadir"`: parallel on `jobs` threads, incremental,
+    page checksums verified; `full` reads everything; from a standby, `primary_dsn` names its
+    primary when it is not the one it streams from, without a password) or streams
+    `pg_basebackup` (`method="basebackup"`).
 
     Example:
         ```python
@@ -76,8 +81,11 @@ def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode
     mode = check_mode(mode)
     dataset = dataset or default_dataset(source, mode)
     label_run(dataset)
-    preflight_postgres(source, target, mode)
-    manifest = backup_postgres_task(source, target, mode, dataset, new_backup_id(), jobs, with_passwords)
+    physical = None
+    if mode == "physical":
+        physical = {"method": check_method(method), "full": full, "primary_dsn": primary_dsn}
+    preflight_postgres(source, target, mode, physical)
+    manifest = backup_postgres_task(source, target, mode, dataset, new_backup_id(), jobs, with_passwords, physical)
     publish_backup_report(manifest)
     verdict = check_backup_anomaly(target, manifest)
     if verdict.suspicious:

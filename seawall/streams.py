@@ -241,29 +241,39 @@ class ChunkWriter:
         refs: list[ChunkRef] = []
         size = 0
         for piece in self._cut(reader):
-            if self._error is not None:  # cancelled, or a store write failed: stop reading now
-                raise self._error
             hasher.update(piece)
-            chunk_id = keyring.chunk_id(piece)
-            n = len(piece)
-            refs.append((chunk_id, n))
-            size += n
-            with self._lock:
-                self.counters.bytes_total += n
-                self.counters.chunks_total += 1
-                new = chunk_id not in known and chunk_id not in self._queued
-                if new:
-                    self._queued.add(chunk_id)
-                    self._sealing += self._in_caller
-            if new:
-                if self._in_caller:
-                    self._seal_here(piece, chunk_id)
-                else:
-                    self._queue(bytes(piece), chunk_id)  # the read buffer is reused: hand off a copy
+            refs.append(self._put_piece(piece, keyring.chunk_id(piece), known))
+            size += len(piece)
             if progress:
-                progress(n)
+                progress(len(piece))
         self._raise_failure()
         return size, hasher.hexdigest(), refs
+
+    def put_piece(self, piece: bytes | memoryview, chunk_id: str | None = None) -> ChunkRef:
+        """Store one piece the caller cut itself (no content-defined cutting, no stream hash) as a
+        chunk, unless the vault has it: for formats with their own boundaries (PostgreSQL's 8 KiB
+        pages). Same deduplication, hand-off and durability rules as `write`; `piece` may be a
+        reused buffer (it is copied when handed to another thread)."""
+        self._raise_failure()
+        return self._put_piece(piece, chunk_id or self.vault.keyring.chunk_id(piece), self.vault.known_chunks())
+
+    def _put_piece(self, piece: bytes | memoryview, chunk_id: str, known: set[str]) -> ChunkRef:
+        if self._error is not None:  # cancelled, or a store write failed: stop reading now
+            raise self._error
+        n = len(piece)
+        with self._lock:
+            self.counters.bytes_total += n
+            self.counters.chunks_total += 1
+            new = chunk_id not in known and chunk_id not in self._queued
+            if new:
+                self._queued.add(chunk_id)
+                self._sealing += self._in_caller
+        if new:
+            if self._in_caller:
+                self._seal_here(piece, chunk_id)
+            else:
+                self._queue(bytes(piece), chunk_id)  # the read buffer is reused: hand off a copy
+        return chunk_id, n
 
     def _cut(self, reader: Readable | BinaryIO) -> Iterator[memoryview]:
         """The chunks of `reader`, cut exactly as `FastCDC.cut_stream` cuts them, in a reused buffer.

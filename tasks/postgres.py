@@ -29,6 +29,15 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+PHYSICAL_METHODS = ("datadir", "basebackup")
+
+
+def check_method(method: str) -> str:
+    if method not in PHYSICAL_METHODS:
+        raise ConfigError(f"unknown physical backup method {method!r}", hint="use datadir or basebackup")
+    return method
+
+
 def default_dataset(source: PostgresConfig, mode: str) -> str:
     """`pg-<dbname>` for logical backups, `pg-cluster-<host>-<port>` for physical ones."""
     params = source.get_pgconn().params()
@@ -45,7 +54,8 @@ def _check_connects(source: PostgresConfig) -> str:
 
 
 @task(name="preflight-postgres", **RETRYABLE)
-def preflight_postgres(source: PostgresConfig, vault: VaultConfig, mode: str) -> list[CheckResult]:
+def preflight_postgres(source: PostgresConfig, vault: VaultConfig, mode: str,
+                       physical: dict | None = None) -> list[CheckResult]:
     """Check the server, its archiving settings (physical) and the vault before writing anything.
 
     Example:
@@ -58,7 +68,9 @@ def preflight_postgres(source: PostgresConfig, vault: VaultConfig, mode: str) ->
     if mode == "physical":
         from seawall.postgres.physical import check_archiving
 
-        checks.append(("WAL archiving configured", lambda: check_archiving(source.get_pgconn()), True))
+        opts = physical or {}
+        checks.append(("WAL archiving configured", lambda: check_archiving(
+            source.get_pgconn(), method=opts.get("method", "datadir"), primary_dsn=opts.get("primary_dsn")), True))
     results = run_checks(checks)
     require_critical(results)
     return results
@@ -66,8 +78,11 @@ def preflight_postgres(source: PostgresConfig, vault: VaultConfig, mode: str) ->
 
 @task(name="backup-postgres", **RETRYABLE)
 def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, dataset: str,
-                         backup_id: str, jobs: int = 2, with_passwords: bool = False) -> Manifest:
-    """Take a logical (pg_dump) or physical (pg_basebackup) backup into the vault.
+                         backup_id: str, jobs: int = 2, with_passwords: bool = False,
+                         physical: dict | None = None) -> Manifest:
+    """Take a logical (pg_dump) or physical (data directory, or pg_basebackup) backup into the vault.
+
+    `physical` holds the physical options: `method` (datadir | basebackup), `full`, `primary_dsn`.
 
     Example:
         ```python
@@ -84,7 +99,10 @@ def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, 
             parent = v.latest_backup(dataset, kind="postgres-logical")
             return backup_logical(v, conn, dataset, jobs=jobs, backup_id=backup_id, parent=parent,
                                   progress=reporter("pg_dump"), passwords=with_passwords)
-        return backup_physical(v, conn, dataset, backup_id=backup_id, progress=reporter("pg_basebackup"))
+        opts = physical or {}
+        return backup_physical(v, conn, dataset, backup_id=backup_id, progress=reporter("physical backup"),
+                               method=opts.get("method", "datadir"), jobs=jobs, full=bool(opts.get("full")),
+                               primary_dsn=opts.get("primary_dsn"))
 
 
 @task(name="restore-postgres-logical", **RETRYABLE)

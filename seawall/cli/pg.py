@@ -35,9 +35,16 @@ def backup_postgres_cmd(
     vault: str = VaultOpt,
     mode: str = typer.Option("logical", "--mode", help="logical (pg_dump) or physical (base backup + WAL)."),
     dataset: str | None = typer.Option(None, help="Dataset name (default: pg-<dbname> / pg-cluster-<host>-<port>)."),
-    jobs: int = typer.Option(2, "--jobs", "-j", help="Logical: parallel pg_dump jobs."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Logical: parallel pg_dump jobs; physical datadir: "
+                             "reader threads."),
     with_passwords: bool = typer.Option(False, "--with-passwords",
                                         help="Logical: also save the roles' password verifiers (superuser)."),
+    method: str = typer.Option("datadir", "--method", help="Physical: datadir (read the data directory on "
+                               "this host: parallel, incremental, page checksums) or basebackup (pg_basebackup)."),
+    full: bool = typer.Option(False, "--full", help="Physical datadir: read every file and page (no reuse of "
+                              "the previous backup)."),
+    primary_dsn: str | None = typer.Option(None, "--primary-dsn", help="Physical datadir from a standby: its "
+                                           "primary, if not the one it streams from (no password: --dsn's is used)."),
     passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt,
 ) -> None:
     """Back up PostgreSQL: one database (logical, with the roles it needs) or the whole cluster (physical)."""
@@ -47,25 +54,30 @@ def backup_postgres_cmd(
             from seawall.manifest import validate_dataset
 
             validate_dataset(dataset)  # usage errors before any flow machinery starts
+        if method not in ("datadir", "basebackup"):
+            fail(f"--method takes datadir or basebackup, not {method!r}")
         from flows.backup import backup_postgres
         from seawall.cli.app import manifest_row
 
         source = model("postgres")(dsn=dsn)  # a password in the DSN moves into a secret field
         with progress_bars(not json_out):
+            physical = {"method": method, "full": full, "primary_dsn": primary_dsn} if mode == "physical" else {}
             manifest = run_flow(backup_postgres, source=source, vault=vault_param(vault), mode=mode, dataset=dataset,
-                                jobs=jobs, with_passwords=with_passwords)
+                                jobs=jobs, with_passwords=with_passwords, **physical)
         if json_out:
             print_json(manifest_row(manifest) | {"source": _public_source(manifest.source)})
         else:
             s = manifest.stats
             console.print(f"backup {manifest.backup_id} of {manifest.dataset} ({manifest.kind}): "
                           f"{human_bytes(s.bytes_total)}, {human_bytes(s.stored_bytes_new)} new in the vault, "
-                          f"{human_seconds(manifest.duration_s)}")
+                          f"{human_seconds(manifest.duration_s)}", highlight=False)
+            for line in manifest.source.get("warnings") or []:
+                console.print(f"[yellow]warning[/]: {line}", highlight=False)
 
 
 def _public_source(source: dict) -> dict:
     keep = ("dbname", "server_version", "system_identifier", "timeline", "start_lsn", "stop_lsn",
-            "start_wal_file", "stop_wal_file", "stop_time")
+            "start_wal_file", "stop_wal_file", "stop_time", "method", "reuse", "warnings", "page_errors")
     out = {k: source[k] for k in keep if k in source}
     if "tables" in source:
         out["tables"] = {t: {"rows": v.get("rows"), "checksum": v.get("checksum")} for t, v in source["tables"].items()}

@@ -124,13 +124,18 @@ def preflight(facts: ServerFacts, where: str) -> None:
                           hint="use ALTER SYSTEM or postgresql.conf, then restart/reload the server")
 
 
-def check_archiving(conn: PgConn) -> str:
+def check_archiving(conn: PgConn, *, method: str = "datadir", primary_dsn: str | None = None) -> str:
     """Preflight check: settings allow a physical backup and the archiver is not stuck.
 
     Returns:
         A one-line description for the preflight report.
     """
     facts = read_facts(conn)
+    if facts.in_recovery and method == "datadir":  # from a standby: its primary archives (see pgsession)
+        from seawall.postgres.pgsession import primary_of
+
+        conn = primary_of(conn, primary_dsn)
+        facts = read_facts(conn)
     preflight(facts, conn.display())
     state = require_archiver_ok(conn)
     return (f"wal_level={facts.wal_level}, archive_mode={facts.archive_mode}, "
@@ -299,10 +304,19 @@ def _server_now(conn: PgConn) -> datetime:
         return pg.execute("SELECT now()").fetchone()[0]
 
 
+METHODS = ("datadir", "basebackup")
+
+
 def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str | None = None,
                     progress: Progress | None = None, archive_wait: float = 300,
-                    workers: int = 3) -> Manifest:
+                    workers: int = 3, method: str = "datadir", jobs: int | None = None, full: bool = False,
+                    primary_dsn: str | None = None) -> Manifest:
     """Take a base backup of the cluster behind `conn` into `vault`; returns the DONE manifest.
+
+    `method="datadir"` (the default) reads the data directory here, in parallel and incrementally
+    (`seawall.postgres.datadir_backup`, which takes `jobs`, `full` and `primary_dsn`);
+    `method="basebackup"` streams `pg_basebackup` (works from any host with a replication
+    connection; every backup reads and sends the whole cluster), described below.
 
     Args:
         vault: the opened vault; its WAL archive must be where the server's archive_command pushes.
@@ -318,10 +332,18 @@ def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str 
         ConfigError: wal_level/archive_mode/archive_command not set for archiving.
         RetryableError: the server is unreachable or WAL archiving is stuck.
     """
+    if method == "datadir":
+        from seawall.postgres.datadir_backup import backup_datadir
+
+        return backup_datadir(vault, conn, dataset, backup_id=backup_id, progress=progress, archive_wait=archive_wait,
+                              jobs=jobs, full=full, primary_dsn=primary_dsn, workers=workers)
+    if method != "basebackup":
+        raise ConfigError(f"unknown physical backup method {method!r}", hint="use datadir or basebackup")
     facts = read_facts(conn)
     preflight(facts, conn.display())
     require_archiver_ok(conn)
     manifest = _new_physical_manifest(facts, dataset, backup_id)
+    manifest.source["method"] = "basebackup"
     if facts.extra_tablespaces:
         manifest.source["tablespaces"] = read_tablespaces(conn)
     with recording(vault, manifest) as phase:

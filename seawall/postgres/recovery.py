@@ -34,6 +34,7 @@ from seawall.errors import ConfigError, IntegrityError, NoSpaceError, PermanentE
 from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
+from seawall.postgres.datadir_restore import is_datadir_backup, restore_datadir_files
 from seawall.postgres.physical import BASE_STREAM, KIND
 from seawall.postgres.recovery_modes import CopyOptions as CopyOptions  # re-exported: callers import it here
 from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
@@ -110,6 +111,9 @@ def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: P
     its location and `tablespace_map` is rewritten to point there (unless `rewrite_map` is False:
     pg_verifybackup checks that file too); the backup's separate `backup_manifest`, if any, is written.
     """
+    if is_datadir_backup(manifest):  # files, not a tar: see seawall.postgres.datadir_backup for the format
+        return restore_datadir_files(vault, manifest, datadir, progress=progress, workers=workers,
+                                     tablespaces=tablespaces, rewrite_map=rewrite_map)
     members = 0
     with ChunkReader(vault, workers=workers, prefetch=12) as reader:
         chunks = reader.iter_stream(manifest.stream(BASE_STREAM))

@@ -39,9 +39,13 @@ def test_tablespace_backup_and_pitr_with_a_map(pg_archived: ArchivedCluster, pg_
     manifest = backup_physical(vault, PgConn(primary.conninfo()), "pg")
     assert [t["location"] for t in manifest.source["tablespaces"]] == [str(old)]
     oid = manifest.source["tablespaces"][0]["oid"]
-    assert {s.name for s in manifest.streams} == {"base.tar", f"{oid}.tar", "backup_manifest"}
+    assert {s.name for s in manifest.streams} == {"pgdata", f"tablespace-{oid}"}
     (verified,) = verify_base_backup(vault, manifest, workdir=str(pg_workdir))
     assert verified.status == "pass", verified.detail  # pg_verifybackup saw the tablespace's files too
+    tarred = backup_physical(vault, PgConn(primary.conninfo()), "pg-bb", method="basebackup")
+    assert {s.name for s in tarred.streams} == {"base.tar", f"{oid}.tar", "backup_manifest"}
+    (verified,) = verify_base_backup(vault, tarred, workdir=str(pg_workdir))
+    assert verified.status == "pass" and "SHA-256" in verified.detail, verified.detail
 
     primary.execute("INSERT INTO \"Spaced Tbl\" SELECT g, 'after ' || g FROM generate_series(5001, 6000) g")
     time.sleep(0.05)
