@@ -6,6 +6,7 @@ bypass typer entirely.)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -35,8 +36,8 @@ def backup_postgres_cmd(
     vault: str = VaultOpt,
     mode: str = typer.Option("logical", "--mode", help="logical (pg_dump) or physical (base backup + WAL)."),
     dataset: str | None = typer.Option(None, help="Dataset name (default: pg-<dbname> / pg-cluster-<host>-<port>)."),
-    jobs: int = typer.Option(2, "--jobs", "-j", help="Logical: parallel pg_dump jobs; physical datadir: "
-                             "reader threads."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Logical: parallel pg_dump jobs (default 2); "
+                                    "physical datadir: reader threads (default: the CPU count)."),
     with_passwords: bool = typer.Option(False, "--with-passwords",
                                         help="Logical: also save the roles' password verifiers (superuser)."),
     method: str = typer.Option("datadir", "--method", help="Physical: datadir (read the data directory on "
@@ -59,6 +60,9 @@ def backup_postgres_cmd(
         from flows.backup import backup_postgres
         from seawall.cli.app import manifest_row
 
+        if jobs is not None and jobs < 1:
+            fail(f"--jobs takes a number of at least 1, not {jobs}")
+        jobs = jobs or (2 if mode == "logical" else (os.cpu_count() or 2))
         source = model("postgres")(dsn=dsn)  # a password in the DSN moves into a secret field
         with progress_bars(not json_out):
             physical = {"method": method, "full": full, "primary_dsn": primary_dsn} if mode == "physical" else {}

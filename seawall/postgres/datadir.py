@@ -108,6 +108,8 @@ def _walk_dir(full_dir: str, rel: str, tablespace_dir: str | None) -> Iterator[I
             continue
         if rel == "pg_tblspc" and tablespace_dir is None and stat.S_ISLNK(st.st_mode):
             continue  # tablespaces are roots of their own; restore recreates the links from tablespace_map
+        if path == "pg_wal" and tablespace_dir is None and stat.S_ISLNK(st.st_mode):
+            st = os.stat(full)  # WAL elsewhere (initdb -X): a restore makes a plain folder, never a link to it
         yield Item(path, full, st)
         if stat.S_ISDIR(st.st_mode):
             if rel == "" and tablespace_dir is None and name in EMPTY_DIRS:

@@ -232,6 +232,7 @@ def _read_roots(vault: Vault, manifest: Manifest, roots: list[tuple[str, str, st
         writer.fill_stats(manifest.stats)
     manifest.streams = refs
     _record_counts(manifest, trees, reader, conn, parent)
+    _record_changes(manifest, trees, previous)
 
 
 def _record_counts(manifest: Manifest, trees: list[tuple[str, list[Entry]]], reader: FileReader,
@@ -251,6 +252,18 @@ def _record_counts(manifest: Manifest, trees: list[tuple[str, list[Entry]]], rea
     if bad:
         manifest.source["page_errors"] = bad
         manifest.source["warnings"] = [page_warning(r) for r in bad]
+
+
+def _record_changes(manifest: Manifest, trees: list[tuple[str, list[Entry]]],
+                    previous: dict[str, dict[str, Entry]]) -> None:
+    """Files new, changed and deleted since the previous backup (the anomaly detector reads them)."""
+    changes = manifest.stats.change_stats()
+    for name, entries in trees:
+        prev = previous.get(name, {})
+        files = {e.path: e for e in entries if e.type == "f"}
+        changes.files_new += sum(1 for p in files if p not in prev)
+        changes.files_changed += sum(1 for p, e in files.items() if p in prev and e.chunks != prev[p].chunks)
+        changes.files_deleted += sum(1 for p, e in prev.items() if e.type == "f" and p not in files)
 
 
 def carried_errors(parent: Manifest | None, trees: list[tuple[str, list[Entry]]]) -> list[dict[str, Any]]:

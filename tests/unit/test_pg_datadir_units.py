@@ -92,14 +92,19 @@ def test_walk_keeps_what_postgresql_says_to_keep(tmp_path: Path) -> None:
         "pg_xact/0000": b"x", "postgresql.auto.conf": b"c",
     })
     os.symlink("/elsewhere", tmp_path / "pg_tblspc_link")
+    (tmp_path / "pg_wal").rename(tmp_path / "wal elsewhere")
+    os.symlink(tmp_path / "wal elsewhere", tmp_path / "pg_wal")  # initdb -X
     (tmp_path / "pg_tblspc").mkdir()
     os.symlink("/srv/ts", tmp_path / "pg_tblspc" / "16500")
     paths = [i.path for i in walk(str(tmp_path))]
     assert paths[-1] == "global/pg_control"  # copied last
+    assert [i.st.st_mode & 0o170000 for i in walk(str(tmp_path)) if i.path == "pg_wal"] == [0o040000]  # a folder
     assert set(paths) == {".", "PG_VERSION", "base", "base/5", "base/5/16384", "base/5/16384_fsm", "base/5/16384.1",
                           "base/5/16390_init", "global", "global/1262", "global/pg_control", "pg_wal",
                           "pg_wal/archive_status", "pg_replslot", "pg_stat_tmp", "pg_xact", "pg_xact/0000",
-                          "postgresql.auto.conf", "pg_tblspc", "pg_tblspc_link"}
+                          "postgresql.auto.conf", "pg_tblspc", "pg_tblspc_link", "wal elsewhere",
+                          "wal elsewhere/000000010000000000000001", "wal elsewhere/archive_status",
+                          "wal elsewhere/archive_status/000000010000000000000001.done"}
     assert block_level("base/5/16384.1") and block_level("global/1262") and not block_level("base/5/16384_fsm")
     assert not block_level("pg_xact/0000")
 
