@@ -165,6 +165,8 @@ def _backup(name: str, ds: DatasetSpec, vault: Any) -> DeploymentSpec:
         entry = f"{ENTRY}:nightly_backup_postgres"
         params = {"source": source_param(ds), "vault": vault, "mode": ds.postgres.mode, "dataset": name,
                   "jobs": ds.postgres.jobs}
+        if ds.postgres.mode == "physical":
+            params["method"] = ds.postgres.method
     elif ds.mariadb is not None:
         entry = f"{ENTRY}:nightly_backup_mariadb"
         params = {"source": source_param(ds), "vault": vault, "mode": ds.mariadb.mode, "dataset": name}

@@ -181,7 +181,10 @@ class PostgresSpec(_Strict):
     block: str | None = Field(None, description="Name of a saved PostgresSource block.")
     dsn_env: EnvName | None = Field(None, description="Environment variable holding the DSN on the worker.")
     mode: Literal["logical", "physical"] = "logical"
-    jobs: int = Field(2, ge=1, le=64, description="pg_dump parallel jobs (logical).")
+    jobs: int = Field(2, ge=1, le=64, description="pg_dump parallel jobs (logical); reader threads (physical).")
+    method: Literal["datadir", "basebackup"] = Field(
+        "datadir", description="Physical: read the data directory (the worker runs on the database host) "
+                               "or stream pg_basebackup (from any host).")
 
     @model_validator(mode="after")
     def _one_of(self) -> PostgresSpec:
