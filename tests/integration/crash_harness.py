@@ -49,11 +49,19 @@ from seawall.sources.files import restore_tree
 from seawall.vault import Vault, open_vault
 from seawall.verify import verify_vault
 
+try:  # vault format v2 (packs)
+    from seawall.vault.packs import PACK_PREFIX as _PACK_PREFIX
+    from seawall.vault.packs import read_header as _read_header
+except ImportError:  # format v1: every chunk is its own object
+    _PACK_PREFIX, _read_header = "", None
+V2 = _read_header is not None
+
 SEAWALL = str(Path(sys.executable).with_name("seawall"))
 PASSPHRASE = "crash 'test' passphrase é"
 SEED_ENV = "SEAWALL_CRASH_SEED"
 KILLS_ENV = "SEAWALL_CRASH_KILLS"
 _POLL = 0.001
+PACK_SIZE = 256 << 10
 Snapshot = dict[str, tuple]
 
 
@@ -196,6 +204,31 @@ def deleted_below(directory: Path, name: str) -> Trigger:
     return Trigger(name, lambda: any(not n.startswith(".tmp-") for n in below.new()), below.close)
 
 
+def object_deleted(directory: Path, name: str) -> Trigger:
+    """An object (not a temporary) in the flat folder `directory` is gone (polled: a few names)."""
+    before = {n for n in _listdir(str(directory)) if not n.startswith(".tmp-")}
+    return Trigger(name, lambda: not before.issubset(_listdir(str(directory))))
+
+
+def write_triggers(vault_dir: Path, where: str = "") -> list[Trigger]:
+    """The windows around chunk writes: format v2 a pack being written, a pack stored, an index file
+    written; format v1 a chunk being written, a chunk stored."""
+    if V2:
+        return [temporary_below(vault_dir / "data", f"a pack being written{where}"),
+                new_object_below(vault_dir / "data", f"a pack stored{where}"),
+                new_object(vault_dir / "index", f"an index file written{where}")]
+    return [temporary_below(vault_dir / "chunks", f"a chunk being written{where}"),
+            new_object_below(vault_dir / "chunks", f"a new chunk stored{where}")]
+
+
+def delete_triggers(vault_dir: Path) -> list[Trigger]:
+    """The windows around GC's deletions: v2 a pack or an index file deleted; v1 a chunk deleted."""
+    if V2:
+        return [deleted_below(vault_dir / "data", "a pack deleted"),
+                object_deleted(vault_dir / "index", "an index file deleted")]
+    return [deleted_below(vault_dir / "chunks", "a chunk deleted")]
+
+
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -236,12 +269,17 @@ class Seawall:
     passphrase: str = PASSPHRASE
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    def settings(self) -> dict[str, str]:
+        """What the test process shares with the commands (`monkeypatch.setenv` them for in-process steps):
+        its own index cache, and small packs so a few MiB make several packs and GC has some to repack."""
+        return {"SEAWALL_CACHE_DIR": str(self.tmp / "seawall-cache"), "SEAWALL_PACK_SIZE": str(PACK_SIZE)}
+
     def env(self) -> dict[str, str]:
         home = self.tmp / "prefect-home"
         home.mkdir(exist_ok=True)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SEAWALL_"))}
-        return {**base, "PREFECT_HOME": str(home), "SEAWALL_PASSPHRASE": self.passphrase,
-                "SEAWALL_CACHE_DIR": str(self.tmp / "seawall-cache"), "COLUMNS": "200", **self.extra_env}
+        return {**base, "PREFECT_HOME": str(home), "SEAWALL_PASSPHRASE": self.passphrase, "COLUMNS": "200",
+                **self.settings(), **self.extra_env}
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([SEAWALL, *args], env=self.env(), cwd=self.tmp, capture_output=True, text=True,
@@ -379,7 +417,7 @@ class VaultChecker:
             self.verify_cli(url, context)
         else:
             report = verify_vault(vault, read_data=True)
-            assert report.ok, f"{context}: verify --read-data: {[b.problems for b in report.backups if not b.ok]}"
+            assert report.ok, f"{context}: verify --read-data: {str(report.to_dict())[:3000]}"
         done = done_ids(vault)
         unexpected = done - set(expected)
         missing = set(expected) - may_be_gone - done
@@ -416,15 +454,21 @@ class VaultChecker:
         _rmtree(target)
 
     def objects_open(self, vault: Vault, context: str) -> int:
-        """Every chunk object under a real name opens and matches its id (no torn writes)."""
+        """Every chunk the vault knows opens and matches its id (no torn writes, no index entry
+        pointing into a half-written pack), and every pack under its real name has a header that opens."""
         count = 0
-        for info in vault.store.list("chunks/"):
-            chunk_id = info.key.rsplit("/", 1)[1]
+        for chunk_id in sorted(vault.known_chunks(refresh=True)):
             try:
                 vault.get_chunk(chunk_id)
             except Exception as exc:
-                raise AssertionError(f"{context}: stored object {info.key} does not open: {exc}") from exc
+                raise AssertionError(f"{context}: stored chunk {chunk_id} does not open: {exc}") from exc
             count += 1
+        if _read_header is not None:
+            for info in vault.store.list(_PACK_PREFIX):
+                try:
+                    _read_header(vault.store, vault.keyring, info.key, info.size)
+                except Exception as exc:
+                    raise AssertionError(f"{context}: pack {info.key} does not open: {exc}") from exc
         return count
 
 

@@ -2,7 +2,8 @@
 
 A real `seawall` process backs up a changing tree (unicode, spaces, quotes) into a local vault and is
 killed with SIGKILL: from its start, or at once / after a random delay once it holds its lease, once
-a new chunk object appears under its real name, or once a chunk's temporary file appears.
+a pack's temporary file appears, once a pack is stored under its real name, or once an index file
+is written (format v1: a chunk's temporary file, a chunk stored).
 After every kill and after the run that follows (which must succeed), `crash_harness.VaultChecker`
 checks: verify --read-data passes (after the run that follows, as a `seawall verify` process),
 every DONE backup restores identical to the tree it was taken from, and every stored chunk object
@@ -25,17 +26,18 @@ from tests.integration.crash_harness import (
     done_ids,
     kills,
     lease_taken,
-    new_object_below,
-    temporary_below,
+    write_triggers,
 )
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
 KILLS_PER_ROUND = 2
 
 
-def test_kill_backup_files(tmp_path):
+def test_kill_backup_files(tmp_path, monkeypatch):
     seed = crash_seed()
     cli = Seawall(tmp_path)
+    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
+        monkeypatch.setenv(name, value)
     crash = Crasher(cli, seed)
     print(f"crash test seed: {seed}")
     vault_dir = tmp_path / "vault é"
@@ -46,8 +48,7 @@ def test_kill_backup_files(tmp_path):
     args = ("backup", "files", str(tree.root), "--vault", url, "--dataset", "www")
 
     def triggers():
-        return [lease_taken(vault_dir), new_object_below(vault_dir / "chunks", "a new chunk stored"),
-                temporary_below(vault_dir / "chunks", "a chunk being written")]
+        return [lease_taken(vault_dir), *write_triggers(vault_dir)]
 
     def run(outcome_of, *, cli: bool) -> bool:
         before = done_ids(open_vault(url, PASSPHRASE))
@@ -71,10 +72,12 @@ def test_kill_backup_files(tmp_path):
     assert math.isfinite(crash.durations["backup"].get("start", math.inf))
 
 
-def test_kill_backup_files_s3(tmp_path, s3_vault_url):
+def test_kill_backup_files_s3(tmp_path, s3_vault_url, monkeypatch):
     """The same on S3 (a moto server on loopback): kills between object PUTs, then a run that recovers."""
     seed = crash_seed()
     cli = Seawall(tmp_path)
+    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
+        monkeypatch.setenv(name, value)
     crash = Crasher(cli, seed, default_seconds=2.5)
     print(f"crash test seed: {seed}")
     init_vault(s3_vault_url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)

@@ -1,9 +1,10 @@
 """The crash harness's checks fail on vaults broken on purpose (a check that cannot fail proves nothing).
 
 One real backup, then one damage per case, each caught by its own check in `VaultChecker.check`:
-a referenced chunk deleted (verify), a DONE manifest deleted (backup lost), the expected trees
-swapped (restore comparison), a torn unreferenced chunk (objects open), a lease of a live process
-(leases stale), and the `seawall verify` process itself on a vault missing a chunk.
+a referenced chunk's object deleted (verify), a DONE manifest deleted (backup lost), the expected
+trees swapped (restore comparison), a torn object under a real name that no backup references and
+an index entry pointing into a pack cut short (objects open), a lease of a live process (leases
+stale), and the `seawall verify` process itself on a vault missing a chunk.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ import pytest
 
 from seawall.lease import SHARED_PREFIX, process_identity
 from seawall.sources.files import backup_tree
-from seawall.vault import chunk_key, init_vault
-from tests.integration.crash_harness import PASSPHRASE, Seawall, TreeVersions, VaultChecker
+from seawall.vault import chunk_key, init_vault, open_vault
+from tests.integration.crash_harness import PASSPHRASE, V2, Seawall, TreeVersions, VaultChecker
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, monkeypatch):
     """(checker, url, vault folder, expected, vault) with two DONE backups of two tree versions."""
+    cli = Seawall(tmp_path)
+    for name, value in cli.settings().items():
+        monkeypatch.setenv(name, value)
     url = f"file://{tmp_path / 'vault'}"
     vault = init_vault(url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
     tree = TreeVersions(tmp_path / "tree", random.Random(5), small=30, large=1, large_size=256 << 10)
@@ -35,7 +39,7 @@ def setup(tmp_path):
         if n:
             tree.mutate()
         tree.record({backup_tree(vault, tree.root, "www", parent=vault.latest_backup("www")).backup_id})
-    checker = VaultChecker(Seawall(tmp_path), tmp_path)
+    checker = VaultChecker(cli, tmp_path)
     checker.check(url, tree.expected, context="intact", cli=False)  # the baseline passes
     return checker, url, tmp_path / "vault", tree.expected, vault
 
@@ -48,9 +52,14 @@ def _file_chunk(vault, backup_id: str) -> str:
         return next(e.chunks[0][0] for e in iter_tree(vault, vault.require_done(backup_id), reader) if e.chunks)
 
 
+def _object_of(vault, chunk_id: str) -> str:
+    """The object holding a chunk: its pack (format v2), or its own object (v1)."""
+    return vault.chunks.object_key(chunk_id) if V2 else chunk_key(chunk_id)
+
+
 def test_missing_chunk_fails_verify(setup):
     checker, url, folder, expected, vault = setup
-    os.unlink(folder / chunk_key(_file_chunk(vault, sorted(expected)[0])))
+    os.unlink(folder / _object_of(vault, _file_chunk(vault, sorted(expected)[0])))
     with pytest.raises(AssertionError, match="verify --read-data"):
         checker.check(url, expected, context="chunk deleted", cli=False)
     with pytest.raises(AssertionError, match=r"`seawall verify --read-data` exit 3"):
@@ -72,14 +81,31 @@ def test_other_tree_fails_restore(setup):
         checker.check(url, {first: expected[second], second: expected[first]}, context="swapped", cli=False)
 
 
-def test_torn_unreferenced_chunk_fails(setup):
+def test_torn_unreferenced_object_fails(setup):
+    """A half-written object under a real name that no manifest needs: verify and restores pass."""
     checker, url, folder, expected, vault = setup
-    victim = folder / chunk_key(_file_chunk(vault, sorted(expected)[0]))
-    torn = folder / "chunks" / "ff" / ("ff" + "0" * 62)
-    torn.parent.mkdir(exist_ok=True)
-    torn.write_bytes(victim.read_bytes()[:100])  # what a write without a temporary name leaves at a kill
+    victim = folder / _object_of(vault, _file_chunk(vault, sorted(expected)[0]))
+    torn = victim.parent / ("ff" + "0" * 62)  # what a write without a temporary name leaves at a kill
+    torn.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(AssertionError, match="does not open"):
         checker.check(url, expected, context="torn object", cli=False)
+
+
+def test_index_into_torn_pack_fails(setup):
+    """Chunks indexed (as a killed backup leaves them: no manifest) whose pack is cut short.
+
+    Format v1 has no index: there the same chunks are loose objects, one of them cut short.
+    """
+    checker, url, folder, expected, vault = setup
+    chunk_id, _ = vault.put_chunk(os.urandom(50_000))
+    vault.commit_chunks()
+    checker.check(url, expected, context="unreferenced chunks", cli=False)  # sound until cut
+    with open(folder / _object_of(vault, chunk_id), "r+b") as fh:
+        fh.truncate(10_000)
+    with pytest.raises(AssertionError, match=r"verify --read-data|does not open"):  # v2's verify reads every pack
+        checker.check(url, expected, context="torn pack", cli=False)
+    with pytest.raises(AssertionError, match="does not open"):
+        checker.objects_open(open_vault(url, PASSPHRASE), "torn pack")
 
 
 def test_live_lease_fails(setup):

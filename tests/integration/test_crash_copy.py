@@ -2,8 +2,8 @@
 
 The source vault gains a backup of a changing tree each round; a real `seawall copy --from SRC --to
 DST --init-dest` is killed from its start, or at once / after a random delay once it holds the
-destination's lease, once a chunk landed there, once a chunk's temporary file appeared there, or
-once a manifest was written there. After every kill the destination holds
+destination's lease, once a pack's temporary file appeared there, once a pack or an index file
+was stored there (format v1: a chunk), or once a manifest was written there. After every kill the destination holds
 no vault yet, or a sound one: verify --read-data passes, every DONE backup there is one of the
 source's and restores identical to the tree it was taken from, every stored chunk opens. The run
 that follows must succeed and leave every source backup DONE at the destination; the source is
@@ -27,8 +27,7 @@ from tests.integration.crash_harness import (
     kills,
     lease_taken,
     new_object,
-    new_object_below,
-    temporary_below,
+    write_triggers,
 )
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
@@ -36,14 +35,15 @@ KILLS_PER_ROUND = 2
 
 
 def copy_triggers(dest: Path) -> list[Trigger]:
-    return [lease_taken(dest), new_object_below(dest / "chunks", "a chunk stored at the destination"),
-            temporary_below(dest / "chunks", "a chunk being written at the destination"),
+    return [lease_taken(dest), *write_triggers(dest, " at the destination"),
             new_object(dest / "manifests" / "www", "a manifest written at the destination")]
 
 
-def test_kill_copy(tmp_path):
+def test_kill_copy(tmp_path, monkeypatch):
     seed = crash_seed()
     cli = Seawall(tmp_path)
+    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
+        monkeypatch.setenv(name, value)
     crash = Crasher(cli, seed)
     print(f"crash test seed: {seed}")
     src_url = f"file://{tmp_path / 'source vault'}"

@@ -5,7 +5,8 @@ prune has garbage to sweep) and the debris of a backup killed mid-run: its START
 the shared lease of its dead process, which the prune must break by itself (the PID is gone)
 instead of exiting 5. A real `seawall retention --apply --keep-last K` is killed from its start,
 or at once / after a random delay once it holds the exclusive lease, once it deleted its first
-manifest, or once it deleted its first chunk. After every kill: verify
+manifest, and (format v2) once it wrote a repacked pack or a merged index file, deleted a pack or
+an old index file (format v1: deleted a chunk). After every kill: verify
 --read-data passes, every kept backup is still DONE and restores identical to its tree, the ones
 the plan removes may or may not be gone, every stored chunk opens. The run that follows must
 succeed and leave exactly the newest K. Seeded: `SEAWALL_CRASH_SEED=<seed>`; `SEAWALL_CRASH_KILLS=<n>`.
@@ -21,15 +22,17 @@ from seawall.sources.files import backup_tree
 from seawall.vault import Vault, init_vault, open_vault
 from tests.integration.crash_harness import (
     PASSPHRASE,
+    V2,
     Crasher,
     Seawall,
     TreeVersions,
     Trigger,
     VaultChecker,
     crash_seed,
-    deleted_below,
+    delete_triggers,
     kills,
     lease_taken,
+    write_triggers,
 )
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
@@ -55,9 +58,11 @@ def newest(vault: Vault, count: int) -> set[str]:
     return {m.backup_id for m in done[-count:]}
 
 
-def test_kill_retention_apply(tmp_path):
+def test_kill_retention_apply(tmp_path, monkeypatch):
     seed = crash_seed()
     cli = Seawall(tmp_path)
+    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
+        monkeypatch.setenv(name, value)
     crash = Crasher(cli, seed)
     print(f"crash test seed: {seed}")
     vault_dir = tmp_path / "vault é"
@@ -73,8 +78,8 @@ def test_kill_retention_apply(tmp_path):
     assert backup.killed and os.listdir(vault_dir / "locks" / "shared"), crash.context(backup)
 
     def triggers():
-        return [lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir),
-                deleted_below(vault_dir / "chunks", "a chunk deleted")]
+        return [lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir), *delete_triggers(vault_dir),
+                *(write_triggers(vault_dir) if V2 else [])]  # GC repacks: it writes packs and index files
 
     wanted = kills(6)
     rounds = 0
