@@ -3,7 +3,8 @@
 A local vault holds backups of a changing tree (each version adds chunks of its own, so every
 prune has garbage to sweep) and the debris of a backup killed mid-run: its STARTED manifest and
 the shared lease of its dead process, which the prune must break by itself (the PID is gone)
-instead of exiting 5. A real `seawall retention --apply --keep-last K` is killed from its start,
+instead of exiting 5; likewise each round's backup (a `seawall backup` process) breaks the
+exclusive lease a killed prune left. A real `seawall retention --apply --keep-last K` is killed from its start,
 or at once / after a random delay once it holds the exclusive lease, once it deleted its first
 manifest, and (format v2) once it wrote a repacked pack or a merged index file, deleted a pack or
 an old index file (format v1: deleted a chunk). After every kill: verify
@@ -32,6 +33,7 @@ from tests.integration.crash_harness import (
     delete_triggers,
     kills,
     lease_taken,
+    new_object,
     write_triggers,
 )
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
@@ -73,8 +75,9 @@ def test_kill_retention_apply(tmp_path, monkeypatch):
     for _ in range(2):
         add_backup(vault, tree)
     # A backup killed once it holds its lease: a dead holder's lease and a STARTED manifest.
+    tree.mutate()
     backup = cli.kill_during("backup", "files", str(tree.root), "--vault", url, "--dataset", "www",
-                             delay=0.05, trigger=lease_taken(vault_dir))
+                             delay=0.0, trigger=new_object(vault_dir / "manifests" / "www", "STARTED manifest"))
     assert backup.killed and os.listdir(vault_dir / "locks" / "shared"), crash.context(backup)
 
     def triggers():
@@ -85,8 +88,14 @@ def test_kill_retention_apply(tmp_path, monkeypatch):
     rounds = 0
     while crash.kills < wanted:
         assert rounds < 2 * wanted, f"{crash.context()}: only {crash.kills} of {rounds * KILLS_PER_ROUND} runs killed"
-        for _ in range(2):
-            add_backup(vault, tree)
+        add_backup(vault, tree)
+        # One backup through the CLI: after a killed prune it must break the dead holder's exclusive
+        # lease at once (its PID is gone), not wait or exit 5.
+        tree.mutate()
+        before = set(newest(vault, 1000))
+        made = cli.run("backup", "files", str(tree.root), "--vault", url, "--dataset", "www", timeout=60)
+        assert made.returncode == 0, f"{crash.context()}: backup after the prune: {made.stderr[-2000:]}"
+        tree.record(newest(vault, 1000) - before)
         keep = crash.rng.randint(1, 3)
         kept = newest(vault, keep)
         removable = set(tree.expected) - kept
