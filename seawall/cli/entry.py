@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-FAST_COMMANDS = {"wal-push", "wal-get"}
+FAST_COMMANDS = {"wal-push", "wal-get", "wal-async"}
 
 
 def main() -> None:

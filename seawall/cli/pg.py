@@ -151,6 +151,8 @@ def register(app: typer.Typer, backup_app: typer.Typer) -> None:
     app.command("wal-check")(wal_check_cmd)
     app.command("wal-push", help="PostgreSQL archive_command: seawall wal-push %p --vault URL")(_wal_stub)
     app.command("wal-get", help="PostgreSQL restore_command: seawall wal-get %f %p --vault URL")(_wal_stub)
+    app.command("wal-async", help="List or stop the async WAL push/prefetch daemons: seawall wal-async status|stop")(
+        _wal_stub)
 
 
 def _wal_stub() -> None:

@@ -8,6 +8,7 @@ The invariant checked throughout: a segment PostgreSQL counts as archived is in 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -313,10 +314,23 @@ def test_async_push_under_pgbench_then_pitr_with_prefetch_loses_nothing(pg_workd
         assert _totals(restored) == expected
         get_spool = SpoolDir.of(str(spool), "get", str(base / "pg_wal"), url)
         assert "started" in Path(get_spool.log_path).read_text()  # the prefetch daemon served it
+
+        # Both daemons are listed, and `wal-async stop` ends them.
+        status = json.loads(_cli("wal-async", "status", "--json", "--spool", str(spool)))
+        assert {d["kind"] for d in status["daemons"] if d["pid"]} == {"push", "get"}
+        _cli("wal-async", "stop", "--spool", str(spool))
+        assert not any(d["pid"] for d in json.loads(_cli("wal-async", "status", "--json", "--spool",
+                                                          str(spool)))["daemons"])
     finally:
         if restored is not None:
             restored.remove()
         pg.stop()
+
+
+def _cli(*argv: str) -> str:
+    result = subprocess.run([SEAWALL_BIN, *argv], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def _restore(base: Path, pg: AsyncCluster) -> LocalCluster:
