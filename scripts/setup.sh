@@ -41,3 +41,7 @@ if [ -x /usr/bin/python3.11 ]; then
   python_args=(--python /usr/bin/python3.11)
 fi
 uv sync --frozen --quiet "${python_args[@]}"
+# archive_command runs `seawall wal-push` once per WAL segment as the postgres user: byte-compile the
+# project's own modules (an editable install ships none, and with PYTHONDONTWRITEBYTECODE or a tree
+# the postgres user cannot write, every call compiled them again: 93 ms per call instead of 48 here).
+.venv/bin/python -m compileall -q -j 0 seawall >/dev/null

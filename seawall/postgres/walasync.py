@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import time
 
 from seawall.errors import ConfigError, PermanentError, RetryableError, SeawallError
@@ -120,6 +119,8 @@ def _take(src: str, dest: str) -> bool:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise ConfigError(f"cannot move the prefetched {os.path.basename(src)} to {dest}: {exc.strerror}") from None
+    import shutil  # (not at the top: archive_command imports this module for every segment)
+
     tmp = f"{dest}.seawall-tmp"  # the spool is on another file system: copy, then rename
     try:
         shutil.copyfile(src, tmp)

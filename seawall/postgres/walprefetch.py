@@ -183,6 +183,7 @@ class GetDaemon:
         self.stop = threading.Event()
         self.inflight: dict[str, Future] = {}
         self.retry_at: dict[str, float] = {}
+        self.fetched = 0
 
     def run(self) -> int:
         from seawall.postgres.walpushd import log
@@ -205,6 +206,7 @@ class GetDaemon:
         log(f"started (pid {os.getpid()}, {ahead} ahead, {self.jobs} jobs)")
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="seawall-walget") as pool:
             self._loop(archive, pool, ahead, seg_size)
+        log(f"exiting after {self.fetched} fetched")
         return 0
 
     def _loop(self, archive: WalArchive, pool: ThreadPoolExecutor, ahead: int, seg_size: int) -> None:
@@ -263,6 +265,7 @@ class GetDaemon:
                 del self.inflight[name]
                 try:
                     future.result()
+                    self.fetched += 1
                 except ObjectNotFound:  # not archived yet: ask again in a second
                     self.retry_at[name] = time.monotonic() + 1.0
                 except SeawallError as exc:  # a full spool, a vault hiccup: restore_command fetches itself

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -321,6 +322,8 @@ def test_async_push_under_pgbench_then_pitr_with_prefetch_loses_nothing(pg_workd
         _cli("wal-async", "stop", "--spool", str(spool))
         assert not any(d["pid"] for d in json.loads(_cli("wal-async", "status", "--json", "--spool",
                                                           str(spool)))["daemons"])
+        fetched = re.search(r"exiting after (\d+) fetched", Path(get_spool.log_path).read_text())
+        assert fetched and int(fetched.group(1)) > 0  # recovery was served from the prefetch spool
     finally:
         if restored is not None:
             restored.remove()
