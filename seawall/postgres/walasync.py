@@ -86,11 +86,7 @@ def _wait(name: str, st: os.stat_result, spool: SpoolDir, daemon_args: list[str]
 def _acknowledge(spool: SpoolDir, name: str) -> str:
     """The daemon's outcome. The status stays: the daemon drops it once PostgreSQL has marked the
     file .done (dropping it here would make the daemon push the file again meanwhile)."""
-    try:
-        with open(spool.sub("ok", name)) as fh:
-            return fh.read().rstrip("\n").split(" ", 3)[3]
-    except (OSError, IndexError):
-        return "archived"
+    return spool.outcome(name)
 
 
 # ---- restore_command: prefetched segments ---------------------------------------------------------

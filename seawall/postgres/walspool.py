@@ -28,7 +28,8 @@ import re
 import sys
 import zlib
 
-from seawall.errors import ConfigError, NoSpaceError
+# seawall.errors is imported where an error is raised: the acknowledgement fast path
+# (`acknowledged`, before the CLI's own imports) must cost little more than the interpreter's start.
 
 SPOOL_ENV = "SEAWALL_SPOOL"
 MIN_FREE = 1 << 20  # below this much free space the spool counts as full: status files need room
@@ -52,6 +53,8 @@ def spool_key(wal_dir: str, vault_url: str) -> str:
 
 def _private_dir(path: str) -> None:
     """mkdir 0700; an existing one must be ours and closed to others (the default root is in /tmp)."""
+    from seawall.errors import ConfigError
+
     try:
         os.mkdir(path, 0o700)
         return
@@ -93,6 +96,8 @@ class SpoolDir:
 
     def check_space(self) -> None:
         """A full spool disk is an error before anything is attempted (statvfs, no write needed)."""
+        from seawall.errors import NoSpaceError
+
         st = os.statvfs(self.path)
         if st.f_bavail * st.f_frsize < MIN_FREE:
             raise NoSpaceError(f"spool {self.path} is full (less than {MIN_FREE >> 20} MiB free)",
@@ -110,6 +115,14 @@ class SpoolDir:
         except OSError:
             return False
         return fields[:3] == [str(st.st_ino), str(st.st_size), str(st.st_mtime_ns)]
+
+    def outcome(self, name: str) -> str:
+        """What the daemon's push of `name` found ("archived", "already archived", ...)."""
+        try:
+            with open(self.sub("ok", name)) as fh:
+                return fh.read().rstrip("\n").split(" ", 3)[3]
+        except (OSError, IndexError):
+            return "archived"
 
     def write_error(self, name: str, exit_code: int, retryable: bool, message: str) -> None:
         line = " ".join(message.split())  # one line, whatever the exception carried
@@ -178,6 +191,8 @@ def write_atomic(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from seawall.errors import NoSpaceError
+
             raise NoSpaceError(f"spool {os.path.dirname(path)} is full: cannot record {os.path.basename(path)}",
                                hint="free space there; PostgreSQL keeps the WAL and retries") from None
         raise
@@ -220,3 +235,35 @@ def stop_daemon(pid: int, spool_path: str, wait: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+# ---- the fast path: a file the daemon already pushed ----------------------------------------------
+_VALUED = {"--vault", "--passphrase-file", "--sysid", "--spool", "--jobs", "--idle", "--timeout"}
+_FLAGS = {"--async", "--debug"}
+
+
+def acknowledged(argv: list[str]) -> bool:
+    """True if `wal-push ARGV --async` may answer 0 at once: the daemon recorded this very file as
+    archived. Runs before the CLI imports anything else (no argparse, no redaction, no error
+    classes): with the daemon ahead of PostgreSQL, this is all most archive_command calls do.
+    Anything unusual (an option it does not know, another outcome) returns False and the full path
+    decides."""
+    options, positional, args = {}, [], iter(argv)
+    for arg in args:
+        if arg in _VALUED:
+            options[arg] = next(args, None)
+        elif arg.startswith("-") and arg not in _FLAGS:
+            return False
+        elif arg not in _FLAGS:
+            positional.append(arg)
+    vault = options.get("--vault") or os.environ.get("SEAWALL_VAULT")
+    if len(positional) != 1 or not vault:
+        return False
+    path = os.path.abspath(positional[0])
+    wal_dir, name = os.path.split(path)
+    spool = SpoolDir.of(os.path.abspath(options.get("--spool") or default_root()), "push", wal_dir, vault)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return spool.ok_matches(name, st) and spool.outcome(name) == "archived"

@@ -128,3 +128,18 @@ def test_bad_async_options_are_one_line_exit_2(argv: list[str], expected: str,
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1
     assert code == (126 if argv[0] == "wal-get" else 2)
+
+
+def test_the_fast_path_answers_only_for_the_very_file_the_daemon_pushed(tmp_path: Path) -> None:
+    from seawall.postgres.walspool import acknowledged
+
+    c = Cluster(tmp_path)
+    name = c.ready(20)
+    argv = [str(c.wal / name), "--async", "--vault", c.url, "--spool", str(tmp_path / "spool")]
+    assert not acknowledged(argv)  # nothing recorded yet
+    c.spool.prepare("ok").write_ok(name, os.stat(c.wal / name), "archived")
+    assert acknowledged(argv)
+    assert not acknowledged([*argv, "--some-new-option"])  # unknown: the full path decides
+    (c.wal / name).write_bytes(segment(20, fill=b"z"))  # another file under that name now
+    os.utime(c.wal / name, ns=(1, 1))
+    assert not acknowledged(argv)
