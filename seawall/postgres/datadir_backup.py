@@ -49,7 +49,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from seawall.errors import ConfigError
+from seawall.errors import ConfigError, IntegrityError, ObjectNotFound
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import physical
@@ -92,11 +92,9 @@ def choose_parent(vault: Vault, dataset: str, here: dict[str, Any], *, full: boo
     """(the backup to reuse unchanged files and blocks from, or None; why) — rules in the docstring."""
     if full:
         return None, "full read asked for"
-    done = [m for m in vault.list_backups(dataset, status=BackupStatus.DONE)
-            if m.kind == physical.KIND and m.source.get("method") == METHOD]
-    if not done:
+    parent = _newest_done(vault, dataset)
+    if parent is None:
         return None, "no earlier data-directory backup of this dataset"
-    parent = done[-1]
     src = {**parent.source, "host": parent.host}
     for key in ("system_identifier", "data_directory", "host", "timeline"):
         if str(src.get(key)) != str(here[key]):
@@ -107,6 +105,26 @@ def choose_parent(vault: Vault, dataset: str, here: dict[str, Any], *, full: boo
     if datetime.now(UTC) - last_full > timedelta(days=full_every_days):
         return None, f"the last full read ({last_full:%Y-%m-%d}) is older than {full_every_days:g} days"
     return parent, f"unchanged files and blocks reused from {parent.backup_id}"
+
+
+def _newest_done(vault: Vault, dataset: str) -> Manifest | None:
+    """The newest DONE data-directory backup of `dataset`, reading manifests newest first (backup
+    ids start with their start second), so a long history costs a read or two, not one per backup."""
+    groups: dict[str, list[str]] = {}
+    for key in vault.manifest_keys(dataset):
+        groups.setdefault(key.rsplit("/", 1)[1][:16], []).append(key)
+    for second in sorted(groups, reverse=True):
+        found = []
+        for key in groups[second]:  # several in one second: the started_at decides
+            try:
+                m = vault.read_manifest_key(key)
+            except (IntegrityError, ObjectNotFound):  # listed CORRUPT by `seawall list`; not a parent
+                continue
+            if m.status == BackupStatus.DONE and m.kind == physical.KIND and m.source.get("method") == METHOD:
+                found.append(m)
+        if found:
+            return max(found, key=lambda m: m.started_at)
+    return None
 
 
 def _parent_entries(vault: Vault, parent: Manifest | None) -> dict[str, dict[str, Entry]]:
