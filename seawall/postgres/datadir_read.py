@@ -45,6 +45,7 @@ from seawall.streams import ChunkWriter
 BLOCK = 1 << 20
 PAGES_PER_SEGMENT = (1 << 30) // pgpages.PAGE  # RELSEG_SIZE: a relation fork is cut into 1 GiB files
 MTIME_MARGIN_NS = 1_000_000_000
+PART = 64 * BLOCK  # files larger than this are read by several threads, a part each
 Progress = Callable[[int], None]
 
 
@@ -112,20 +113,29 @@ class FileReader:
         self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
 
     def read_all(self, jobs: list[tuple[str, Item, Entry, Entry | None]]) -> None:
-        """Read every (root, item, entry, previous entry) job, largest files first; fills the entries."""
-        todo = []
+        """Read every (root, item, entry, previous entry) job, largest files first; fills the entries.
+
+        A file larger than `PART` is read as parts of `PART` bytes by several threads at once (one
+        big table must not leave the other cores idle); its chunk list is the parts' in order.
+        """
+        tasks = []
         for root, item, entry, prev in jobs:
             if unchanged(entry, prev, self.plan, self._known):
                 entry.chunks = prev.chunks
                 self.counters.files_unchanged += 1
                 if self.progress:
                     self.progress(entry.size)
-            else:
-                todo.append((root, item, entry, prev))
-        todo.sort(key=lambda j: -j[2].size)  # big files first: the last one to finish is a small one
-        futures = [self._pool.submit(self._read_file, *job) for job in todo]
+                continue
+            parts: list[list[ChunkRef] | None] = [None] * max(1, -(-entry.size // PART))
+            tasks += [(entry.size, k, root, item, entry, prev, parts) for k in range(len(parts))]
+        tasks.sort(key=lambda t: (-t[0], t[1]))  # big files first: the last task to finish is a small one
+        futures = [self._pool.submit(self._read_part, *t[1:]) for t in tasks]
         for fut in futures:
             fut.result()
+        for _, k, _, _, entry, _, parts in tasks:
+            if k == 0 and entry.type == "f":
+                entry.chunks = [c for part in parts for c in part or []]
+                entry.size = sum(c[1] for c in entry.chunks)
 
     def _buffer(self) -> bytearray:
         buf = getattr(self._local, "buf", None)
@@ -133,30 +143,45 @@ class FileReader:
             buf = self._local.buf = bytearray(BLOCK)
         return buf
 
-    def _read_file(self, root: str, item: Item, entry: Entry, prev: Entry | None) -> None:
+    def _read_part(self, k: int, root: str, item: Item, entry: Entry, prev: Entry | None,
+                   parts: list[list[ChunkRef] | None]) -> None:
         try:
             fd = open_file(item.full)
         except FileNotFoundError:  # dropped or truncated away meanwhile: WAL replay recreates or drops it
-            entry.type = "gone"
             with self._lock:
-                self.counters.vanished.append(f"{root}:{item.path}")
+                if entry.type != "gone":
+                    entry.type = "gone"
+                    self.counters.vanished.append(f"{root}:{item.path}")
             return
         try:
-            self._read_blocks(fd, root, item, entry, prev)
+            last = k == len(parts) - 1
+            parts[k] = self._read_blocks(fd, root, item, prev, k * PART, None if last else PART)
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        entry.mtime_ns = min(entry.mtime_ns, after.st_mtime_ns)  # changed while read: never trust it later
+        with self._lock:
+            entry.mtime_ns = min(entry.mtime_ns, after.st_mtime_ns)  # changed while read: never trust it later
+            self.counters.files_read += k == 0
 
-    def _read_blocks(self, fd: int, root: str, item: Item, entry: Entry, prev: Entry | None) -> None:
-        buf = self._buffer()
-        view = memoryview(buf)
+    def _read_blocks(self, fd: int, root: str, item: Item, prev: Entry | None, start: int,
+                     limit: int | None) -> list[ChunkRef]:
+        """The chunks of `limit` bytes from `start` (to the end of the file if None).
+
+        A part that meets the end of the file early (the file shrank while read) is padded with
+        zeros to its length, so the parts after it keep their offsets; the truncation is in the WAL,
+        which recovery replays over it (pg_basebackup pads a shrunk file the same way).
+        """
+        view = memoryview(self._buffer())
         reuse = self._reusable(item, prev)
         check = self.plan.checksums and _is_relation(item.path)
         chunks: list[ChunkRef] = []
-        offset = reused = 0
-        while True:
+        offset, end = start, None if limit is None else start + limit
+        reused = 0
+        while end is None or offset < end:
             n = _pread_full(fd, view, offset)
+            if n < BLOCK and end is not None and offset + n < end:
+                view[n:] = bytes(BLOCK - n)  # shrunk while read: pad (see above)
+                n = BLOCK
             if not n:
                 break
             piece = view[:n]
@@ -174,13 +199,12 @@ class FileReader:
                 self.progress(n)
             if n < BLOCK:
                 break
-        entry.size, entry.chunks = offset, chunks
         with self._lock:
             c = self.counters
-            c.files_read += 1
-            c.bytes_read += offset
+            c.bytes_read += offset - start
             c.bytes_reused += reused
-            c.blocks_reused += reused // BLOCK + (1 if reused % BLOCK else 0)
+            c.blocks_reused += -(-reused // BLOCK)
+        return chunks
 
     def _reusable(self, item: Item, prev: Entry | None) -> list[ChunkRef] | None:
         """The previous copy's chunks, when blocks of this file may be reused (rule 2)."""

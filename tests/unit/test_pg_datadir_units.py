@@ -165,3 +165,27 @@ def test_page_errors_carry_over_only_while_the_damaged_chunk_is_reused(vault) ->
     rewritten = [("a" * 64, BLOCK), ("c" * 64, BLOCK)]
     assert not carried_errors(parent, [("pgdata", [Entry(path="base/5/16384", type="f", mode=0, mtime_ns=0,
                                                          chunks=rewritten)])])
+
+
+def test_large_files_read_in_parts_by_several_threads_reassemble_exactly(vault, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from seawall.postgres import datadir_read
+    from seawall.postgres.datadir import Item
+    from seawall.streams import ChunkReader, ChunkWriter
+
+    monkeypatch.setattr(datadir_read, "PART", 2 * BLOCK)
+    sizes = {"big": 5 * BLOCK + 12345, "exact": 4 * BLOCK, "small": 100, "empty": 0}
+    data = {name: os.urandom(n) for name, n in sizes.items()}
+    jobs = []
+    for name, blob in data.items():
+        (tmp_path / name).write_bytes(blob)
+        item = Item(name, str(tmp_path / name), os.lstat(tmp_path / name))
+        jobs.append(("pgdata", item, datadir_read.entry_for(item), None))
+    with ChunkWriter(vault) as writer, datadir_read.FileReader(writer, ReadPlan(1, False), jobs=3,
+                                                                progress=None) as reader:
+        reader.read_all(jobs)
+    assert reader.counters.files_read == 4 and reader.counters.bytes_read == sum(sizes.values())
+    with ChunkReader(vault) as chunks:
+        for _, item, entry, _ in jobs:
+            assert entry.size == sizes[item.path]
+            assert b"".join(chunks.iter_chunks(entry.chunks)) == data[item.path], item.path
