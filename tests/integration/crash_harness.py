@@ -548,7 +548,9 @@ class Crasher:
         if not outcome.killed:
             assert outcome.code == 0, f"{self.context(outcome)}: {outcome.err[-2000:]}"
             durations.too_late(outcome)
-            self._deck.insert(self.rng.randrange(len(self._deck) + 1), (index, at_once))  # deal it again later
+            # Deal it again later, unless its condition never held (e.g. a prune with nothing to repack).
+            if trigger is None or trigger.name in outcome.fired:
+                self._deck.insert(self.rng.randrange(len(self._deck) + 1), (index, at_once))
         self.runs += 1
         self.kills += outcome.killed
         self.log.append(self.context(outcome))
