@@ -443,14 +443,22 @@ class VaultChecker:
         assert report["ok"], f"{context}: verify says not ok: {report}"
         return report
 
+    def restore_cli(self, url: str, backup_id: str, want: Snapshot, context: str) -> None:
+        """`seawall restore` as a process (once per test: the in-process restores cover every backup)."""
+        self._restores += 1
+        target = self.tmp / f"restore-{self._restores}"
+        proc = self.cli.run("restore", backup_id, "--vault", url, "--to", str(target))
+        assert proc.returncode == 0, f"{context}: `seawall restore {backup_id}` exit {proc.returncode}: {proc.stderr}"
+        got = snapshot(target)
+        assert got == want, f"{context}: `seawall restore {backup_id}` differs from its tree: {_diff(got, want)}"
+        _rmtree(target)
+
     def restore_matches(self, vault: Vault, backup_id: str, want: Snapshot, context: str) -> None:
         self._restores += 1
         target = self.tmp / f"restore-{self._restores}"
         restore_tree(vault, vault.require_done(backup_id), target)
         got = snapshot(target)
-        if got != want:
-            diff = sorted(set(got.items()) ^ set(want.items()))[:5]
-            raise AssertionError(f"{context}: backup {backup_id} restores differently from its tree: {diff}")
+        assert got == want, f"{context}: backup {backup_id} restores differently from its tree: {_diff(got, want)}"
         _rmtree(target)
 
     def objects_open(self, vault: Vault, context: str) -> int:
@@ -470,6 +478,10 @@ class VaultChecker:
                 except Exception as exc:
                     raise AssertionError(f"{context}: pack {info.key} does not open: {exc}") from exc
         return count
+
+
+def _diff(got: Snapshot, want: Snapshot) -> list:
+    return sorted(set(got.items()) ^ set(want.items()))[:5]
 
 
 def _rmtree(path: Path) -> None:

@@ -67,6 +67,8 @@ def test_kill_backup_files(tmp_path, monkeypatch):
         if all(run(lambda: crash.kill(*args, triggers=triggers()), cli=False) for _ in range(KILLS_PER_ROUND)):
             run(lambda: crash.complete(*args, triggers=triggers()), cli=True)
         rounds += 1
+    newest = max(tree.expected)  # ids start with their UTC start time
+    checker.restore_cli(url, newest, tree.expected[newest], crash.context())
     assert len(tree.expected) >= rounds, "every round ends with a DONE backup of its tree version"
     assert vault.config.vault_id == open_vault(url, PASSPHRASE).config.vault_id
     assert math.isfinite(crash.durations["backup"].get("start", math.inf))

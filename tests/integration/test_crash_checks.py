@@ -79,6 +79,8 @@ def test_other_tree_fails_restore(setup):
     first, second = sorted(expected)
     with pytest.raises(AssertionError, match="restores differently"):
         checker.check(url, {first: expected[second], second: expected[first]}, context="swapped", cli=False)
+    with pytest.raises(AssertionError, match="differs from its tree"):
+        checker.restore_cli(url, first, expected[second], "swapped")
 
 
 def test_torn_unreferenced_object_fails(setup):

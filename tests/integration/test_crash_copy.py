@@ -74,3 +74,5 @@ def test_kill_copy(tmp_path, monkeypatch):
         checker.check(dest_url, tree.expected, context=crash.context(outcome))
         rounds += 1
     checker.check(src_url, tree.expected, context=f"{crash.context()} (the source)")
+    newest = max(tree.expected)  # ids start with their UTC start time
+    checker.restore_cli(dest_url, newest, tree.expected[newest], f"{crash.context()} (the destination)")

@@ -112,5 +112,7 @@ def test_kill_retention_apply(tmp_path, monkeypatch):
         checker.check(url, tree.expected, context=crash.context(outcome))
         assert set(tree.expected) == kept
         rounds += 1
+    newest_id = max(tree.expected)  # ids start with their UTC start time
+    checker.restore_cli(url, newest_id, tree.expected[newest_id], crash.context())
     assert open_vault(url, PASSPHRASE).list_backups("www", status=BackupStatus.STARTED), \
         "the killed backup's STARTED manifest is kept (grace period), with its chunks"
