@@ -28,11 +28,13 @@ what is excluded is PostgreSQL's list (`seawall.postgres.datadir`).
   `warnings` (checksum failures: file, relation, block).
 
 **WAL.** Like the `basebackup` method, this one relies on the vault's WAL archive: the backup is
-DONE only once the stop segment is archived *into this vault*, so the archive holds everything
-from `start_wal_file` to `stop_wal_file` that recovery needs to reach consistency (what
-`pg_basebackup -X fetch` puts into the backup itself). Copying those segments into the backup as
-well would store them twice; a cluster without archiving into the vault is refused before anything
-starts (`physical.preflight`), since its backups could not be restored to any point anyway.
+DONE only once every segment from `start_wal_file` to `stop_wal_file` is in *this vault's* archive,
+which is what recovery needs to reach consistency (what `pg_basebackup -X fetch` puts into the
+backup itself). Rather than wait for the archiver's backlog, the backup pushes the finished
+segments it needs itself, from `pg_wal` (`seawall.postgres.backup_wal`; the archiver's own push
+later finds them identical). Copying them into the backup as well would store them twice; a
+cluster without archiving into the vault is refused before anything starts (`physical.preflight`),
+since its backups could not be restored to any point anyway.
 
 **When the previous backup is used** (`choose_parent`): the newest DONE data-directory backup of
 the dataset, taken from the same host and data directory, of the same system identifier and
@@ -53,6 +55,7 @@ from seawall.errors import ConfigError, IntegrityError, ObjectNotFound
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import physical
+from seawall.postgres.backup_wal import archives_here, push_needed
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
 from seawall.postgres.datadir import PG_CONTROL, read_system_identifier, relation_fork, walk
 from seawall.postgres.datadir_read import BLOCK, PAGES_PER_SEGMENT, FileReader, ReadPlan, entry_for
@@ -174,14 +177,27 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
     with recording(vault, manifest) as phase:
         with BackupSession(conn) as session:
             _between_start_and_stop(vault, session, manifest, facts, phase, options)
-        stop_file = manifest.source["stop_wal_file"]
-        if facts.in_recovery:
-            switch_wal(archiver)  # a standby does not switch segments: its primary closes the stop segment
-        phase("waiting for the stop segment to be archived")
-        physical.wait_archived(archiver, stop_file, timeout=archive_wait, poll=0.1)
-        physical.require_in_vault(vault, facts.system_identifier, stop_file, timeout=archive_wait, poll=0.1)
+        phase("archiving the backup's WAL")
+        _archive_backup_wal(vault, conn, archiver, manifest, facts, archive_wait)
         manifest.source["stop_time"] = physical._server_now(conn).isoformat()
     return manifest
+
+
+def _archive_backup_wal(vault: Vault, conn: PgConn, archiver: PgConn, manifest: Manifest,
+                        facts: physical.ServerFacts, archive_wait: float) -> None:
+    """Have every segment from the start to the stop segment in the vault (`seawall.postgres.backup_wal`)."""
+    src, sysid = manifest.source, facts.system_identifier
+    missing = [src["stop_wal_file"]]
+    if facts.in_recovery:
+        switch_wal(archiver)  # a standby does not switch segments: its primary closes the stop segment
+    elif archives_here(vault, conn, sysid):
+        missing = push_needed(vault, src["data_directory"], sysid, src["start_wal_file"], src["stop_wal_file"],
+                              facts.wal_segment_size)
+    src["wal_pushed_by_backup"] = not missing
+    if missing:
+        physical.wait_archived(archiver, missing[-1], timeout=archive_wait, poll=0.1)
+        for name in missing:
+            physical.require_in_vault(vault, sysid, name, timeout=archive_wait, poll=0.1)
 
 
 def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Manifest, facts: physical.ServerFacts,

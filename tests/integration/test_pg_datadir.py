@@ -20,7 +20,7 @@ from seawall.errors import ConfigError, ExitCode
 from seawall.postgres import binaries, datadir_read
 from seawall.postgres.cluster import LocalCluster, free_port, make_private_dir
 from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import backup_physical
+from seawall.postgres.physical import backup_physical, wait_archived
 from seawall.postgres.recovery import RecoveryTarget, restore_physical
 from seawall.vault import open_vault
 from tests.fixtures.postgres import PASSPHRASE, SEAWALL_BIN, ArchivedCluster
@@ -68,6 +68,11 @@ def test_full_then_incremental_restore_identical_and_unchanged_files_unopened(
     assert big_file in opened_rel and catalog_file not in opened_rel
     assert incr.stats.files_unchanged > 500 and len(opened) == incr.source["files_read"] < full.source["files_read"]
     assert incr.source["blocks_reused"] >= 3  # big's first blocks: pages untouched since the full backup
+    # The backups pushed their own WAL; the archiver's later push of the same segments is no conflict.
+    assert full.source["wal_pushed_by_backup"] and incr.source["wal_pushed_by_backup"]
+    segment = pg.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+    wait_archived(conn, segment, timeout=60)
+    assert pg.execute("SELECT failed_count FROM pg_stat_archiver") == [(0,)]
 
     copy = _restore_immediate(pg_archived, incr, pg_workdir / "r-incr")
     try:
