@@ -6,10 +6,11 @@ Backup Using the Low Level API" in the docs), which pg_basebackup and pgBackRest
 - directories kept empty: `pg_wal` (WAL comes from the archive; `archive_status` is kept, empty),
   `pg_dynshmem`, `pg_notify`, `pg_replslot`, `pg_serial`, `pg_snapshots`, `pg_stat_tmp`,
   `pg_subtrans` (all rebuilt or meaningless after a restore);
-- files left out anywhere: `postmaster.pid`, `postmaster.opts`, `pg_internal.init` (relcache init
-  files), `backup_label`/`tablespace_map` of an old exclusive backup (the backup stores the ones
-  `pg_backup_stop` returns), `backup_manifest`, `postgresql.auto.conf.tmp`, `current_logfiles.tmp`,
-  and anything named `pgsql_tmp*` (temporary files and their directories);
+- files left out anywhere: `postmaster.pid`, `postmaster.opts`, `pg_internal.init*` (relcache init
+  files and the temporary copies a backend renames into place), `backup_label`/`tablespace_map`
+  of an old exclusive backup (the backup stores the ones `pg_backup_stop` returns),
+  `backup_manifest`, `postgresql.auto.conf.tmp`, `current_logfiles.tmp`, and anything named
+  `pgsql_tmp*` (temporary files and their directories);
 - in database directories: temporary relations (`t<backend>_<relfilenode>`) and the forks of
   unlogged relations except their `_init` fork (PostgreSQL recreates them from it at startup);
 - `pg_tblspc/<oid>` links are not followed here: each tablespace is walked as a root of its own
@@ -29,11 +30,11 @@ from dataclasses import dataclass
 
 EMPTY_DIRS = frozenset({"pg_wal", "pg_dynshmem", "pg_notify", "pg_replslot", "pg_serial", "pg_snapshots",
                         "pg_stat_tmp", "pg_subtrans"})
-SKIP_FILES = frozenset({"postmaster.pid", "postmaster.opts", "pg_internal.init", "backup_label", "tablespace_map",
+SKIP_FILES = frozenset({"postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map",
                         "backup_manifest", "backup_manifest.tmp", "postgresql.auto.conf.tmp",
                         "current_logfiles.tmp"})
+SKIP_PREFIXES = ("pgsql_tmp", "pg_internal.init")  # temporary files; relcache init files (and their temp copies)
 PG_CONTROL = "global/pg_control"
-TEMP_PREFIX = "pgsql_tmp"
 # A relation file: <relfilenode>[_fork][.segment]; temporary relations are t<backend>_<relfilenode>...
 _REL = re.compile(r"^(\d+)(?:_(fsm|vm|init))?(?:\.(\d+))?$")
 _TEMP_REL = re.compile(r"^t\d+_\d+")
@@ -96,7 +97,7 @@ def _walk_dir(full_dir: str, rel: str, tablespace_dir: str | None) -> Iterator[I
     db_dir = is_db_dir(rel)
     unlogged = _unlogged(names) if db_dir else set()
     for name in names:
-        if name in SKIP_FILES or name.startswith(TEMP_PREFIX):
+        if name in SKIP_FILES or name.startswith(SKIP_PREFIXES):
             continue
         path = f"{rel}/{name}" if rel else name
         if db_dir and _skipped_relation(name, unlogged):

@@ -84,7 +84,8 @@ def _tree(root: Path, files: dict[str, bytes]) -> None:
 def test_walk_keeps_what_postgresql_says_to_keep(tmp_path: Path) -> None:
     _tree(tmp_path, {
         "PG_VERSION": b"15", "global/pg_control": b"c", "global/1262": b"r", "global/pg_internal.init": b"x",
-        "base/5/16384": b"heap", "base/5/16384_fsm": b"f", "base/5/16384.1": b"seg",
+        "base/5/16384": b"heap", "base/5/pg_internal.init.4242": b"x", "base/5/16384_fsm": b"f",
+        "base/5/16384.1": b"seg",
         "base/5/16390": b"unlogged", "base/5/16390_init": b"i", "base/5/16390_vm": b"v",
         "base/5/t3_16400": b"temp", "base/pgsql_tmp/pgsql_tmp123.0": b"t", "pg_wal/000000010000000000000001": b"w",
         "pg_wal/archive_status/000000010000000000000001.done": b"", "pg_replslot/s/state": b"s",
