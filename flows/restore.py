@@ -25,9 +25,13 @@ if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flo
 
 
 @flow(name="restore-files", stage="restore", log_prints=True)
-def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> dict:
+def restore_files(backup_id: str, vault: VaultTarget | str, target: str, delta: bool = False,
+                  trust_mtime: bool = False, jobs: int = 3) -> dict:
     """Restore a files backup into an empty folder; returns `{"files": N, "skipped_items": [...]}`
-    (what the target could not keep, e.g. device nodes when not run as root).
+    (what the target could not keep, e.g. device nodes when not run as root). `delta` brings an
+    existing folder to the backup's state instead, writing only the chunks that differ and removing
+    what the backup lacks (`"delta"` in the result counts it); `trust_mtime` keeps files whose size
+    and mtime match unread; `jobs` files are written at once.
 
     Example:
         ```python
@@ -37,7 +41,7 @@ def restore_files(backup_id: str, vault: VaultTarget | str, target: str) -> dict
     """
     vault_target = as_vault_target(vault)
     retrieve_archived(vault_target, backup_id)
-    return restore_files_task(vault_target, backup_id, target)
+    return restore_files_task(vault_target, backup_id, target, delta, trust_mtime, jobs)
 
 
 @flow(name="restore-postgres", stage="restore", log_prints=True)

@@ -7,6 +7,7 @@ from seawall.lease import shared_lease
 from seawall.manifest import Manifest
 from seawall.preflight import CheckResult, require_critical, run_checks
 from seawall.progress import listening, reporter
+from seawall.sources.delta import check_delta_root, restore_tree_delta
 from seawall.sources.files import backup_tree, check_restore_target, check_source, restore_tree, tree_size
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
@@ -51,21 +52,32 @@ def backup_files_task(vault: VaultConfig, path: str, dataset: str, backup_id: st
 
 
 @task(name="restore-files", **RETRYABLE)
-def restore_files_task(vault: VaultConfig, backup_id: str, target: str) -> dict:
-    """Restore a files backup into an empty folder.
+def restore_files_task(vault: VaultConfig, backup_id: str, target: str, delta: bool = False,
+                       trust_mtime: bool = False, jobs: int = 3) -> dict:
+    """Restore a files backup into an empty folder, or (`delta`) bring an existing one to its state.
 
-    Returns `{"files": files written, "skipped_items": what the target could not keep}` (a device
-    node or a trusted.* attribute without root, attributes on a file system without them).
+    Returns `{"files": files in the backup, "skipped_items": what the target could not keep}` (a device
+    node or a trusted.* attribute without root, attributes on a file system without them); with
+    `delta` also `"delta"`: the counts of `seawall.sources.delta.DeltaStats` (files written, removed...).
+    Idempotent: a plain restore refuses a non-empty target, a delta restore run again only finishes.
 
     Example:
         ```python
         restore_files_task(VaultTarget.load("BLOCK_NAME"), "20261122T001120Z-a1b2c3", "/tmp/restore")
         ```
     """
-    check_restore_target(target)
+    if delta:
+        check_delta_root(target)
+    else:
+        check_restore_target(target)
     v = vault.open_vault()
     manifest = v.require_done(backup_id)
     total = manifest.stats.bytes_total  # file bytes (the streams hold only the tree index)
     skipped: list[str] = []
-    files = restore_tree(v, manifest, target, progress=reporter("restore", total or None), skipped=skipped)
+    progress = reporter("restore", total or None)
+    if delta:
+        stats = restore_tree_delta(v, manifest, target, workers=jobs, trust_mtime=trust_mtime,
+                                   progress=progress, skipped=skipped)
+        return {"files": stats.files, "skipped_items": skipped, "delta": stats.as_dict()}
+    files = restore_tree(v, manifest, target, progress=progress, workers=jobs, skipped=skipped)
     return {"files": files, "skipped_items": skipped}

@@ -205,7 +205,9 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             roll_forward: bool = typer.Option(False, "--roll-forward", help="MariaDB: replay every archived "
                                               "binlog after the backup."),
             stopped: bool = typer.Option(False, "--stopped", help="Physical: stop the server after recovery."),
-            jobs: int = typer.Option(2, "--jobs", "-j", help="Logical: parallel pg_restore jobs."),
+            jobs: int | None = typer.Option(None, "--jobs", "-j", help="Parallel jobs: pg_restore (logical, "
+                                            "default 2), files written at once (files, physical; default 3)."),
+            delta: bool = pgopt.DeltaOpt, trust_mtime: bool = pgopt.TrustMtimeOpt, force: bool = pgopt.ForceOpt,
             target: str | None = pgopt.TargetOpt, target_timeline: str = pgopt.TimelineOpt,
             target_action: str = pgopt.ActionOpt, target_exclusive: bool = pgopt.ExclusiveOpt,
             no_archive: bool = pgopt.NoArchiveOpt, standby: bool = pgopt.StandbyOpt,
@@ -214,7 +216,7 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt) -> None:
     """Restore a backup: a file tree (--to), a database (--to-dsn, --to-mariadb), a Redis server
     (--to-redis) or a cluster/server at a point in time (--to-datadir with --target-*). Never
-    overwrites: targets must be new or empty."""
+    overwrites: targets must be new or empty, except with --delta (files and physical backups)."""
     with handled_errors():
         load_passphrase(passphrase_file)
         destinations = [d for d in (to, to_dsn, to_datadir, to_mariadb, to_redis) if d is not None]
@@ -223,11 +225,14 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
         from seawall.cli.pg import restore_postgres_cmd, target_spec
 
         spec = target_spec(target_time, target_lsn, target_name, target_xid, target)  # before opening the vault
+        delta_opts = _delta_options(delta, trust_mtime, force, to, to_datadir, jobs)  # before opening the vault
         if to_mariadb or to_redis or (to_datadir and _is_mariadb(backup_id, vault)):
+            if delta:
+                fail("--delta is for file trees (--to) and PostgreSQL physical backups (--to-datadir)")
             _restore_source(backup_id, vault, to_mariadb, to_redis, to_datadir,
                             (target_time, target_position, roll_forward), json_out)
             return
-        if to is not None and not to.startswith("ssh://"):  # arguments first, before opening the vault
+        if to is not None and not to.startswith("ssh://") and not delta:
             from seawall.sources.files import check_restore_target
 
             check_restore_target(to)
@@ -240,12 +245,13 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
             restore_ssh(backup_id, vault, to, identity, known_hosts, json_out)
             return
         if to is not None:
-            _restore_files(backup_id, vault, Path(to), json_out, tier)
+            _restore_files(backup_id, vault, Path(to), json_out, tier, delta_opts | {"jobs": jobs or 3})
             return
         options = {"target_timeline": target_timeline, "target_action": target_action,
                    "target_exclusive": target_exclusive, "archive": not no_archive, "standby": standby,
                    "primary_conninfo": primary_conninfo or "", "tablespace_map": tablespace_map or [],
-                   "roles": roles, "role_map": role_map or []}
+                   "roles": roles, "role_map": role_map or []} | (delta_opts if to_datadir else {})
+        jobs = jobs or (3 if to_datadir else 2)
         restore_postgres_cmd(backup_id, vault, to_dsn, to_datadir, port, spec, not stopped, jobs, json_out, tier,
                              options)
 
@@ -268,16 +274,36 @@ def _restore_source(backup_id: str, vault: str, to_mariadb: str | None, to_redis
     sources.restore_mariadb_cmd(backup_id, vault, to_mariadb, to_datadir, sources.until_spec(*targets), json_out)
 
 
-def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool, tier: dict) -> None:
-    from seawall.sources.files import check_restore_target
+def _delta_options(delta: bool, trust_mtime: bool, force: bool, to: str | None, to_datadir: Path | None,
+                   jobs: int | None) -> dict:
+    """The delta/parallel options of a files or physical restore (usage errors first)."""
+    if (trust_mtime or force) and not delta:
+        fail("--delta-trust-mtime and --force go with --delta")
+    if delta and (to is None or to.startswith("ssh://")) and to_datadir is None:
+        fail("--delta restores into a local folder (--to PATH) or a data directory (--to-datadir DIR)")
+    if jobs is not None and jobs < 1:
+        fail(f"--jobs must be at least 1, not {jobs}")
+    if delta and to is not None:
+        from seawall.sources.delta import check_delta_root
 
-    check_restore_target(str(to.absolute()))  # a usage error before any flow machinery starts
+        check_delta_root(to)
+    if to_datadir is None:
+        return {"delta": delta, "trust_mtime": trust_mtime} if delta else {}
+    return {"delta": delta, "trust_mtime": trust_mtime, "force": force}
+
+
+def _restore_files(backup_id: str, vault: str, to: Path, json_out: bool, tier: dict, delta: dict) -> None:
     from flows.restore import restore_files
 
     with progress_bars(not json_out):
-        done = run_flow(restore_files, backup_id=backup_id, vault=vault_param(vault), target=str(to.absolute()))
+        done = run_flow(restore_files, backup_id=backup_id, vault=vault_param(vault), target=str(to.absolute()),
+                        **delta)
     if json_out:
         print_json({"backup_id": backup_id, "target": str(to.absolute())} | done | {"tier": tier})
+    elif "delta" in done:
+        d = done["delta"]
+        console.print(f"restored {backup_id} into {to.absolute()} (delta): {d['files_written']} of {d['files']} "
+                      f"files written, {d['removed']} paths removed, {human_bytes(d['bytes_fetched'])} fetched")
     else:
         console.print(f"restored {done['files']} files of {backup_id} into {to.absolute()}")
         for item in done["skipped_items"]:

@@ -18,3 +18,10 @@ TablespaceOpt = typer.Option(None, "--tablespace-map",
                              help="Physical: OLD=NEW location of a tablespace (repeatable; NEW new or empty).")
 RolesOpt = typer.Option("create", "--roles", help="Logical: create the missing roles (default) or skip roles.")
 RoleMapOpt = typer.Option(None, "--role-map", help="Logical: restore role OLD as NEW (OLD=NEW, repeatable).")
+# --delta applies to file trees (--to) and physical backups (--to-datadir): declared here with the others.
+DeltaOpt = typer.Option(False, "--delta", help="Files/physical: bring an EXISTING folder or stopped data "
+                        "directory to the backup's state, writing only what differs and removing what it lacks.")
+TrustMtimeOpt = typer.Option(False, "--delta-trust-mtime",
+                             help="With --delta: keep files whose size and mtime match the backup unread.")
+ForceOpt = typer.Option(False, "--force", help="With --delta: accept a data directory of another cluster "
+                        "(another system identifier), or a non-empty folder that is no data directory.")
