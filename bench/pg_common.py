@@ -43,8 +43,10 @@ class Measured:
 
 
 def measure(argv: list[str], *, user: str | None = None, cwd: str | os.PathLike | None = None,
-            env: dict[str, str] | None = None, report_file: Path | None = None, check: bool = True) -> Measured:
-    """Run `argv`, wait for it with wait4 (so its rusage is its own), optionally read a JSON report."""
+            env: dict[str, str] | None = None, report_file: Path | None = None, check: bool = True,
+            stdout: Path | None = None) -> Measured:
+    """Run `argv`, wait for it with wait4 (so its rusage is its own), optionally read a JSON report;
+    its standard output goes to `stdout` (a file), else to /dev/null."""
     kwargs: dict[str, Any] = {}
     if user:
         import pwd
@@ -54,9 +56,8 @@ def measure(argv: list[str], *, user: str | None = None, cwd: str | os.PathLike 
     errfile = Path(os.environ.get("TMPDIR", "/tmp")) / f"pgbench-err-{os.getpid()}-{time.monotonic_ns()}"
     busy0 = system_busy()
     start = time.perf_counter()
-    with open(errfile, "w+") as err:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=err, **kwargs)
+    with open(errfile, "w+") as err, open(stdout or os.devnull, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, **kwargs)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         busy = system_busy() - busy0
