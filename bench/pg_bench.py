@@ -65,7 +65,7 @@ from bench.pg_common import (
     vm_hwm,
 )
 from seawall.postgres.cluster import free_port
-from seawall.postgres.recovery import wait_recovered
+from seawall.postgres.recovery_modes import wait_for_end
 
 DB = "shop"
 PGB_DB = "pgb"
@@ -377,7 +377,7 @@ class Bench:
                     t1 = time.perf_counter()
                     private_dir(copy.socket_dir)
                     copy.start(wait=False, timeout=3600)
-                    wait_recovered(copy, 3600)  # the same wait (0.25 s polls) restore_physical uses
+                    wait_for_end(copy, "promote", 3600)  # the same wait (0.25 s polls) restore_physical uses
                     marker = _write_check(copy.conninfo())
                     t2 = time.perf_counter()
                     base.append(t2 - t0)

@@ -106,7 +106,8 @@ class RestoreSteps:
 
     def dump_hash(self, conninfo: str) -> str:
         """sha256 of `pg_dumpall --data-only` (physical copies keep row order: byte-equal dumps)."""
-        proc = subprocess.Popen([pg_tool("pg_dumpall"), "-d", conninfo, "--data-only"], stdout=subprocess.PIPE)
+        proc = subprocess.Popen([pg_tool("pg_dumpall"), "-d", conninfo, "--data-only",
+                                 "--restrict-key=seawallbench"], stdout=subprocess.PIPE)
         digest = hashlib.sha256()
         for block in iter(lambda: proc.stdout.read(1 << 20), b""):
             digest.update(block)

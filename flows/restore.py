@@ -51,7 +51,8 @@ def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresS
                      target_action: str = "promote", target_exclusive: bool = False, archive: bool = True,
                      standby: bool = False, primary_conninfo: str = "",
                      tablespace_map: dict[str, str] | None = None, roles: str = "create",
-                     role_map: list[str] | None = None) -> dict | list:
+                     role_map: list[str] | None = None, delta: bool = False, trust_mtime: bool = False,
+                     force: bool = False) -> dict | list:
     """Restore a PostgreSQL backup: a logical one into a database (`to_dsn`), a physical one into a
     new data directory (`to_datadir`, started on `port`) at a point in time (`target`: `latest`,
     `immediate`, `time:2026-11-22T01:00:00Z`, `lsn:0/3000060`, `xid:1234`, `name:p1`).
@@ -59,8 +60,11 @@ def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresS
     Physical: `target_timeline` (latest, current, N), `target_action` (promote, pause, shutdown),
     `target_exclusive`; once promoted the copy archives its WAL into the vault unless `archive` is
     False; `standby` makes an archive-fed standby (streaming too with `primary_conninfo`);
-    `tablespace_map` relocates tablespaces (old location → new, empty one). Logical: `roles`
-    (create, skip) and `role_map` (`["OLD=NEW"]`).
+    `tablespace_map` relocates tablespaces (old location → new, empty one); `jobs` files are written
+    at once; `delta` updates an existing, stopped data directory of the same cluster instead of a new
+    one, writing only what differs (`force`: another cluster's, or any folder; `trust_mtime`: files
+    whose size and mtime match are kept unread). Logical: `jobs` pg_restore jobs, `roles` (create,
+    skip) and `role_map` (`["OLD=NEW"]`).
 
     Example:
         ```python
@@ -78,7 +82,8 @@ def restore_postgres(backup_id: str, vault: VaultTarget | str, to_dsn: PostgresS
     recovery_target = RecoveryTarget.parse(target, timeline=target_timeline, action=target_action,
                                            exclusive=target_exclusive)
     copy = CopyOptions(archive=archive, standby=standby, primary_conninfo=primary_conninfo,
-                       tablespace_map=tablespace_map or {})
+                       tablespace_map=tablespace_map or {}, jobs=jobs, delta=delta, force=force,
+                       trust_mtime=trust_mtime)
     return restore_physical_task(vault_target, backup_id, to_datadir, port, recovery_target, leave_running, copy)
 
 

@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # PostgreSQL server binaries (tests and demo run throwaway clusters), OpenSSH server (SSH tests),
 # MariaDB server + mariadb-backup and Redis server (their sources' tests start private servers);
-# attr and acl (getfattr/getfacl: the tree-fidelity test compares with them).
+# attr and acl (getfattr/getfacl: the tree-fidelity test compares with them); pgbackrest (2.45 in
+# Debian 12: the peer bench/pg_bench.py and bench/pg_phys_bench.py measure against).
 APT_PACKAGES=(postgresql postgresql-contrib openssh-server mariadb-server mariadb-backup mariadb-client
-              redis-server redis-tools attr acl)
+              redis-server redis-tools attr acl pgbackrest)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

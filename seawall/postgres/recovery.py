@@ -38,6 +38,7 @@ from seawall.postgres.datadir_restore import is_datadir_backup, restore_datadir_
 from seawall.postgres.physical import BASE_STREAM, KIND
 from seawall.postgres.recovery_modes import CopyOptions as CopyOptions  # re-exported: callers import it here
 from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
+from seawall.postgres.restore_delta import check_delta_datadir, check_delta_format, prepare_delta_datadir
 from seawall.postgres.tablespaces import MANIFEST as TS_MANIFEST
 from seawall.postgres.tablespaces import discard_locations, plan_locations, prepare_locations, write_map
 from seawall.postgres.tablespaces import stream_name as ts_stream_name
@@ -91,8 +92,11 @@ def prepare_datadir(datadir: str | os.PathLike) -> tuple[Path, bool]:
     return path, existed
 
 
-def discard_datadir(path: Path, keep_empty: bool) -> None:
-    """Remove a half-restored data directory (recreated empty if it existed before)."""
+def discard_datadir(path: Path, keep_empty: bool | None) -> None:
+    """Remove a half-restored data directory (recreated empty if it existed before); None: leave it
+    (a delta restore's directory was the user's; running the restore again finishes it)."""
+    if keep_empty is None:
+        return
     shutil.rmtree(path, ignore_errors=True)
     if keep_empty:
         path.mkdir(mode=0o700, exist_ok=True)
@@ -282,11 +286,15 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
     copy.check(target)
     if passphrase_file is None and passphrase is None:
         raise ConfigError("restore_command needs the vault passphrase", hint="pass passphrase_file or passphrase")
-    require_empty(datadir)
+    if copy.delta:  # the one exception to "new or empty": a stopped data directory of this cluster
+        check_delta_datadir(datadir, manifest, force=copy.force)
+        check_delta_format(manifest)
+    else:
+        require_empty(datadir)
     ts_plan = plan_locations(manifest, copy.tablespace_map)  # every location new or empty
     wal_path = check_wal_path(vault, manifest, target, standby=copy.standby)
     started, mode = time.monotonic(), copy.mode(target)
-    path, existed = prepare_datadir(datadir)
+    path, existed = prepare_delta_datadir(datadir) if copy.delta else prepare_datadir(datadir)
     temp_pass = _passphrase_file(path, passphrase) if passphrase_file is None else None
     pass_file = passphrase_file or temp_pass
     url = vault_url or vault.url
@@ -315,7 +323,7 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
                                                    "archiving": copy.archive}
 
 
-def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool, settings: dict[str, Any],
+def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool | None, settings: dict[str, Any],
                   target: RecoveryTarget, mode: str, timeout: float, progress: Progress | None,
                   prefetch: WalPrefetcher, copy: CopyOptions,
                   ts_plan: list[tuple[dict[str, Any], Path]]) -> tuple[LocalCluster, int]:
@@ -346,7 +354,7 @@ def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool, s
 
 
 def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: RecoveryTarget, mode: str,
-             timeout: float, existed: bool) -> int:
+             timeout: float, existed: bool | None) -> int:
     """Start the copy and wait for the end `mode` asks for; returns where this run's server log begins."""
     offset = cluster.logfile.stat().st_size if cluster.logfile.exists() else 0
     where = f" (server log: {cluster.logfile})"
@@ -363,7 +371,7 @@ def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: Re
     return offset
 
 
-def _abandon(cluster: LocalCluster, existed: bool) -> None:
+def _abandon(cluster: LocalCluster, existed: bool | None) -> None:
     if cluster.is_running():
         cluster.stop("immediate")
     discard_datadir(cluster.datadir, existed)

@@ -43,6 +43,13 @@ class CopyOptions:
     standby: bool = False  # stay a standby fed from the archive (and `primary_conninfo`, if set)
     primary_conninfo: str = ""  # streaming from a primary too (no password: use the server user's .pgpass)
     tablespace_map: dict[str, str] = field(default_factory=dict)  # old location -> new location
+    # How the files are written (`seawall.postgres.restore_delta`): `jobs` files at once; `delta`
+    # updates an existing, stopped data directory of the same cluster (`force`: any folder);
+    # `trust_mtime` keeps files whose size and mtime match unread.
+    jobs: int = 3
+    delta: bool = False
+    force: bool = False
+    trust_mtime: bool = False
 
     def check(self, target: RecoveryTarget) -> None:
         if self.standby and target.kind != "latest":
@@ -50,6 +57,10 @@ class CopyOptions:
                               hint="drop --target-* or --standby")
         if self.primary_conninfo and not self.standby:
             raise ConfigError("--primary-conninfo is for --standby restores")
+        if (self.force or self.trust_mtime) and not self.delta:
+            raise ConfigError("--force and --delta-trust-mtime go with --delta")
+        if self.jobs < 1:
+            raise ConfigError(f"jobs must be at least 1, not {self.jobs}")
         if "password" in PgConn(self.primary_conninfo).params():
             raise ConfigError("--primary-conninfo must not hold a password (it would be written into "
                               "postgresql.auto.conf)", hint="put it in the server OS user's ~/.pgpass")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from seawall.errors import ConfigError
 from seawall.manifest import Manifest
+from seawall.postgres import binaries
 from seawall.sources.delta import check_delta_root
 
 PG_CONTROL = "global/pg_control"
@@ -81,3 +82,21 @@ def check_delta_datadir(datadir: str | os.PathLike, manifest: Manifest, *, force
                           f"{manifest.backup_id} is of {wanted})",
                           hint="check the path; --force replaces that cluster's files with the backup's")
     return path
+
+
+def check_delta_format(manifest: Manifest) -> None:
+    """ConfigError unless the backup lists its files one by one (what a delta compares against)."""
+    if any(s.name == "base.tar" for s in manifest.streams):
+        raise ConfigError(f"backup {manifest.backup_id} is one pg_basebackup tar stream: --delta needs a backup "
+                          "read file by file from the data directory",
+                          hint="restore it into a new or empty directory, or take a new physical backup")
+
+
+def prepare_delta_datadir(datadir: str | os.PathLike) -> tuple[Path, None]:
+    """Create the data directory if missing and make it 0700 for the server user; (path, None): on a
+    failure the directory stays (`recovery.discard_datadir`), a delta restore run again finishes it."""
+    path = Path(datadir).absolute()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    binaries.chown_to_server_user(path)
+    return path, None
