@@ -331,7 +331,7 @@ def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool | 
     made: list[tuple[Path, bool]] = []
     try:
         made = prepare_locations(ts_plan)
-        extract_base(vault, manifest, path, progress=progress, tablespaces=ts_plan)
+        extract_base(vault, manifest, path, progress=progress, tablespaces=ts_plan, workers=copy.jobs + 1)
         cluster = write_recovery_config(path, settings, standby=copy.standby)
     except OSError as exc:
         discard_datadir(path, existed)
