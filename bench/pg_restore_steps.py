@@ -66,8 +66,12 @@ class RestoreSteps:
                      "--passphrase-file", str(self.p.passphrase_file), *(["--delta"] if delta else [])], stdout=out)
         report = json.loads(out.read_text() or "{}")
         out.unlink()
-        self.copies.append(restored_cluster(datadir, port))
+        self.track(restored_cluster(datadir, port))
         return m.wall_s, report
+
+    def track(self, copy: LocalCluster) -> None:
+        """The server now running on `copy.datadir` (a delta restore reuses a directory on a new port)."""
+        self.copies = [c for c in self.copies if c.datadir != copy.datadir] + [copy]
 
     def pgbackrest_restore(self, datadir: Path, *, delta: bool = False) -> float:
         private_dir(datadir)
@@ -80,7 +84,7 @@ class RestoreSteps:
         copy.start(wait=False, timeout=3600)
         wait_for_end(copy, "promote", 3600)
         wall = time.perf_counter() - t0
-        self.copies.append(copy)
+        self.track(copy)
         return wall
 
     def stop(self, datadir: Path) -> None:

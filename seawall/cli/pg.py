@@ -105,6 +105,10 @@ def restore_postgres_cmd(backup_id: str, vault: str, to_dsn: str | None, to_data
     else:
         where = target_db.display() if target_db else str(to_datadir)
         console.print(f"restored {backup_id} into {where}" + (f" (target {target})" if to_datadir else ""))
+        files = result.get("files") if isinstance(result, dict) else None
+        if files and "removed" in files:  # a delta restore: what it had to write
+            console.print(f"delta: {files['files_written']} of {files['files']} files written, {files['removed']} "
+                          f"paths removed, {human_bytes(files['bytes_fetched'])} fetched", highlight=False)
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:

@@ -38,7 +38,12 @@ from seawall.postgres.datadir_restore import is_datadir_backup, restore_datadir_
 from seawall.postgres.physical import BASE_STREAM, KIND
 from seawall.postgres.recovery_modes import CopyOptions as CopyOptions  # re-exported: callers import it here
 from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
-from seawall.postgres.restore_delta import check_delta_datadir, check_delta_format, prepare_delta_datadir
+from seawall.postgres.restore_delta import (
+    check_delta_datadir,
+    check_delta_format,
+    prepare_delta_datadir,
+    write_datadir_delta,
+)
 from seawall.postgres.tablespaces import MANIFEST as TS_MANIFEST
 from seawall.postgres.tablespaces import discard_locations, plan_locations, prepare_locations, write_map
 from seawall.postgres.tablespaces import stream_name as ts_stream_name
@@ -306,8 +311,8 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
                                  primary_conninfo=copy.primary_conninfo)
     keep_pass = copy.archive or mode != "promote"
     try:
-        cluster, offset = _restore_into(vault, manifest, path, existed, settings, target, mode, timeout, progress,
-                                        prefetch, copy, ts_plan)
+        cluster, offset, files = _restore_into(vault, manifest, path, existed, settings, target, mode, timeout,
+                                               progress, prefetch, copy, ts_plan)
         finish_settings(cluster, None if mode == "promote" else plain)
         if not leave_running:
             cluster.stop()
@@ -320,25 +325,26 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
             temp_pass.unlink(missing_ok=True)
     return _summary(cluster, read_log(cluster, offset), manifest, target, leave_running and cluster.is_running(),
                     time.monotonic() - started) | {"timeline_followed": wal_path.timeline, "mode": mode,
-                                                   "archiving": copy.archive}
+                                                   "archiving": copy.archive, "files": files}
 
 
 def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool | None, settings: dict[str, Any],
                   target: RecoveryTarget, mode: str, timeout: float, progress: Progress | None,
                   prefetch: WalPrefetcher, copy: CopyOptions,
-                  ts_plan: list[tuple[dict[str, Any], Path]]) -> tuple[LocalCluster, int]:
+                  ts_plan: list[tuple[dict[str, Any], Path]]) -> tuple[LocalCluster, int, dict[str, int]]:
     prefetch.start()  # fetch the first segments while the base backup is extracted
     made: list[tuple[Path, bool]] = []
     try:
         made = prepare_locations(ts_plan)
-        extract_base(vault, manifest, path, progress=progress, tablespaces=ts_plan, workers=copy.jobs + 1)
+        files = _write_files(vault, manifest, path, progress, copy, ts_plan)
         cluster = write_recovery_config(path, settings, standby=copy.standby)
     except OSError as exc:
         discard_datadir(path, existed)
         discard_locations(made)
         if exc.errno == errno.ENOSPC:
             raise NoSpaceError(f"no space left on the device of {path} while extracting backup "
-                               f"{manifest.backup_id}; the partial data directory was removed",
+                               f"{manifest.backup_id}; the partial data directory was "
+                               + ("left in place" if existed is None else "removed"),
                                hint="free space (or pick another disk) and restore again") from None
         raise PermanentError(f"cannot write the data directory {path}: {exc}") from None
     except BaseException:
@@ -350,7 +356,17 @@ def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool | 
     except BaseException:
         discard_locations(made)
         raise
-    return cluster, offset
+    return cluster, offset, files
+
+
+def _write_files(vault: Vault, manifest: Manifest, path: Path, progress: Progress | None, copy: CopyOptions,
+                 ts_plan: list[tuple[dict[str, Any], Path]]) -> dict[str, int]:
+    """The backup's files into `path`: all of them, or (`copy.delta`) what differs; returns the counts."""
+    if copy.delta:
+        return write_datadir_delta(vault, manifest, path, jobs=copy.jobs, trust_mtime=copy.trust_mtime,
+                                   progress=progress).as_dict()
+    written = extract_base(vault, manifest, path, progress=progress, tablespaces=ts_plan, workers=copy.jobs + 1)
+    return {"files": written, "files_written": written}
 
 
 def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: RecoveryTarget, mode: str,

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from seawall.errors import ConfigError
 from seawall.manifest import Manifest
 from seawall.postgres import binaries
-from seawall.sources.delta import check_delta_root
+from seawall.postgres.datadir_restore import is_datadir_backup
+from seawall.sources.delta import DeltaStats, check_delta_root, restore_tree_delta
+from seawall.vault import Vault
 
 PG_CONTROL = "global/pg_control"
 
@@ -86,10 +89,36 @@ def check_delta_datadir(datadir: str | os.PathLike, manifest: Manifest, *, force
 
 def check_delta_format(manifest: Manifest) -> None:
     """ConfigError unless the backup lists its files one by one (what a delta compares against)."""
-    if any(s.name == "base.tar" for s in manifest.streams):
+    if not is_datadir_backup(manifest):
         raise ConfigError(f"backup {manifest.backup_id} is one pg_basebackup tar stream: --delta needs a backup "
-                          "read file by file from the data directory",
+                          "read file by file from the data directory (--method datadir, the default)",
                           hint="restore it into a new or empty directory, or take a new physical backup")
+    if manifest.source.get("tablespaces"):
+        # A tablespace location may hold other clusters' version directories (pg_upgrade): removing
+        # what the backup lacks there needs rules of its own, not written yet.
+        names = ", ".join(str(t.get("name")) for t in manifest.source["tablespaces"])
+        raise ConfigError(f"backup {manifest.backup_id} has tablespaces ({names}): --delta restores data "
+                          "directories without tablespaces only",
+                          hint="restore into a new directory (--tablespace-map OLD=NEW for new locations)")
+
+
+def write_datadir_delta(vault: Vault, manifest: Manifest, datadir: Path, *, jobs: int = 3,
+                        trust_mtime: bool = False, progress: Callable[[int], None] | None = None) -> DeltaStats:
+    """Bring `datadir` to the backup's files (`seawall.sources.delta` on its `pgdata` tree), then write
+    the `backup_label` (and `tablespace_map`) `pg_backup_stop` returned, as a full restore does."""
+    from seawall.postgres.datadir_backup import tree_name
+    from seawall.postgres.tarextract import server_owner
+
+    owner = server_owner()
+    stats = restore_tree_delta(vault, manifest, datadir, workers=jobs, trust_mtime=trust_mtime, progress=progress,
+                               stream=tree_name(None), owner=owner)
+    for name in ("backup_label", "tablespace_map"):
+        if manifest.source.get(name):
+            path = datadir / name
+            path.write_text(manifest.source[name])
+            path.chmod(0o600)
+            binaries.chown_to_server_user(path)
+    return stats
 
 
 def prepare_delta_datadir(datadir: str | os.PathLike) -> tuple[Path, None]:

@@ -43,8 +43,8 @@ from pathlib import Path
 from seawall.errors import ConfigError
 from seawall.manifest import ChunkRef, Manifest
 from seawall.sources import fidelity
-from seawall.sources.files import _FilePool, _link, _restore_file, _set_meta, iter_tree
-from seawall.sources.tree import Entry, PreviousIndex
+from seawall.sources.files import TREE_STREAM, _FilePool, _link, _restore_file, _set_meta
+from seawall.sources.tree import Entry, PreviousIndex, iter_entries
 from seawall.streams import ChunkReader
 from seawall.vault import Vault
 
@@ -57,6 +57,7 @@ class DeltaStats:
     """What a delta restore did (`files_written` is the figure to watch: files whose bytes changed)."""
 
     files: int = 0  # regular files in the backup
+    bytes: int = 0  # their size
     files_written: int = 0  # new files, and files where at least one chunk (or the size) differed
     files_unchanged: int = 0
     files_trusted: int = 0  # kept unread by size + mtime (trust_mtime)
@@ -211,25 +212,35 @@ def _write_at(fd: int, reader: ChunkReader, missing: list[tuple[int, ChunkRef]])
 
 def restore_tree_delta(vault: Vault, manifest: Manifest, target: str | os.PathLike, *, workers: int = 3,
                        trust_mtime: bool = False, progress: Progress | None = None,
-                       skipped: list[str] | None = None) -> DeltaStats:
+                       skipped: list[str] | None = None, stream: str = TREE_STREAM,
+                       owner: tuple[int, int] | None = None) -> DeltaStats:
     """Make the folder `target` (existing or not) hold exactly the backup's tree; returns the counts.
 
     Paths the backup lacks are removed; files are compared chunk by chunk and only differing chunks
     written (see the module docstring); metadata (mode, owner as root, mtime, attributes) is set on
     everything, as `restore_tree` does. What the target refuses is appended to `skipped`.
+    `stream` names the tree index (a physical backup has one per root); `owner` (uid, gid) replaces
+    the recorded owners (a data directory belongs to the server OS user of this host).
     """
     skipped = [] if skipped is None else skipped
     root = check_delta_root(target)
     stats = DeltaStats()
+
+    def entries(reader: ChunkReader) -> Iterator[Entry]:
+        for entry in iter_entries(reader.iter_stream(manifest.stream(stream))):
+            if owner is not None:
+                entry.uid, entry.gid = owner
+            yield entry
+
     with ChunkReader(vault, workers=1) as tree_reader:
-        prune(root, iter_tree(vault, manifest, tree_reader), stats)
+        prune(root, entries(tree_reader), stats)
     root.mkdir(parents=True, exist_ok=True)
     dirs: list[Entry] = []
     links: list[Entry] = []
     as_root = os.geteuid() == 0
     with ChunkReader(vault, workers=workers) as reader, ChunkReader(vault, workers=1) as tree_reader, \
             _FilePool(workers) as pool:
-        for entry in iter_tree(vault, manifest, tree_reader):
+        for entry in entries(tree_reader):
             dest = root if entry.path == "." else root / entry.path
             if entry.type == "d":
                 dest.mkdir(exist_ok=True)  # pass 1 left a real folder here, or nothing
@@ -239,7 +250,7 @@ def restore_tree_delta(vault: Vault, manifest: Manifest, target: str | os.PathLi
                     os.symlink(entry.target, dest)
                 _set_meta(dest, entry, as_root, skipped, follow=False)
             elif entry.type == "f":
-                stats.add(files=1)
+                stats.add(files=1, bytes=entry.size)
                 pool.submit(_sync_with_meta, reader, entry, dest, stats, trust_mtime, progress, as_root, skipped)
             elif entry.type == "h":
                 links.append(entry)
