@@ -1,17 +1,18 @@
 """Cross-region copy: every backup offsite, verified, immutable, resumable.
 
 A destination vault shares the source's master key (its own wrapper, with the destination's
-passphrase) and chunker parameters, so sealed objects move byte-for-byte and the DR side restores
-on its own. `prepare_destination` creates it from the source (`--init-dest`) or checks it; then
-`plan_copy` (seawall.copy_plan) lists each side once, and
+passphrase) and chunker parameters, so sealed chunks, manifests and WAL move byte-for-byte (chunks
+repacked into the destination's own packs) and the DR side restores on its own.
+`prepare_destination` creates it from the source (`--init-dest`) or checks it; then `plan_copy`
+(seawall.copy_plan) lists each side once, and
 
 - `copy_wal` copies the WAL archive objects the destination lacks (the cluster binding first);
-- `copy_backups` copies, backup by backup (oldest first), the chunks each one lacks at the
-  destination (verified on both sides by `ObjectCopier`), checks that every chunk (and, for
-  physical backups, every WAL segment) it references is now at the destination, and only then
-  writes its manifest there. A backup whose chunk failed at the source fails naming the chunk;
-  the others proceed. A killed copy leaves chunks but no manifest: a rerun copies the rest.
-"""
+- `copy_backups` copies the chunks the selected backups lack at the destination into new packs there
+  (`seawall.copy_chunks`: authenticated at the source, packs verified at the destination, then
+  indexed), checks per backup (oldest first) that every chunk (and, for physical backups, every WAL
+  segment) it references is now at the destination, and only then writes its manifest there. A
+  backup whose chunk failed at the source fails naming the chunk and its pack; the others proceed. A
+  killed copy leaves packs but no manifest: a rerun copies the rest."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from seawall.copy_chunks import ChunkCopier
 from seawall.copy_plan import CLUSTER_KEY, BackupItem, CopyPlan
 from seawall.copy_transfer import CopySettings, ObjectCopier, ObjectRef, TransferStats
 from seawall.crypto import ObjType
@@ -171,30 +173,35 @@ def _progress(progress: Callable[[int], None] | None, sizes: dict[str, int]):
 
 # ---- backups ------------------------------------------------------------------------------------------
 class _BackupCopier:
-    """Copies the plan's backups one by one, sharing chunk verdicts between them."""
+    """Copies the chunks every planned backup lacks at once (into the destination's packs), then
+    writes the manifest of each backup whose chunks all arrived."""
 
-    def __init__(self, source: Vault, dest: Vault, plan: CopyPlan, copier: ObjectCopier, wal: WalCopy | None,
+    def __init__(self, source: Vault, dest: Vault, plan: CopyPlan, copier: ChunkCopier, wal: WalCopy | None,
                  progress: Callable[[int], None] | None):
         self.source, self.dest, self.plan, self.copier = source, dest, plan, copier
         self.wal_at_dest = plan.wal_present | set(wal.keys if wal else ())
         self.verdicts: dict[str, str | None] = {}  # chunk id → None (at the destination) or problem
-        self.done = _progress(progress, plan.source_sizes)
+        self.progress = progress
+        self.credited: set[str] = set()
+
+    def copy_chunks(self) -> None:
+        todo = list(dict.fromkeys(c for item in self.plan.items if not item.problem for c in item.missing))
+        for chunk_id in todo:
+            if chunk_id not in self.plan.source_sizes:
+                self.verdicts[chunk_id] = f"chunk {chunk_id} is missing at the source"
+        sizes = self.plan.source_sizes
+        done = (lambda c, verdict: self.progress(sizes.get(c, 0))) if self.progress else None
+        self.verdicts.update(self.copier.copy([c for c in todo if c not in self.verdicts], done))
 
     def run(self, item: BackupItem) -> BackupCopy:
         result = BackupCopy(item.dataset, item.backup_id, "copied")
         if item.problem:
             return self._failed(result, item.problem)
-        todo = [c for c in item.missing if c not in self.verdicts]
-        for chunk_id in todo:
-            if chunk_id not in self.plan.source_sizes:
-                self.verdicts[chunk_id] = f"chunk chunks/{chunk_id[:2]}/{chunk_id} is missing at the source"
-        refs = [ObjectRef.chunk(c) for c in todo if c not in self.verdicts]
-        found = self.copier.copy_many(refs, self.done)
-        for ref in refs:
-            self.verdicts[ref.name] = found.get(ref.key)
-            if found.get(ref.key) is None:
+        for chunk_id in item.missing:
+            if self.verdicts.get(chunk_id, "") is None and chunk_id not in self.credited:
+                self.credited.add(chunk_id)
                 result.chunks_copied += 1
-                result.bytes_copied += self.plan.source_sizes.get(ref.name, 0)
+                result.bytes_copied += self.plan.source_sizes.get(chunk_id, 0)
         problem = self.missing_at_dest(item)
         if problem:
             return self._failed(result, problem)
@@ -206,7 +213,7 @@ class _BackupCopier:
         for chunk_id in item.chunks:
             if chunk_id in self.plan.dest_chunks:
                 continue
-            verdict = self.verdicts.get(chunk_id, f"chunk chunks/{chunk_id[:2]}/{chunk_id} was not copied")
+            verdict = self.verdicts.get(chunk_id, f"chunk {chunk_id} was not copied")
             if verdict:
                 return verdict
         for key in item.wal:
@@ -216,7 +223,7 @@ class _BackupCopier:
 
     def copy_manifest(self, item: BackupItem) -> None:
         """Copy the sealed manifest last (authenticated at the source, read back at the destination)."""
-        self.copier.copy_one(ObjectRef.sealed(item.key, ObjType.MANIFEST))
+        self.copier.objects.copy_one(ObjectRef.sealed(item.key, ObjType.MANIFEST))
 
     @staticmethod
     def _failed(result: BackupCopy, problem: str) -> BackupCopy:
@@ -234,11 +241,12 @@ def copy_backups(source: Vault, dest: Vault, plan: CopyPlan, settings: CopySetti
 
     A backup fails on its own (named chunk, missing WAL) without stopping the others. Errors that
     concern the whole destination (credentials, configuration, a transient error that outlived its
-    retries) are raised.
+    retries, a pack that stays damaged there) are raised.
     """
     results = [BackupCopy(*key.split("/")[1:], "present") for key in plan.present]
-    with ObjectCopier(source, dest, settings, stats) as copier:
+    with ChunkCopier(source, dest, settings, stats) as copier:
         runner = _BackupCopier(source, dest, plan, copier, wal, progress)
+        runner.copy_chunks()
         for item in plan.items:
             try:
                 results.append(runner.run(item))

@@ -149,13 +149,14 @@ def kept_keys(vault: Vault) -> list[str]:
     with ChunkReader(vault) as reader:
         for manifest in vault.list_backups(status=BackupStatus.DONE):
             keys.append(manifest.key)
-            keys.extend(chunk_key(c) for c in referenced_chunks(vault, manifest, reader))
+            keys.extend(vault.chunk_object(c) or chunk_key(c) for c in referenced_chunks(vault, manifest, reader))
     return keys
 
 
-def reused_keys(plan: CopyPlan, backups: Iterable[BackupCopy]) -> list[str]:
-    """Chunks that backups copied in this run share with earlier copies: written under an older
-    retention, they may unlock before the new backup's own objects do."""
+def reused_keys(plan: CopyPlan, backups: Iterable[BackupCopy], vault: Vault) -> list[str]:
+    """Packs (and loose chunks) holding chunks that backups copied in this run share with earlier
+    copies: written under an older retention, they may unlock before the new backup's own objects do."""
     done = {b.backup_id for b in backups if b.status == "copied"}
-    return sorted({chunk_key(c) for item in plan.items if item.backup_id in done
+    vault.known_chunks(refresh=True)
+    return sorted({vault.chunk_object(c) or chunk_key(c) for item in plan.items if item.backup_id in done
                    for c in item.chunks if c in plan.dest_chunks})

@@ -1,12 +1,11 @@
 """Planning a cross-region copy: what the destination lacks, from one listing per side.
 
-The plan reads the source's manifests (DONE backups only, filtered by dataset and selection),
-lists `chunks/`, `manifests/` and `wal/` once on each side, and works out, for every selected
-backup the destination does not hold yet, the chunks and WAL segments it needs and which of them
-are missing there. Nothing is written. An object present at the destination was written whole
-(local stores rename a synced temp file; S3 checks the SHA-256 checksum before storing), so presence in a
-listing is enough to skip it.
-"""
+The plan reads the source's manifests (DONE backups only, filtered by dataset and selection), reads
+the index (and lists loose v1 `chunks/`), `manifests/` and `wal/` once on each side, and works out,
+for every selected backup the destination does not hold yet, the chunks and WAL segments it needs
+and which of them are missing there. Nothing is written. A chunk the destination's index lists sits
+in a pack that was durable and verified before the index was written, so presence in the index is
+enough to skip it."""
 
 from __future__ import annotations
 
@@ -171,9 +170,8 @@ def plan_copy(source: Vault, dest: Vault, *, datasets: Iterable[str] | None = No
     done, problems = source_manifests(source, datasets)
     chosen = select_backups(done, selection)
     dest_keys = set(dest.manifest_keys())
-    plan = CopyPlan(source.url, dest.url, [], [], {i.key.rsplit("/", 1)[1] for i in dest.store.list("chunks/")},
-                    {i.key.rsplit("/", 1)[1]: i.size for i in source.store.list("chunks/")}, problems=problems,
-                    include_wal=include_wal)
+    plan = CopyPlan(source.url, dest.url, [], [], set(dest.known_chunks(refresh=True)), stored_sizes(source),
+                    problems=problems, include_wal=include_wal)
     if include_wal:
         plan_wal(plan, source, dest)
     with ChunkReader(source) as reader:
@@ -184,6 +182,14 @@ def plan_copy(source: Vault, dest: Vault, *, datasets: Iterable[str] | None = No
                 plan.items.append(_item(plan, source, manifest, reader, include_wal))
     plan.newest = newest_backups(done, dest_keys)
     return plan
+
+
+def stored_sizes(vault: Vault) -> dict[str, int]:
+    """Chunk id → stored (sealed) size of every chunk in the vault, packed or loose."""
+    vault.known_chunks(refresh=True)
+    sizes = dict(vault.chunks.loose())
+    sizes.update((c, loc[2]) for c, loc in vault.chunks.index.locations.items())
+    return sizes
 
 
 def _item(plan: CopyPlan, source: Vault, manifest: Manifest, reader: ChunkReader, include_wal: bool) -> BackupItem:

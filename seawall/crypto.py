@@ -52,6 +52,8 @@ class ObjType:
     WAL = 3
     REPORT = 4
     RECORD = 5
+    PACK = 6  # a pack's header (seawall.vault.packs)
+    INDEX = 7  # an index file (seawall.vault.index)
 
 
 class Compression:

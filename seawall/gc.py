@@ -3,15 +3,18 @@
 Mark and sweep over one listing of the vault (restic `prune`, borg `compact`):
 
 1. **List** every object once. A listing that fails, returns nothing, or looks truncated (the
-   vault's key wrappers, every manifest, a kept backup's manifest or a referenced chunk is missing
-   from it) aborts the run with nothing deleted: restic once pruned live data after a bad listing.
+   vault's key wrappers, every manifest, a kept backup's manifest, a referenced chunk's pack or
+   index entry is missing from it) aborts the run with nothing deleted: restic once pruned live
+   data after a bad listing. An index file that does not open aborts too (`seawall repair index`).
 2. **Mark** every chunk referenced by every remaining manifest, whatever its status (an unfinished
    backup's chunks are kept: retention removes such manifests only after a grace period). A
    manifest that does not open aborts the run: GC would not know which chunks it needs.
-3. **Sweep** the unmarked chunks, and WAL older than the oldest kept physical backup's start
-   segment (never a `.history` file, never WAL inside a kept backup's window). Objects under
-   S3 Object Lock retention are skipped and reported, not errors. (On a versioned bucket a
-   delete leaves a noncurrent version: its bytes go once a lifecycle rule expires it.)
+3. **Sweep**: packs are deleted or repacked (`seawall.gc_packs`, crash-safe order: new packs and
+   index durable before anything old goes), loose v1 chunks nobody needs deleted, and WAL older
+   than the oldest kept physical backup's start segment (never a `.history` file, never WAL inside
+   a kept backup's window). Objects under S3 Object Lock retention are skipped and reported, not
+   errors. (On a versioned bucket a delete leaves a noncurrent version: its bytes go once a
+   lifecycle rule expires it.)
 
 Callers hold the vault's exclusive lease (`seawall.lease`), so no backup or copy writes meanwhile;
 `before_delete` re-checks it just before the first deletion.
@@ -32,11 +35,14 @@ from seawall.errors import (
     RetryableError,
     SeawallError,
 )
+from seawall.gc_packs import MAX_INDEX_FILES, plan_packs, sweep_packs
 from seawall.manifest import BackupStatus, Manifest, is_backup_id
 from seawall.postgres import walnames
 from seawall.stores import ObjectInfo, ObjectStore
 from seawall.streams import ChunkReader
 from seawall.vault import Vault, chunk_key
+from seawall.vault.index import INDEX_PREFIX
+from seawall.vault.packs import PACK_PREFIX, is_pack_key
 from seawall.verify import referenced_chunks
 
 PHYSICAL = "postgres-physical"
@@ -62,6 +68,15 @@ class GcReport:
     wal_note: str = ""
     locked: list[str] = field(default_factory=list)
     temporaries_deleted: int = 0  # `.tmp-*` files of crashed writes, older than TEMPORARY_MAX_AGE
+    packs_listed: int = 0
+    packs_deleted: int = 0  # unused, repacked and unindexed packs deleted
+    packs_repacked: int = 0
+    packs_unindexed: int = 0  # left by crashed writers: no index lists them
+    packs_written: int = 0
+    chunks_repacked: int = 0
+    index_files_written: int = 0
+    index_files_deleted: int = 0
+    problems: list[str] = field(default_factory=list)  # packs left alone (damaged blobs)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -72,7 +87,9 @@ class GcReport:
 class Inventory:
     """One listing of the whole vault, sorted into what GC cares about."""
 
-    chunks: dict[str, int] = field(default_factory=dict)
+    chunks: dict[str, int] = field(default_factory=dict)  # loose (format v1) chunks
+    packs: dict[str, int] = field(default_factory=dict)
+    index_files: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
     wal: list[ObjectInfo] = field(default_factory=list)
     key_wrappers: int = 0
@@ -92,11 +109,13 @@ def take_inventory(store: ObjectStore) -> Inventory:
         inv.key_wrappers = sum(1 for _ in store.list("keys/"))
         # A tight loop: this listing is most of GC's time on a vault of many small chunks.
         inv.chunks = {i.key[i.key.rfind("/") + 1:]: i.size for i in store.list("chunks/") if i.key.count("/") == 2}
+        inv.packs = {i.key: i.size for i in store.list(PACK_PREFIX) if is_pack_key(i.key)}
+        inv.index_files = sorted(i.key for i in store.list(INDEX_PREFIX) if i.key.count("/") == 1)
         inv.manifests = sorted(i.key for i in store.list("manifests/") if _is_manifest_key(i.key))
         inv.wal = [i for i in store.list("wal/") if _is_wal_key(i.key)]
     except SeawallError as exc:
         raise _aborted(exc, f"listing {store.display_url} failed") from exc
-    inv.objects = len(inv.chunks) + len(inv.manifests) + len(inv.wal)
+    inv.objects = len(inv.chunks) + len(inv.packs) + len(inv.index_files) + len(inv.manifests) + len(inv.wal)
     return inv
 
 
@@ -138,12 +157,13 @@ def mark(vault: Vault, manifests: Iterable[Manifest]) -> set[str]:
     return referenced
 
 
-def check_listing(inv: Inventory, store: ObjectStore, referenced: set[str], expect: Iterable[str] = ()) -> None:
-    """Refuse to sweep after a listing that looks empty or truncated.
+def check_listing(inv: Inventory, store: ObjectStore, referenced: set[str], expect: Iterable[str] = (),
+                  vault: Vault | None = None) -> None:
+    """Refuse to sweep after a listing that looks empty or truncated, or an index that is not whole.
 
     Raises:
-        IntegrityError: the key wrappers, every manifest, an expected manifest or a referenced chunk
-            is not listed.
+        IntegrityError: the key wrappers, every manifest, an expected manifest, a referenced chunk
+            (its index entry or its pack) is not listed, or an index file does not open.
     """
     where = store.display_url
     if not inv.key_wrappers:
@@ -153,19 +173,32 @@ def check_listing(inv: Inventory, store: ObjectStore, referenced: set[str], expe
     if unlisted:
         raise IntegrityError(f"{_NOTHING_DELETED}: listing incomplete: {len(unlisted)} kept manifest(s) "
                              f"not listed, first {unlisted[0]}", hint="retry later")
-    if inv.chunks and not inv.manifests:
-        raise IntegrityError(f"{_NOTHING_DELETED}: {where} lists {len(inv.chunks)} chunks but no manifest: "
+    stored = len(inv.chunks) + len(inv.packs)
+    if stored and not inv.manifests:
+        raise IntegrityError(f"{_NOTHING_DELETED}: {where} lists {stored} packs and chunks but no manifest: "
                              "refusing to delete every chunk", hint="if the listing is right, the vault holds "
                              "no backup: delete the vault itself instead")
-    if referenced and not inv.chunks:
-        raise IntegrityError(f"{_NOTHING_DELETED}: listing chunks/ of {where} returned nothing while "
+    if referenced and not stored:
+        raise IntegrityError(f"{_NOTHING_DELETED}: listing data/ and chunks/ of {where} returned nothing while "
                              f"backups reference {len(referenced)} chunks", hint="retry later")
-    missing = referenced.difference(inv.chunks)
+    index = vault.chunks.index if vault is not None else None
+    if index is not None and index.problems:
+        raise IntegrityError(f"{_NOTHING_DELETED}: {index.problems[0]}",
+                             hint="run `seawall repair index`, then collect garbage again")
+    missing = sorted(c for c in referenced if not _located(c, inv, index))
     if missing:
         raise IntegrityError(
             f"{_NOTHING_DELETED}: listing incomplete: {len(missing)} referenced chunk(s) are not in the "
-            f"listing of {where}, first {chunk_key(min(missing))}",
-            hint="retry; if it persists, run `seawall verify` and remove the damaged backups first")
+            f"listing or index of {where}, first {missing[0]}",
+            hint="retry; if it persists, run `seawall repair index` and `seawall verify`, and remove the "
+                 "damaged backups first")
+
+
+def _located(chunk_id: str, inv: Inventory, index) -> bool:
+    if chunk_id in inv.chunks:
+        return True
+    loc = index.get(chunk_id) if index is not None else None
+    return loc is not None and loc[0] in inv.packs
 
 
 # ---- WAL ------------------------------------------------------------------------------------------
@@ -289,41 +322,46 @@ def collect_garbage(vault: Vault, *, dry_run: bool = False, exclude: Iterable[st
     report = GcReport(vault=vault.url, dry_run=dry_run)
     clock = time.perf_counter()
     inv = take_inventory(vault.store)
-    report.chunks_listed = len(inv.chunks)
+    vault.known_chunks(refresh=True)  # the index as of now (a listing of index/ behind the cache)
+    report.chunks_listed, report.packs_listed = len(inv.chunks), len(inv.packs)
     report.seconds["list"], clock = time.perf_counter() - clock, time.perf_counter()
     excluded = set(exclude)
     manifests = read_manifests(vault, [k for k in inv.manifests if k not in excluded])
     referenced = mark(vault, manifests)
-    check_listing(inv, vault.store, referenced, expect)
+    check_listing(inv, vault.store, referenced, expect, vault)
     report.manifests, report.chunks_referenced = len(manifests), len(referenced)
     report.seconds["mark"], clock = time.perf_counter() - clock, time.perf_counter()
-    victims = sorted(set(inv.chunks) - referenced)
+    victims = sorted(c for c in inv.chunks if c not in referenced)
+    plan = plan_packs(vault.chunks.index, inv.packs, referenced)
     wal, report.wal_note = plan_wal(inv.wal, manifests, _seg_size(vault))
-    report.chunks_unreferenced = len(victims)
-    report.bytes_unreferenced = sum(inv.chunks[c] for c in victims)
+    report.chunks_unreferenced = len(victims) + len(plan.dead_chunks)
+    report.bytes_unreferenced = sum(inv.chunks[c] for c in victims) + plan.dead_bytes
+    report.packs_unindexed, report.chunks_repacked = len(plan.unindexed), plan.live_moved
     report.wal_removable = [i.key for i in wal]
     report.wal_bytes = sum(i.size for i in wal)
     if not dry_run:
         if before_delete is not None:
             before_delete()
+        sweeper = Sweeper(vault.store, workers)
+        if plan.changes or len(inv.index_files) > MAX_INDEX_FILES:
+            sweep_packs(vault, report, plan, inv, referenced, sweeper)
         if victims or wal:
-            _sweep(vault, report, victims, inv.chunks, wal, workers)
+            _sweep(vault, report, victims, inv.chunks, wal, sweeper)
+        report.locked = sorted(sweeper.locked)
         report.temporaries_deleted = len(vault.store.remove_temporaries())
     report.seconds["sweep"] = time.perf_counter() - clock
     return report
 
 
 def _sweep(vault: Vault, report: GcReport, victims: list[str], sizes: dict[str, int],
-           wal: list[ObjectInfo], workers: int) -> None:
-    sweeper = Sweeper(vault.store, workers)
+           wal: list[ObjectInfo], sweeper: Sweeper) -> None:
     done = sweeper.delete([chunk_key(c) for c in victims])
     deleted = [c for c in victims if chunk_key(c) in done]
     vault.forget_chunks(deleted)
     wal_done = sweeper.delete([i.key for i in wal])
-    report.chunks_deleted = len(deleted)
+    report.chunks_deleted += len(deleted)
     report.wal_deleted = len(wal_done)
-    report.bytes_freed = sum(sizes[c] for c in deleted) + sum(i.size for i in wal if i.key in wal_done)
-    report.locked = sorted(sweeper.locked)
+    report.bytes_freed += sum(sizes[c] for c in deleted) + sum(i.size for i in wal if i.key in wal_done)
 
 
 def _seg_size(vault: Vault) -> int:

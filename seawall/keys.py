@@ -14,9 +14,9 @@ from seawall.errors import ConfigError
 TMP_SUFFIX = ".tmp-seawall"
 _SEGMENT = re.compile(r"^[A-Za-z0-9._=+@,-]+$")
 MAX_KEY_LEN = 512
-# Chunk keys are most of the traffic and always valid when they match this: checked first, one
+# Chunk and pack keys are most of the traffic and always valid when they match this: checked first, one
 # regex call instead of a loop over segments.
-_CHUNK_KEY = re.compile(r"chunks/[0-9a-f]{2}/[0-9a-f]{64}")
+_CHUNK_KEY = re.compile(r"(?:chunks|data)/[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def key_problem(key: str) -> str | None:

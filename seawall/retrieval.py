@@ -98,10 +98,15 @@ def _file_ids(vault: Vault, manifest: Manifest) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def bulk_classes(store) -> dict[str, str]:
+    """Storage class per pack and loose chunk object (one listing each)."""
+    return {**store.storage_classes("data/"), **store.storage_classes("chunks/")}
+
+
 def backup_tier(vault: Vault, manifest: Manifest, classes: dict[str, str] | None = None) -> BackupTier:
     """The coldest storage class among a backup's chunks and its retrieval time (one listing)."""
     store = vault.store
-    classes = store.storage_classes("chunks/") if classes is None else classes
+    classes = bulk_classes(store) if classes is None else classes
     _days, tier = settings()
     if all(c == "STANDARD" for c in classes.values()):  # one tier, or nothing moved yet: no tree to read
         return BackupTier("STANDARD", len(_stream_ids(manifest)), 0, 0.0, tier, complete=False)
@@ -111,9 +116,10 @@ def backup_tier(vault: Vault, manifest: Manifest, classes: dict[str, str] | None
             ids = list(dict.fromkeys(ids + _file_ids(vault, manifest)))
         except ObjectArchived:
             complete = False
-    found = [classes.get(chunk_key(c), "STANDARD") for c in ids]
+    objects = list(dict.fromkeys(vault.chunk_object(c) or chunk_key(c) for c in ids))
+    found = [classes.get(k, "STANDARD") for k in objects]
     coldest = _coldest(found)
-    return BackupTier(storage_class=coldest, objects=len(ids),
+    return BackupTier(storage_class=coldest, objects=len(objects),
                       archived=sum(store.needs_retrieval(c) for c in found),
                       retrieval_s=store.retrieval_seconds(coldest, tier), retrieval_tier=tier,
                       complete=complete)
@@ -139,8 +145,9 @@ def retrieve(vault: Vault, manifest: Manifest, *, days: int | None = None, tier:
     if any(s.kind == "tree" for s in manifest.streams):
         rounds.append(lambda: _file_ids(vault, manifest))
     for ids_of in rounds:
-        classes = vault.store.storage_classes("chunks/")
-        keys = [chunk_key(c) for c in ids_of() if vault.store.needs_retrieval(classes.get(chunk_key(c)))]
+        classes = bulk_classes(vault.store)
+        objects = dict.fromkeys(vault.chunk_object(c) or chunk_key(c) for c in ids_of())
+        keys = [k for k in objects if vault.store.needs_retrieval(classes.get(k))]
         if keys:
             report["rounds"] += 1
             report["archived"] += len(keys)
@@ -184,7 +191,7 @@ def _wait(vault: Vault, keys: list[str], poll_s: float, deadline: float) -> None
 def add_tiers(vault: Vault, rows: list[dict]) -> list[dict]:
     """`seawall status` rows with the last backup's tier, its retrieval time and the implied RTO
     (the measured restore of the last verification plus that retrieval)."""
-    classes = vault.store.storage_classes("chunks/")
+    classes = bulk_classes(vault.store)
     for row in rows:
         tier = None
         if row.get("last_backup_id"):

@@ -395,7 +395,9 @@ class ChunkReader:
             yield batch
 
     def _fetch(self, batch: list[ChunkRef]) -> list[bytes]:
-        return [self.vault.get_chunk(ref[0]) for ref in batch]
+        if len(batch) == 1:
+            return [self.vault.get_chunk(batch[0][0])]
+        return self.vault.get_chunks([ref[0] for ref in batch])  # neighbours in a pack: one ranged GET
 
     def _take(self, window: deque[Job]) -> Iterator[bytes]:
         job = window.popleft()

@@ -1,21 +1,24 @@
-"""Vault verification (restic/borg `check`): manifests open, every referenced chunk is present,
-and with `read_data` every chunk decrypts, authenticates and hashes to its id.
+"""Vault verification (restic/borg `check`): manifests open, every referenced chunk is indexed
+and its pack listed, and with `read_data` every pack is read whole: its header authenticates, every
+blob decrypts and hashes to its id, and the index agrees with the header (`seawall.verify_packs`).
 
-Each backup is judged on its own: a corrupt chunk fails exactly the backups that reference it, and
-the report names the backup and the object. Unique chunks are read once, in parallel.
+Each backup is judged on its own: a corrupt chunk or pack fails exactly the backups that reference
+it, and the report names the backup, the pack and the other backups that use it. Problems of the
+vault as a whole (an index file that does not open, an index entry the pack does not hold, a pack
+that fails but no backup uses) are `VerifyReport.problems`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from seawall.errors import IntegrityError, SeawallError
 from seawall.manifest import BackupStatus, Manifest
 from seawall.sources.tree import iter_entries
 from seawall.streams import ChunkReader
-from seawall.vault import Vault, chunk_key
+from seawall.vault import Vault
+from seawall.verify_packs import PackChecker
 
 
 @dataclass
@@ -46,53 +49,22 @@ class VerifyReport:
     backups: list[BackupCheck] = field(default_factory=list)
     chunks_read: int = 0
     bytes_read: int = 0
+    packs_read: int = 0
+    problems: list[str] = field(default_factory=list)  # the vault's own: index, unused packs
 
     @property
     def ok(self) -> bool:
-        return all(b.ok for b in self.backups)
+        return all(b.ok for b in self.backups) and not self.problems
 
     def to_dict(self) -> dict:
         return {"vault": self.vault, "read_data": self.read_data, "ok": self.ok,
-                "chunks_read": self.chunks_read, "bytes_read": self.bytes_read,
-                "backups": [b.to_dict() for b in self.backups]}
+                "chunks_read": self.chunks_read, "bytes_read": self.bytes_read, "packs_read": self.packs_read,
+                "problems": self.problems, "backups": [b.to_dict() for b in self.backups]}
 
 
 def _split_key(key: str) -> tuple[str, str]:
     _, dataset, backup_id = key.split("/", 2)
     return dataset, backup_id
-
-
-class _ChunkChecker:
-    """Checks each unique chunk once; remembers the verdict for every backup that shares it."""
-
-    def __init__(self, vault: Vault, read_data: bool, workers: int):
-        self.vault, self.read_data = vault, read_data
-        self.present = {i.key.rsplit("/", 1)[1] for i in vault.store.list("chunks/")} if not read_data else None
-        self.verdicts: dict[str, str | None] = {}
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="seawall-verify")
-        self.chunks_read = self.bytes_read = 0
-
-    def _read(self, chunk_id: str) -> str | None:
-        try:
-            data = self.vault.get_chunk(chunk_id)
-        except SeawallError as exc:
-            return exc.message
-        self.chunks_read += 1
-        self.bytes_read += len(data)
-        return None
-
-    def check(self, chunk_ids: Iterable[str], progress: Callable[[int], None] | None) -> list[str]:
-        todo = [c for c in dict.fromkeys(chunk_ids) if c not in self.verdicts]
-        if self.read_data:
-            for chunk_id, verdict in zip(todo, self.pool.map(self._read, todo), strict=True):
-                self.verdicts[chunk_id] = verdict
-                if progress:
-                    progress(1)
-        else:
-            for chunk_id in todo:
-                missing = chunk_id not in self.present
-                self.verdicts[chunk_id] = f"chunk {chunk_key(chunk_id)} is missing" if missing else None
-        return [v for c in dict.fromkeys(chunk_ids) if (v := self.verdicts[c])]
 
 
 def referenced_chunks(vault: Vault, manifest: Manifest, reader: ChunkReader) -> list[str]:
@@ -116,27 +88,32 @@ def verify_vault(vault: Vault, *, backup_id: str | None = None, dataset: str | N
         entries: list[tuple[str, Manifest | IntegrityError]] = [(keys[0], vault.read_manifest_key(keys[0]))]
     else:
         entries = list(vault.iter_manifests(dataset))
-    checker = _ChunkChecker(vault, read_data, workers)
+    needs: dict[str, list[str]] = {}  # backup key -> unique chunk ids
+    checks: dict[str, BackupCheck] = {}
     with ChunkReader(vault) as reader:
         for key, item in entries:
             ds, bid = _split_key(key)
             if isinstance(item, IntegrityError):
                 report.backups.append(BackupCheck(key, ds, bid, "UNREADABLE", [f"manifest {key}: {item.message}"]))
                 continue
-            check = BackupCheck(key, ds, bid, str(item.status))
+            check = checks[key] = BackupCheck(key, ds, bid, str(item.status))
             report.backups.append(check)
             if item.status != BackupStatus.DONE:
                 check.checked = False
                 continue
             try:
-                ids = referenced_chunks(vault, item, reader)
+                needs[key] = list(dict.fromkeys(referenced_chunks(vault, item, reader)))
             except SeawallError as exc:
                 check.problems.append(f"index of backup {bid}: {exc.message}")
                 continue
-            check.chunks = len(set(ids))
-            check.problems.extend(checker.check(ids, progress))
-    checker.pool.shutdown()
+            check.chunks = len(needs[key])
+    checker = PackChecker(vault, needs, workers=workers, every_pack=read_data and not backup_id)
+    verdicts = checker.run(read_data, progress)
+    for key, ids in needs.items():
+        checks[key].problems.extend(dict.fromkeys(v for c in ids if (v := verdicts.get(c))))
+    report.problems = checker.problems
     report.chunks_read, report.bytes_read = checker.chunks_read, checker.bytes_read
+    report.packs_read = checker.packs_read
     return report
 
 
@@ -146,6 +123,11 @@ class VaultCheckFailed(IntegrityError):
     def __init__(self, report: VerifyReport):
         self.report = report
         failed = [b for b in report.backups if not b.ok]
+        if not failed:
+            more = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+            super().__init__(f"vault {report.vault} failed verification: {report.problems[0]}{more}",
+                             hint="run `seawall repair index` to rebuild the index from the packs")
+            return
         first = failed[0]
         more = f" (+{len(failed) - 1} more backups)" if len(failed) > 1 else ""
         super().__init__(f"backup {first.dataset}/{first.backup_id} failed verification: {first.problems[0]}{more}",

@@ -141,7 +141,7 @@ def refresh_locks_task(dest: VaultConfig, plan: CopyPlan, results: list[BackupCo
     """
     store = dest_store(dest, lock)
     vault = Vault.open(store, dest.get_passphrase())
-    return extend_locks(vault, lock, reused_keys(plan, results)).to_dict()
+    return extend_locks(vault, lock, reused_keys(plan, results, vault)).to_dict()
 
 
 @task(name="extend-object-locks", **_TASK)

@@ -110,10 +110,10 @@ def gather(vault: Vault, *, name: str, role: str, region: str | None, media: str
 def restore_tiers(vault: Vault, ev: VaultEvidence) -> dict[str, dict]:
     """Each dataset's newest DONE backup's storage tier (one listing); {} when the store cannot say."""
     from seawall.errors import SeawallError
-    from seawall.retrieval import backup_tier
+    from seawall.retrieval import backup_tier, bulk_classes
 
     try:
-        classes = vault.store.storage_classes("chunks/")
+        classes = bulk_classes(vault.store)
         return {ds: backup_tier(vault, ev.done(ds)[-1], classes).to_dict()
                 for ds in sorted({m.dataset for m in ev.backups}) if ev.done(ds)}
     except SeawallError:

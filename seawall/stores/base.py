@@ -76,6 +76,12 @@ class ObjectStore(ABC):
 
     #: Parallel requests `delete_many` (and GC's retention probes) may use: deletes mostly wait.
     parallel_requests: int = 8
+    #: Target size of pack files (seawall.vault.packs): big enough that object count and requests grow
+    #: with bytes, not files; small enough that a pack in memory is cheap (see bench/PACKS.md).
+    pack_size: int = 16 << 20
+    #: Bytes a single chunk read fetches ahead within its pack (0: exact ranges; remote stores read
+    #: ahead because a restore asks next for the chunks stored right after).
+    read_ahead: int = 0
     #: The storage class bulk objects (chunks) are written in; None: the store's default (one tier).
     storage_class: str | None = None
 

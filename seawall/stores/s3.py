@@ -93,6 +93,9 @@ class S3Store(S3TiersMixin, ObjectStore):
         >>> store.put("config", b"...")  # doctest: +SKIP
     """
 
+    pack_size = 32 << 20  # tens of MiB: fewer PUTs and LIST entries (bench/PACKS.md)
+    read_ahead = 4 << 20
+
     put_returns_md5 = True  # a single-part PUT's ETag is the MD5 S3 computed over the stored bytes
 
     #: Keys per ListObjectsV2 page (S3's maximum is 1000); tests shrink it to exercise paging.

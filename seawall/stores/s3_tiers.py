@@ -1,6 +1,6 @@
 """S3 storage classes: the table seawall plans with, lifecycle rules, and archive retrievals.
 
-Only bulk data takes a vault's storage class: keys under `BULK_PREFIXES` (`chunks/`). The config,
+Only bulk data takes a vault's storage class: keys under `BULK_PREFIXES` (`data/`, `chunks/`). The config,
 key wrappers, manifests, WAL and ledgers stay in the bucket's default class, so a vault opens,
 lists, checks and replays WAL without waiting for a retrieval.
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from seawall.errors import ConfigError
 
-BULK_PREFIXES = ("chunks/",)
+BULK_PREFIXES = ("data/", "chunks/")  # packs, and the loose chunks of format v1 vaults
 RULE_PREFIX = "seawall-tier-"
 RETRIEVAL_TIERS = ("Expedited", "Standard", "Bulk")
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,40}$")
@@ -102,12 +102,13 @@ class Transition:
     storage_class: str
 
 
-def lifecycle_rule(prefix: str, transitions: list[Transition]) -> dict[str, Any]:
-    """The one bucket lifecycle rule seawall owns for a vault at `prefix` (its chunks only)."""
+def lifecycle_rule(prefix: str, transitions: list[Transition], bulk: str = "chunks/") -> dict[str, Any]:
+    """A bucket lifecycle rule seawall owns for a vault at `prefix`: one per bulk prefix, its packs
+    (`data/`, ID suffix `-packs`) and the loose chunks of format v1 (`chunks/`)."""
     root = f"{prefix}/" if prefix else ""
     return {
-        "ID": RULE_PREFIX + (prefix.replace("/", "-") or "root"),
-        "Filter": {"Prefix": root + "chunks/"},
+        "ID": RULE_PREFIX + (prefix.replace("/", "-") or "root") + ("-packs" if bulk == "data/" else ""),
+        "Filter": {"Prefix": root + bulk},
         "Status": "Enabled",
         "Transitions": [{"Days": t.days, "StorageClass": t.storage_class} for t in transitions],
     }
@@ -188,14 +189,20 @@ class S3TiersMixin:
         self.delete(key)  # type: ignore[attr-defined]
 
     def set_lifecycle(self, transitions: list[Transition]) -> list[str]:
-        """Make the bucket's seawall rule for this vault's chunks say `transitions` ([] removes it);
-        other rules in the bucket are kept. Returns one line per change ([] when already so)."""
+        """Make the bucket's seawall rules for this vault's packs and loose chunks say `transitions`
+        ([] removes them); other rules in the bucket are kept. Returns one line per change."""
+        changes: list[str] = []
+        for bulk in BULK_PREFIXES:
+            changes += self._set_rule(transitions, bulk)
+        return changes
+
+    def _set_rule(self, transitions: list[Transition], bulk: str) -> list[str]:
         from botocore.exceptions import ClientError
 
         from seawall.stores.boto_errors import error_code, translate_boto_errors
 
-        ours = lifecycle_rule(self.prefix, transitions) if transitions else None
-        rule_id = lifecycle_rule(self.prefix, []).get("ID")
+        ours = lifecycle_rule(self.prefix, transitions, bulk) if transitions else None
+        rule_id = lifecycle_rule(self.prefix, [], bulk).get("ID")
         with translate_boto_errors(f"reading the lifecycle rules of s3://{self.bucket}"):
             try:
                 current = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]

@@ -56,6 +56,8 @@ class SftpStore(ObjectStore):
         >>> store.put("config", b"...")  # doctest: +SKIP
     """
 
+    read_ahead = 4 << 20  # one request per chunk is a round trip: read the neighbours with it
+
     def __init__(self, options: SshOptions, root: str, *, create: bool = False):
         if not root.startswith("/"):
             raise ConfigError(f"SFTP vault path {root!r} is not absolute", hint="use sftp://user@host/absolute/path")

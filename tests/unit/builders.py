@@ -70,3 +70,20 @@ def store_snapshot(store: MemoryStore) -> dict[str, tuple[bytes, float]]:
 
 def random_bytes(size: int) -> bytes:
     return os.urandom(size)
+
+
+def chunk_location(vault: Vault, chunk_id: str) -> tuple[str, int, int]:
+    """(pack key, offset, length) of a stored chunk, after making pending packs durable."""
+    vault.commit_chunks()
+    loc = vault.chunks.index.get(chunk_id)
+    assert loc is not None, f"chunk {chunk_id} is not indexed"
+    return loc
+
+
+def flip_chunk_byte(vault: Vault, chunk_id: str, at: float = 0.5) -> str:
+    """Damage one byte of a stored chunk inside its pack (through the store); returns the pack key."""
+    pack, offset, length = chunk_location(vault, chunk_id)
+    data = bytearray(vault.store.get(pack))
+    data[offset + int(length * at)] ^= 0x40
+    vault.store.put(pack, bytes(data))
+    return pack

@@ -16,8 +16,7 @@ from seawall.errors import BackupNotFound, ConfigError
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, StreamRef, new_manifest
 from seawall.stores.memory import MemoryStore
-from seawall.vault import chunk_key
-from tests.unit.builders import BASE_TIME, FAST_SCRYPT, make_manifest, memory_vault, random_bytes
+from tests.unit.builders import BASE_TIME, FAST_SCRYPT, flip_chunk_byte, make_manifest, memory_vault, random_bytes
 
 
 class FakeClock:
@@ -105,19 +104,22 @@ def test_memory_copy_isolates_a_corrupt_chunk_and_resumes():
     a = _backup(src, "a", shared, only_a)
     b = _backup(src, "b", shared, only_b)
     bad_id = a.streams[1].chunks[0][0]
-    blob = bytearray(src.store.get(chunk_key(bad_id)))
-    blob[-1] ^= 1
-    src.store.put(chunk_key(bad_id), bytes(blob))
+    pack = src.chunk_object(bad_id)
+    intact = src.store.get(pack)
+    assert flip_chunk_byte(src, bad_id, at=0.99) == pack  # one pack holds every chunk here
 
     dst = prepare_destination(src, MemoryStore("dst"), "dr", init=True, scrypt=FAST_SCRYPT)
     report = copy_vault(src, dst, settings=CopySettings(workers=2))
     status = {r.dataset: r for r in report.backups}
     assert status["b"].status == "copied" and status["a"].status == "failed" and bad_id in status["a"].error
-    assert not dst.store.exists(chunk_key(bad_id)) and not dst.store.exists(a.key)
+    assert pack in status["a"].error
+    assert not dst.has_chunk(bad_id) and not dst.store.exists(a.key)
+    assert not [k for k in dst.store._objects if k.startswith("chunks/")]
     assert dst.keyring.open(ObjType.MANIFEST, b.key, dst.store.get(b.key))  # byte-identical, opens there
 
-    src.store.put(chunk_key(bad_id), src.keyring.seal(ObjType.CHUNK, bad_id, only_a))  # repaired at the source
+    src.store.put(pack, intact)  # repaired at the source
     again = copy_vault(src, dst)
     assert {r.dataset: r.status for r in again.backups} == {"a": "copied", "b": "present"}
-    assert again.stats["objects_copied"] == 2  # the repaired chunk and a's manifest: nothing else moved
+    assert again.stats["objects_copied"] == 2  # a pack of the repaired chunk, a's manifest: nothing else moved
+    assert [b.chunks_copied for b in again.backups if b.dataset == "a"] == [1]
     assert dst.require_done(a.backup_id).status == BackupStatus.DONE

@@ -15,7 +15,7 @@ from seawall.errors import RetryableError
 from seawall.manifest import BackupStatus
 from seawall.retrieval import backup_tier, retrieve
 from seawall.stores.memory import MemoryStore
-from seawall.vault import Vault, chunk_key
+from seawall.vault import Vault
 from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, make_manifest, make_stream
 
 
@@ -45,9 +45,15 @@ class SlowArchiveStore(MemoryStore):
         self.requests.append(key)
 
 
+@pytest.fixture(autouse=True)
+def _one_chunk_per_pack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEAWALL_PACK_SIZE", "1")  # every chunk fills its pack: one archived object each
+
+
 def _vault_with_chunks(store: MemoryStore, n: int = 3):
     vault = Vault.init(store, PASSPHRASE, scrypt=FAST_SCRYPT)
     ids = [vault.put_chunk(f"chunk {i} ünïcode".encode())[0] for i in range(n)]
+    vault.commit_chunks()
     manifest = make_manifest(status=BackupStatus.DONE, streams=[make_stream(chunks=[(c, 10) for c in ids])])
     return vault, manifest, ids
 
@@ -58,7 +64,8 @@ def test_waits_until_every_object_is_readable_with_progress() -> None:
     events = []
     with progress.installed(lambda phase, n, total: events.append((phase, n, total))):
         report = retrieve(vault, manifest, days=2, tier="Bulk", poll_s=0.01, timeout_s=10)
-    assert sorted(store.requests) == sorted(chunk_key(c) for c in ids)
+    assert sorted(store.requests) == sorted(vault.chunk_object(c) for c in ids)
+    assert all(k.startswith("data/") for k in store.requests)
     assert report["archived"] == 3 and report["requested"] == 3 and report["rounds"] == 1
     assert events[0] == ("retrieving 3 archived objects", 0, 3)
     assert sum(n for _, n, _ in events) == 3

@@ -22,6 +22,8 @@ from seawall.vault import CONFIG_KEY, ChunkerParams, Vault, chunk_key
 from tests.unit.builders import (
     FAST_SCRYPT,
     PASSPHRASE,
+    chunk_location,
+    flip_chunk_byte,
     make_backup_id,
     make_manifest,
     memory_vault,
@@ -45,7 +47,7 @@ def test_init_writes_config_and_one_key_wrapper(vault: Vault) -> None:
     keys = keys_of(vault.store)
     assert keys[0] == CONFIG_KEY and len(keys) == 2 and keys[1].startswith("keys/")
     config = json.loads(vault.store.get(CONFIG_KEY))
-    assert config["format"] == "seawall-vault" and config["version"] == 1
+    assert config["format"] == "seawall-vault" and config["version"] == 2
     assert config["vault_id"] == vault.config.vault_id and len(config["vault_id"]) == 32
     assert config["chunker"] == {"min_size": 256 << 10, "avg_size": 1 << 20, "max_size": 4 << 20}
     wrappers = vault.key_wrappers()
@@ -144,6 +146,7 @@ def test_non_object_json_key_record_does_not_crash_open(vault: Vault) -> None:
 
 def test_second_passphrase_opens_the_same_vault(vault: Vault) -> None:
     chunk_id, _ = vault.put_chunk(b"written before the second wrapper existed")
+    vault.commit_chunks()
     second = vault.add_passphrase("second passphrase", scrypt=FAST_SCRYPT)
     assert len(vault.key_wrappers()) == 2
     other = Vault.open(vault.store, "second passphrase")
@@ -183,70 +186,94 @@ def test_a_junk_key_record_does_not_count_as_a_wrapper(vault: Vault) -> None:
 # ---- chunks ---------------------------------------------------------------------------------------------
 
 
-def test_put_chunk_dedups(vault: Vault) -> None:
+def test_put_chunk_dedups_and_packs_on_commit(vault: Vault) -> None:
     data = os.urandom(10_000)
     chunk_id, stored = vault.put_chunk(data)
     assert stored > len(data)  # header + tag on incompressible data
     assert chunk_id == vault.keyring.chunk_id(data)
     assert vault.put_chunk(data) == (chunk_id, 0)
     assert vault.put_chunk(memoryview(data)) == (chunk_id, 0)
-    assert [k for k in keys_of(vault.store) if k.startswith("chunks/")] == [chunk_key(chunk_id)]
+    assert not [k for k in keys_of(vault.store) if k.startswith(("data/", "index/", "chunks/"))]  # not yet durable
+    vault.commit_chunks()
+    packs = [k for k in keys_of(vault.store) if k.startswith("data/")]
+    assert len(packs) == 1 and len([k for k in keys_of(vault.store) if k.startswith("index/")]) == 1
+    assert vault.chunk_object(chunk_id) == packs[0]
+    assert not [k for k in keys_of(vault.store) if k.startswith("chunks/")]
 
 
 def test_dedup_survives_reopening(vault: Vault) -> None:
     chunk_id, _ = vault.put_chunk(b"persisted chunk")
+    vault.commit_chunks()
     before = store_snapshot(vault.store)
     reopened = Vault.open(vault.store, PASSPHRASE)
     assert reopened.has_chunk(chunk_id)
     assert reopened.put_chunk(b"persisted chunk") == (chunk_id, 0)
+    reopened.commit_chunks()
     assert store_snapshot(vault.store) == before
 
 
-def test_chunk_key_layout(vault: Vault) -> None:
+def test_pack_key_layout(vault: Vault) -> None:
     chunk_id, _ = vault.put_chunk(b"layout")
-    assert chunk_key(chunk_id) == f"chunks/{chunk_id[:2]}/{chunk_id}"
-    assert chunk_key(chunk_id) in vault.store._objects
+    pack, offset, _ = chunk_location(vault, chunk_id)
+    assert pack.startswith("data/") and pack.split("/")[1] == pack.split("/")[2][:2] and offset == 0
+    assert chunk_key(chunk_id) == f"chunks/{chunk_id[:2]}/{chunk_id}"  # the loose layout of format v1
 
 
 @pytest.mark.parametrize("data", [b"", b"x", b"compressible " * 10_000, os.urandom(300_000)],
                          ids=["empty", "one", "text", "random"])
 def test_get_chunk_round_trip(vault: Vault, data: bytes) -> None:
     chunk_id, _ = vault.put_chunk(data)
+    vault.commit_chunks()
     assert Vault.open(vault.store, PASSPHRASE).get_chunk(chunk_id) == data
 
 
-def test_get_missing_chunk_names_the_key(vault: Vault) -> None:
+def test_get_missing_chunk_says_missing(vault: Vault) -> None:
     missing = "ab" * 32
     with pytest.raises(IntegrityError) as info:
         vault.get_chunk(missing)
-    assert chunk_key(missing) in str(info.value) and "missing" in str(info.value)
+    assert missing in str(info.value) and "missing" in str(info.value)
 
 
-def test_chunk_swapped_to_another_key_is_detected(vault: Vault) -> None:
+def test_chunk_swapped_inside_its_pack_is_detected(vault: Vault) -> None:
     id_a, _ = vault.put_chunk(b"chunk A" * 100)
     id_b, _ = vault.put_chunk(b"chunk B" * 100)
-    vault.store.put(chunk_key(id_b), vault.store.get(chunk_key(id_a)))
+    pack, off_a, len_a = chunk_location(vault, id_a)
+    _, off_b, len_b = chunk_location(vault, id_b)
+    data = bytearray(vault.store.get(pack))
+    assert len_a == len_b
+    data[off_b:off_b + len_b] = data[off_a:off_a + len_a]
+    vault.store.put(pack, bytes(data))
     assert vault.get_chunk(id_a) == b"chunk A" * 100
     with pytest.raises(IntegrityError) as info:
         vault.get_chunk(id_b)
-    assert id_b in str(info.value)
+    assert id_b in str(info.value) and pack in str(info.value)
 
 
 def test_authentic_chunk_with_wrong_content_is_detected(vault: Vault) -> None:
     """Sealed under B's name by the key holder but holding A's data: the id check catches it."""
     id_b = vault.keyring.chunk_id(b"real B")
-    vault.store.put(chunk_key(id_b), vault.keyring.seal(ObjType.CHUNK, id_b, b"not B at all"))
+    vault.chunks.put_sealed(id_b, vault.keyring.seal(ObjType.CHUNK, id_b, b"not B at all"))
+    vault.commit_chunks()
     with pytest.raises(IntegrityError, match="does not match its id"):
         vault.get_chunk(id_b)
 
 
 def test_flipped_byte_in_a_chunk_is_detected(vault: Vault) -> None:
     chunk_id, _ = vault.put_chunk(b"precious" * 1000)
-    blob = bytearray(vault.store.get(chunk_key(chunk_id)))
-    blob[len(blob) // 2] ^= 0x40
-    vault.store.put(chunk_key(chunk_id), bytes(blob))
-    with pytest.raises(IntegrityError, match=chunk_id):
+    pack = flip_chunk_byte(vault, chunk_id)
+    with pytest.raises(IntegrityError, match=chunk_id) as info:
         vault.get_chunk(chunk_id)
+    assert pack in str(info.value)
+
+
+def test_loose_v1_chunks_are_still_read(vault: Vault) -> None:
+    """A format v1 vault stored each chunk as its own object: those keep working beside packs."""
+    old = vault.keyring.chunk_id(b"from v1")
+    vault.store.put(chunk_key(old), vault.keyring.seal(ObjType.CHUNK, old, b"from v1"))
+    reopened = Vault.open(vault.store, PASSPHRASE)
+    assert reopened.has_chunk(old) and reopened.get_chunk(old) == b"from v1"
+    assert reopened.put_chunk(b"from v1") == (old, 0)  # deduplicated against the loose chunk
+    assert reopened.chunk_object(old) == chunk_key(old)
 
 
 # ---- manifests and the catalog ------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Layout inside the object store::
 
-    config                      plain JSON: format, vault id, chunker parameters
+    config                      plain JSON: format, version, vault id, chunker parameters
     keys/<wrapper-id>           the master key wrapped by a passphrase (scrypt) or AWS KMS
-    chunks/<ab>/<chunk-id>      sealed chunks, content addressed (keyed BLAKE3 of the plaintext)
+    data/<ab>/<pack-id>         packs of sealed chunks (seawall.vault.packs)
+    index/<index-id>            sealed index files: chunk id -> (pack, offset, length)
+    chunks/<ab>/<chunk-id>      loose sealed chunks of format v1 vaults (read, never written now)
     manifests/<dataset>/<id>    sealed manifests, one per backup
     wal/<cluster>/...           WAL archive (PostgreSQL)
 
@@ -17,17 +19,11 @@ import json
 import secrets
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from seawall.crypto import (
-    Keyring,
-    ObjType,
-    ScryptParams,
-    sealed_size_max,
-    wrap_with_passphrase,
-)
+from seawall.crypto import Keyring, ObjType, ScryptParams, wrap_with_passphrase
 from seawall.errors import (
     AuthError,
     BackupNotFound,
@@ -37,56 +33,11 @@ from seawall.errors import (
     VaultNotInitialised,
 )
 from seawall.stores import ObjectStore
+from seawall.vault.chunks import ChunkStore
+from seawall.vault.config import CONFIG_KEY, WRAPPER_KINDS, ChunkerParams, VaultConfig
 
 if TYPE_CHECKING:  # seawall.manifest pulls in pydantic (~100 ms): kept off the wal-push path
     from seawall.manifest import BackupStatus, Manifest
-
-CONFIG_KEY = "config"
-VAULT_FORMAT = "seawall-vault"
-WRAPPER_KINDS = ("passphrase", "kms")
-
-
-@dataclass(frozen=True)
-class ChunkerParams:
-    min_size: int = 256 << 10
-    avg_size: int = 1 << 20
-    max_size: int = 4 << 20
-
-
-@dataclass
-class VaultConfig:
-    vault_id: str
-    created: str
-    chunker: ChunkerParams = field(default_factory=ChunkerParams)
-    version: int = 1
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "format": VAULT_FORMAT,
-                "version": self.version,
-                "vault_id": self.vault_id,
-                "created": self.created,
-                "chunker": self.chunker.__dict__,
-            },
-            indent=2,
-        ).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, where: str) -> VaultConfig:
-        try:
-            raw = json.loads(data)
-            if raw.get("format") != VAULT_FORMAT:
-                raise ValueError("not a seawall vault config")
-            return cls(
-                vault_id=raw["vault_id"],
-                created=raw["created"],
-                chunker=ChunkerParams(**raw["chunker"]),
-                version=int(raw["version"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"vault config at {where} is unreadable: {exc}") from None
-
 
 @dataclass(frozen=True)
 class CorruptManifest:
@@ -103,10 +54,6 @@ class CorruptManifest:
         return cls(key, dataset, backup_id, exc.message)
 
 
-def chunk_key(chunk_id: str) -> str:
-    return f"chunks/{chunk_id[:2]}/{chunk_id}"
-
-
 class Vault:
     """An opened (unlocked) vault."""
 
@@ -114,7 +61,7 @@ class Vault:
         self.store = store
         self.config = config
         self.keyring = keyring
-        self._known: set[str] | None = None
+        self._chunks: ChunkStore | None = None
         self._known_lock = threading.Lock()
         self.unlocked_by: str | None = None  # the key wrapper that opened the vault (None: created here)
 
@@ -208,60 +155,64 @@ class Vault:
         self.store.delete(f"keys/{wrapper_id}")
 
     # ---- chunks ---------------------------------------------------------------------------------
-    def known_chunks(self, *, refresh: bool = False) -> set[str]:
-        """Ids of chunks present in the store: listed once, kept current by our own writes.
+    @property
+    def chunks(self) -> ChunkStore:
+        """Where the chunks are: the index and packs (v2), loose objects (v1); see seawall.vault.chunks."""
+        if self._chunks is None:
+            self._chunks = ChunkStore(self.store, self.keyring, self.config.vault_id, self.config.chunker.max_size)
+        return self._chunks
 
-        Backups call this with `refresh=True` so a long-lived Vault never trusts a listing older
+    def known_chunks(self, *, refresh: bool = False) -> set[str]:
+        """Ids of chunks stored in the vault: read once (index files, through the local cache, and
+        loose v1 chunks), kept current by our own writes.
+
+        Backups call this with `refresh=True` so a long-lived Vault never trusts an index older
         than the backup (chunks removed meanwhile would otherwise be referenced but missing).
         """
-        with self._known_lock:
-            if self._known is None or refresh:
-                self._known = {info.key.rsplit("/", 1)[1] for info in self.store.list("chunks/")}
-            return self._known
+        return self.chunks.known(refresh)
 
     def forget_chunks(self, chunk_ids: list[str] | set[str]) -> None:
         """Drop deleted chunks from the known set, so nothing deduplicates against them."""
-        with self._known_lock:
-            if self._known is not None:
-                self._known.difference_update(chunk_ids)
+        self.chunks.forget(chunk_ids)
 
     def has_chunk(self, chunk_id: str) -> bool:
         return chunk_id in self.known_chunks()
 
     def put_chunk(self, data: bytes | memoryview, chunk_id: str | None = None) -> tuple[str, int]:
-        """Store a chunk unless present; returns (id, stored bytes written: 0 if deduplicated)."""
+        """Store a chunk unless present; returns (id, stored bytes written: 0 if deduplicated).
+
+        The chunk goes into an open pack: durable (and indexed) at `commit_chunks()`.
+        """
         chunk_id = chunk_id or self.keyring.chunk_id(data)
         known = self.known_chunks()
-        if chunk_id in known:
-            return chunk_id, 0
-        out = self.store.write_buffer(sealed_size_max(len(data)))
-        if out is None:
-            blob: bytes | memoryview = self.keyring.seal_buffer(ObjType.CHUNK, chunk_id, data)
-        else:  # sealed straight into the store's own (aligned) buffer: it writes it past the page cache
-            blob = out[: self.keyring.seal_into(ObjType.CHUNK, chunk_id, data, out)]
-        self.store.put_deferred(chunk_key(chunk_id), blob)  # durable at commit_chunks()
         with self._known_lock:
+            if chunk_id in known:
+                return chunk_id, 0
             known.add(chunk_id)
-        return chunk_id, len(blob)
+        try:
+            return chunk_id, self.chunks.put(chunk_id, data)
+        except BaseException:
+            with self._known_lock:
+                known.discard(chunk_id)
+            raise
 
     def commit_chunks(self) -> None:
-        """Make every chunk stored so far durable; call before writing a manifest that needs them."""
-        self.store.commit()
+        """Make every chunk stored so far durable: packs uploaded, then their index written.
+        Call before writing a manifest that needs them."""
+        self.chunks.commit()
+
+    def chunk_object(self, chunk_id: str) -> str | None:
+        """The key of the object (pack or loose chunk) holding `chunk_id`, None if not stored."""
+        return self.chunks.object_key(chunk_id)
 
     def get_chunk(self, chunk_id: str) -> bytes:
         """Fetch, authenticate and decrypt a chunk, and check its plaintext against its id."""
-        key = chunk_key(chunk_id)
-        try:
-            blob = self.store.get(key)
-        except ObjectNotFound:
-            raise IntegrityError(f"chunk {key} is missing from {self.url}") from None
-        try:
-            data = self.keyring.open(ObjType.CHUNK, chunk_id, blob)
-        except IntegrityError as exc:
-            raise IntegrityError(f"chunk {key} is corrupt: {exc.message}") from None
-        if self.keyring.chunk_id(data) != chunk_id:
-            raise IntegrityError(f"chunk {key} content does not match its id")
-        return data
+        return self.chunks.get(chunk_id)
+
+    def get_chunks(self, chunk_ids: list[str]) -> list[bytes]:
+        """`get_chunk` for several chunks, neighbours in a pack read with one ranged GET."""
+        sealed = self.chunks.sealed_many(chunk_ids)
+        return [self.chunks.open(c, *sealed[c]) for c in chunk_ids]
 
     # ---- sealed records -------------------------------------------------------------------------
     def put_record(self, key: str, payload: bytes, obj_type: int = ObjType.RECORD) -> None:
@@ -272,6 +223,9 @@ class Vault:
 
     # ---- manifests ------------------------------------------------------------------------------
     def write_manifest(self, manifest: Manifest) -> None:
+        """Write a manifest, after making every chunk this process stored durable and indexed
+        (a manifest never references a chunk in a pack that is not yet written and indexed)."""
+        self.commit_chunks()
         self.put_record(manifest.key, manifest.model_dump_json().encode(), ObjType.MANIFEST)
 
     def read_manifest_key(self, key: str) -> Manifest:

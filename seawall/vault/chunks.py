@@ -1,0 +1,169 @@
+"""Where a vault's chunks are: packs through the index (format v2), or loose v1 objects.
+
+Format v1 stored each chunk as its own object `chunks/<ab>/<id>`. Vaults made before packs keep
+working: their loose chunks are listed and read as before, new chunks go into packs, and GC
+deletes loose chunks once no backup needs them. Both kinds of object hold the same sealed bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+
+from seawall.crypto import ObjType
+from seawall.errors import IntegrityError, ObjectNotFound
+from seawall.vault.index import ChunkIndex, load_index
+from seawall.vault.packer import Packer, Upload
+from seawall.vault.reader import BlobReader
+
+LOOSE_PREFIX = "chunks/"
+
+
+def chunk_key(chunk_id: str) -> str:
+    """The key of a loose (format v1) chunk object."""
+    return f"{LOOSE_PREFIX}{chunk_id[:2]}/{chunk_id}"
+
+
+def pack_target(store) -> int:
+    """Target pack size: the store's default, or `SEAWALL_PACK_SIZE` (bytes; tests shrink it)."""
+    configured = os.environ.get("SEAWALL_PACK_SIZE", "").strip()
+    return int(configured) if configured.isdigit() and int(configured) > 0 else store.pack_size
+
+
+class ChunkStore:
+    """The chunk side of one opened vault: lookups, writes into packs, reads out of them."""
+
+    def __init__(self, store, keyring, vault_id: str, max_chunk: int):
+        self.store, self.keyring, self.vault_id = store, keyring, vault_id
+        self.max_chunk = max_chunk
+        self._lock = threading.Lock()
+        self._index: ChunkIndex | None = None
+        self._loose: dict[str, int] = {}
+        self._known: set[str] | None = None
+        self._packer: Packer | None = None
+        self.reader = BlobReader(store)
+
+    # ---- lookups -----------------------------------------------------------------------------
+    @property
+    def index(self) -> ChunkIndex:
+        with self._lock:
+            if self._index is None:
+                self._load()
+            return self._index
+
+    def _load(self) -> None:
+        self._index = load_index(self.store, self.keyring, self.vault_id)
+        self._loose = {i.key.rsplit("/", 1)[1]: i.size for i in self.store.list(LOOSE_PREFIX) if i.key.count("/") == 2}
+        if self._packer is not None:
+            self._packer.index = self._index
+        self._known = None
+
+    def loose(self) -> dict[str, int]:
+        self.index  # noqa: B018 - loads the listing with the index
+        return self._loose
+
+    def known(self, refresh: bool = False) -> set[str]:
+        """Ids of every stored chunk (indexed, loose, or in a pack being written)."""
+        with self._lock:
+            if self._index is None or refresh:
+                self._load()
+            if self._known is None:
+                self._known = set(self._index.locations) | set(self._loose)
+                if self._packer is not None:
+                    self._known |= self._packer._pending
+            return self._known
+
+    def forget(self, chunk_ids: Iterable[str]) -> None:
+        ids = set(chunk_ids)
+        with self._lock:
+            if self._known is not None:
+                self._known.difference_update(ids)
+            if self._index is not None:
+                self._index.forget(ids)
+            for c in ids:
+                self._loose.pop(c, None)
+
+    def object_key(self, chunk_id: str) -> str | None:
+        """The key of the object holding the chunk (its pack, or its loose object), None if unknown."""
+        loc = self.index.get(chunk_id)
+        if loc is not None:
+            return loc[0]
+        return chunk_key(chunk_id) if chunk_id in self._loose else None
+
+    def stored_size(self, chunk_id: str) -> int | None:
+        loc = self.index.get(chunk_id)
+        if loc is not None:
+            return loc[2]
+        return self._loose.get(chunk_id)
+
+    # ---- writing -----------------------------------------------------------------------------
+    def packer(self) -> Packer:
+        with self._lock:
+            if self._packer is None:
+                if self._index is None:
+                    self._load()
+                self._packer = Packer(self.store, self.keyring, self._index, pack_target(self.store),
+                                      self.max_chunk)
+            return self._packer
+
+    def put(self, chunk_id: str, data: bytes | memoryview) -> int:
+        return self.packer().add_chunk(chunk_id, data)
+
+    def put_sealed(self, chunk_id: str, blob: bytes | memoryview) -> None:
+        self.packer().add_blob(chunk_id, blob)
+
+    def set_upload(self, upload: Upload) -> None:
+        """Upload packs through `upload` (copies: verified at the destination before indexing)."""
+        self.packer()._upload = upload
+
+    def commit(self) -> list[str]:
+        return self._packer.flush() if self._packer is not None else self.store.commit() or []
+
+    # ---- reading -----------------------------------------------------------------------------
+    def sealed(self, chunk_id: str) -> tuple[str, bytes]:
+        """(object key, sealed bytes) of a chunk; IntegrityError if it is not stored."""
+        loc = self.index.get(chunk_id)
+        if loc is None and self._packer is not None and self._packer.pending(chunk_id):
+            self.commit()  # written by this process and not yet durable: make it readable
+            loc = self.index.get(chunk_id)
+        try:
+            if loc is not None:
+                return loc[0], self.reader.read(loc)
+            if chunk_id in self._loose:
+                return chunk_key(chunk_id), self.store.get(chunk_key(chunk_id))
+        except ObjectNotFound:
+            where = loc[0] if loc is not None else chunk_key(chunk_id)
+            raise IntegrityError(f"chunk {chunk_id} is missing: {where} is not in {self.store.display_url}") from None
+        raise IntegrityError(f"chunk {chunk_id} is missing from {self.store.display_url} (not in the index)")
+
+    def sealed_many(self, chunk_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """Like `sealed` for many chunks, packed ones read with coalesced ranged GETs."""
+        out: dict[str, tuple[str, bytes]] = {}
+        packed = []
+        for c in chunk_ids:
+            loc = self.index.get(c)
+            if loc is None:
+                out[c] = self.sealed(c)
+            else:
+                packed.append((c, loc))
+        try:
+            got = self.reader.read_many(packed)
+        except ObjectNotFound:
+            return {**out, **{c: self.sealed(c) for c, _ in packed}}
+        out.update({c: (loc[0], got[c]) for c, loc in packed})
+        return out
+
+    def open(self, chunk_id: str, where: str, blob: bytes) -> bytes:
+        """Authenticate and decrypt a sealed chunk and check it against its id."""
+        try:
+            data = self.keyring.open(ObjType.CHUNK, chunk_id, blob)
+        except IntegrityError as exc:
+            raise IntegrityError(f"chunk {chunk_id} in {where} is corrupt: {exc.message}") from None
+        if self.keyring.chunk_id(data) != chunk_id:
+            raise IntegrityError(f"chunk {chunk_id} in {where}: content does not match its id")
+        return data
+
+    def get(self, chunk_id: str) -> bytes:
+        where, blob = self.sealed(chunk_id)
+        return self.open(chunk_id, where, blob)

@@ -1,0 +1,154 @@
+"""Writing chunks into packs from many threads, with bounded memory and crash-safe ordering.
+
+Each writing thread takes an open pack (or starts one), seals its chunk straight into the pack's
+buffer and gives the pack back; the thread that fills a pack past the target size finishes and
+uploads it, while the other threads go on filling other packs. So at most one open pack per
+writing thread is held, plus the ones being uploaded.
+
+`flush` is the durability barrier, in the order that makes a crash harmless:
+
+1. every open pack is finished and uploaded, every upload awaited, the store committed
+   (the packs are durable under their real names);
+2. one index file listing those packs is written (durable when `put` returns);
+3. only then the caller writes a manifest that references the chunks.
+
+A crash before 2 leaves packs no index lists: GC deletes them (under the exclusive lease nothing
+else can be writing). A crash before 3 leaves indexed chunks no manifest references: GC repacks them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from seawall.crypto import HEADER_LEN, ObjType, sealed_size_max
+from seawall.vault.index import ChunkIndex, write_index
+from seawall.vault.packs import ENTRY_SIZE, BlobEntry, PackBuilder
+
+Upload = Callable[[str, memoryview], None]
+
+
+def _header_room(entries: int) -> int:
+    """Bytes the sealed header and trailer of a pack of `entries` blobs take at most."""
+    return ENTRY_SIZE * entries + HEADER_LEN + 16 + 4
+
+
+class Packer:
+    """Open packs of one vault; `add_chunk`/`add_blob` from any thread, `flush` to make them durable."""
+
+    def __init__(self, store, keyring, index: ChunkIndex, target: int, max_chunk: int,
+                 upload: Upload | None = None):
+        self.store, self.keyring, self.index = store, keyring, index
+        self.target = target
+        # A full pack's blobs, one more largest chunk, and room for its header (41 bytes per entry)
+        self.capacity = target + sealed_size_max(max_chunk) + max(target // 8, 64 << 10)
+        self._upload = upload or self._default_upload
+        self._lock = threading.Lock()
+        self._idle: list[PackBuilder] = []
+        self._uploading = 0
+        self._uploaded = threading.Condition(self._lock)
+        self._done: dict[str, list[BlobEntry]] = {}  # uploaded, not yet in an index file
+        self._pending: set[str] = set()  # chunk ids in open or uploading packs
+        self._error: BaseException | None = None
+        self.packs_written = 0
+        self.bytes_written = 0
+        self.last_flushed: dict[str, list[BlobEntry]] = {}  # the packs the last `flush` indexed
+        self.last_index: list[str] = []  # and the index files it wrote
+
+    def _default_upload(self, key: str, data: memoryview) -> None:
+        self.store.put_deferred(key, data)
+
+    # ---- adding ------------------------------------------------------------------------------
+    def _take(self, need: int) -> PackBuilder:
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            builder = self._idle.pop() if self._idle else None
+        if builder is not None and builder.room() < need + _header_room(len(builder.entries) + 1):
+            self._finish(builder)
+            builder = None
+        return builder or PackBuilder(max(self.capacity, need + _header_room(1)))
+
+    def _give_back(self, builder: PackBuilder) -> None:
+        if builder.size >= self.target:
+            self._finish(builder)
+        else:
+            with self._lock:
+                self._idle.append(builder)
+
+    def add_chunk(self, chunk_id: str, data: bytes | memoryview) -> int:
+        """Seal `data` into an open pack; returns the sealed length."""
+        builder = self._take(sealed_size_max(len(data)))
+        try:
+            length = self.keyring.seal_into(ObjType.CHUNK, chunk_id, data, builder.tail())
+            builder.added(chunk_id, length)
+            with self._lock:
+                self._pending.add(chunk_id)
+        finally:
+            self._give_back(builder)
+        return length
+
+    def add_blob(self, chunk_id: str, blob: bytes | memoryview) -> None:
+        """Append an already sealed chunk (copies between vaults sharing the key, repacks)."""
+        if len(blob) < HEADER_LEN:
+            raise ValueError("not a sealed blob")
+        builder = self._take(len(blob))
+        try:
+            builder.append(chunk_id, blob)
+            with self._lock:
+                self._pending.add(chunk_id)
+        finally:
+            self._give_back(builder)
+
+    def pending(self, chunk_id: str) -> bool:
+        return chunk_id in self._pending
+
+    # ---- finishing ---------------------------------------------------------------------------
+    def _finish(self, builder: PackBuilder) -> None:
+        with self._lock:
+            self._uploading += 1
+        try:
+            data = builder.finish(self.keyring)
+            self._upload(builder.key, data)
+            with self._lock:
+                self._done[builder.key] = builder.entries
+                self.packs_written += 1
+                self.bytes_written += len(data)
+        except BaseException as exc:
+            with self._lock:
+                self._error = self._error or exc
+            raise
+        finally:
+            with self._lock:
+                self._uploading -= 1
+                self._uploaded.notify_all()
+
+    def flush(self) -> list[str]:
+        """Upload every open pack, commit, then write their index file; returns the index keys."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for builder in idle:
+            if builder.entries:
+                self._finish(builder)
+        with self._lock:
+            self._uploaded.wait_for(lambda: not self._uploading)
+            if self._error is not None:
+                raise self._error
+            done, self._done = self._done, {}
+        self.store.commit()  # packs durable under their names ...
+        self.last_flushed, self.last_index = done, []
+        if not done:
+            return []
+        keys = self.last_index = write_index(self.store, self.keyring, done)  # ... before any index lists them
+        self.index.add_packs(done)
+        for key in keys:
+            self.index.files[key] = set(done)
+        with self._lock:
+            for entries in done.values():
+                self._pending.difference_update(e.chunk_id for e in entries)
+        return keys
+
+    def discard(self) -> None:
+        """Drop open packs without uploading (a failing writer); uploaded ones stay for GC."""
+        with self._lock:
+            self._idle.clear()
