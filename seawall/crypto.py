@@ -137,7 +137,7 @@ class Keyring:
         nonce = os.urandom(12)
         return nonce, MAGIC + bytes((FORMAT_VERSION, obj_type, compression)) + nonce, payload
 
-    def open(self, obj_type: int, name: str, blob: bytes) -> bytes:
+    def open(self, obj_type: int, name: str, blob: bytes | memoryview) -> bytes:
         """Authenticate, decrypt and decompress a sealed object; IntegrityError names `name`."""
         if len(blob) < HEADER_LEN + 16 or blob[:3] != MAGIC:
             raise IntegrityError(f"object {name} is not a seawall object (bad header)")
@@ -146,10 +146,10 @@ class Keyring:
             raise IntegrityError(f"object {name} has unknown format version {version}")
         if stored_type != obj_type:
             raise IntegrityError(f"object {name} has type {stored_type}, expected {obj_type}")
-        nonce = blob[6:HEADER_LEN]
+        nonce = bytes(blob[6:HEADER_LEN])
         try:
             # A memoryview, not blob[HEADER_LEN:]: slicing bytes would copy the whole body first.
-            payload = self._enc.decrypt(nonce, memoryview(blob)[HEADER_LEN:], blob[:6] + name.encode())
+            payload = self._enc.decrypt(nonce, memoryview(blob)[HEADER_LEN:], bytes(blob[:6]) + name.encode())
         except InvalidTag:
             raise IntegrityError(f"object {name} failed authentication (corrupt or tampered)") from None
         if compression == Compression.NONE:

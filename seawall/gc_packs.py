@@ -138,7 +138,10 @@ def sweep_packs(vault: Vault, report, plan: PackPlan, inv, referenced: set[str],
     """Repack, rewrite the index, then delete packs: in that order (see the module docstring)."""
     index = vault.chunks.index
     old_packs = index.by_pack()
+    packer = vault.chunks.packer()
+    written_before = packer.bytes_written
     new, new_files = repack(vault, plan, referenced, report.problems)
+    written = packer.bytes_written - written_before
     gone = set(plan.delete) | set(plan.repack) | set(plan.unindexed) | (set(old_packs) - set(inv.packs))
     merged = merged_index(index, gone, new)
     protected = rewrite_index(vault, merged, list(inv.index_files) + new_files, sweeper)
@@ -152,6 +155,5 @@ def sweep_packs(vault: Vault, report, plan: PackPlan, inv, referenced: set[str],
     report.packs_written = len(new)
     dead = {e.chunk_id for k in deleted for e in old_packs.get(k, []) if e.chunk_id not in referenced}
     report.chunks_deleted += len(dead)
-    written = sum(e.offset + e.length for entries in new.values() for e in entries[-1:])
     report.bytes_freed += max(0, sum(inv.packs[k] for k in deleted) - written)
     vault.known_chunks(refresh=True)

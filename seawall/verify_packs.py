@@ -22,6 +22,7 @@ class PackChecker:
 
     def __init__(self, vault: Vault, needs: dict[str, list[str]], *, workers: int = 4, every_pack: bool = True):
         self.vault, self.chunks = vault, vault.chunks
+        vault.known_chunks(refresh=True)  # the index as it is now, not as this Vault first read it
         self.index = self.chunks.index
         self.loose = self.chunks.loose()
         self.needs, self.workers, self.every_pack = needs, workers, every_pack

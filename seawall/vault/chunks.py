@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 
 from seawall.crypto import ObjType
@@ -18,6 +19,7 @@ from seawall.vault.packer import Packer, Upload
 from seawall.vault.reader import BlobReader
 
 LOOSE_PREFIX = "chunks/"
+RELOAD_AFTER = 0.5  # seconds: a miss reads the index again, but not on every miss of a damaged vault
 
 
 def chunk_key(chunk_id: str) -> str:
@@ -41,6 +43,7 @@ class ChunkStore:
         self._index: ChunkIndex | None = None
         self._loose: dict[str, int] = {}
         self._known: set[str] | None = None
+        self._loaded_at = 0.0
         self._packer: Packer | None = None
         self.reader = BlobReader(store)
 
@@ -53,6 +56,7 @@ class ChunkStore:
             return self._index
 
     def _load(self) -> None:
+        self._loaded_at = time.monotonic()
         self._index = load_index(self.store, self.keyring, self.vault_id)
         self._loose = {i.key.rsplit("/", 1)[1]: i.size for i in self.store.list(LOOSE_PREFIX) if i.key.count("/") == 2}
         if self._packer is not None:
@@ -122,7 +126,27 @@ class ChunkStore:
 
     # ---- reading -----------------------------------------------------------------------------
     def sealed(self, chunk_id: str) -> tuple[str, bytes]:
-        """(object key, sealed bytes) of a chunk; IntegrityError if it is not stored."""
+        """(object key, sealed bytes) of a chunk; IntegrityError if it is not stored.
+
+        A chunk this index does not know, or whose pack is gone, may have been written or repacked
+        by another process since the index was read: the index is read again (at most every
+        `RELOAD_AFTER` seconds) before the chunk counts as missing.
+        """
+        try:
+            return self._sealed(chunk_id)
+        except IntegrityError:
+            if not self._reload():
+                raise
+            return self._sealed(chunk_id)
+
+    def _reload(self) -> bool:
+        with self._lock:
+            if time.monotonic() - self._loaded_at < RELOAD_AFTER:
+                return False
+            self._load()
+            return True
+
+    def _sealed(self, chunk_id: str) -> tuple[str, bytes]:
         loc = self.index.get(chunk_id)
         if loc is None and self._packer is not None and self._packer.pending(chunk_id):
             self.commit()  # written by this process and not yet durable: make it readable
@@ -149,7 +173,7 @@ class ChunkStore:
                 packed.append((c, loc))
         try:
             got = self.reader.read_many(packed)
-        except ObjectNotFound:
+        except ObjectNotFound:  # a pack repacked away since the index was read: one by one
             return {**out, **{c: self.sealed(c) for c, _ in packed}}
         out.update({c: (loc[0], got[c]) for c, loc in packed})
         return out

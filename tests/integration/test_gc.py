@@ -35,6 +35,12 @@ from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, SMALL_CHUNKER, make_man
 KiB = 1 << 10
 
 
+@pytest.fixture(autouse=True)
+def _repack_every_pack_with_garbage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any unused byte makes a pack a repack candidate: GC's results are then exact to assert."""
+    monkeypatch.setenv("SEAWALL_GC_MAX_UNUSED", "0")
+
+
 @pytest.fixture(params=["file", "s3"])
 def vault_url(request, tmp_path) -> str:
     if request.param == "file":
@@ -143,7 +149,7 @@ def faulty(store: ObjectStore, how: str) -> ObjectStore:
             if how == "fails":
                 raise RetryableError(f"listing {prefix} in {self.display_url}: connection reset")
             for n, info in enumerate(base._list(self, prefix)):
-                if how == "empty" or (how == "drops-chunks" and "chunks/" in info.key and n % 2):
+                if how == "empty" or (how == "drops-packs" and "data/" in info.key and n % 2):
                     continue
                 if how.startswith("drops-manifests") and "manifests/" in info.key:
                     continue
@@ -156,7 +162,7 @@ def faulty(store: ObjectStore, how: str) -> ObjectStore:
 @pytest.mark.parametrize(("how", "message"), [
     ("fails", "listing .* failed: listing keys/ in .*connection reset"),
     ("empty", "looks truncated"),
-    ("drops-chunks", "listing incomplete: .* referenced chunk"),
+    ("drops-packs", "listing incomplete: .* referenced chunk"),
     ("drops-manifests-all", "chunks but no manifest: refusing to delete every chunk"),
 ])
 def test_bad_listing_deletes_nothing(vault, vault_url, tmp_path, how, message):
@@ -178,12 +184,12 @@ def test_missing_manifests_in_listing_abort_the_prune(vault, vault_url, tmp_path
         backup_tree(vault, write_tree(tmp_path / f"t{n}", {"f": os.urandom(100 * KiB)}), "www")
     policy = RetentionPolicy(keep_last=1)
     plan = plan_retention(vault.list_backups(), policy, datetime.now(UTC))
-    before = sizes(vault.store, "chunks/")
+    before = sizes(vault.store)
     broken = open_vault(vault_url, PASSPHRASE)
     faulty(broken.store, "drops-manifests")
     with pytest.raises(IntegrityError, match="nothing deleted: listing incomplete: 1 kept manifest"):
         collect_garbage(broken, expect=[f"manifests/www/{i}" for i in plan.keep])
-    assert sizes(vault.store, "chunks/") == before
+    assert sizes(vault.store) == before
 
 
 # ---- expiring half the backups ---------------------------------------------------------------------
@@ -199,12 +205,15 @@ def test_expire_half_frees_exactly_the_unreferenced_bytes(vault, vault_url, tmp_
     assert sorted(plan.remove) == sorted(m.backup_id for m in manifests[:3])
     kept_refs = set().union(*(chunks_of(vault, m) for m in manifests[3:]))
     gone = set().union(*(chunks_of(vault, m) for m in manifests[:3])) - kept_refs
-    chunk_sizes = sizes(vault.store, "chunks/")
-    expected = sum(chunk_sizes[chunk_key(c)] for c in gone)
+    packs = sizes(vault.store, "data/")
     pruned = prune_task.fn(target(vault, vault_url), plan, policy)
-    after = sizes(vault.store, "chunks/")
-    assert sum(chunk_sizes.values()) - sum(after.values()) == expected == pruned.gc["bytes_freed"]
+    after = sizes(vault.store, "data/")
+    assert sum(packs.values()) - sum(after.values()) == pruned.gc["bytes_freed"] > 0
     assert pruned.gc["chunks_deleted"] == len(gone) > 0
+    fresh = open_vault(vault_url, PASSPHRASE)
+    assert set(fresh.chunks.index.locations) == kept_refs  # nothing unreferenced left, nothing needed lost
+    assert {loc[0] for loc in fresh.chunks.index.locations.values()} == set(after)
+    assert len(sizes(vault.store, "index/")) == 1  # merged
     report = verify_vault(vault, read_data=True)
     assert report.ok and {b.backup_id for b in report.backups} == {m.backup_id for m in manifests[3:]}
     for n in (3, 5):
@@ -223,8 +232,10 @@ def test_unfinished_and_failed_manifests_keep_their_chunks(vault, tmp_path):
         partial.streams = [make_stream("x", chunks=[(chunk_id, 40 * KiB)])]
         vault.write_manifest(partial)
     report = collect_garbage(vault)
-    assert report.chunks_deleted == 1 and vault.store.exists(chunk_key(chunk_id))
-    assert not vault.store.exists(chunk_key(orphan))
+    assert report.chunks_deleted == 1 and report.packs_repacked == 1
+    fresh = open_vault(vault.url, PASSPHRASE)
+    assert fresh.has_chunk(chunk_id) and not fresh.has_chunk(orphan)
+    assert fresh.get_chunk(chunk_id)
 
 
 # ---- WAL ------------------------------------------------------------------------------------------
@@ -310,15 +321,20 @@ def test_object_locked_chunks_are_skipped_and_reported(s3_vault_url):
     vault = Vault.init(store, PASSPHRASE, scrypt=FAST_SCRYPT)
     orphan, _ = vault.put_chunk(b"unreferenced, but locked until tomorrow")
     vault.commit_chunks()
+    locked_pack = vault.chunk_object(orphan)
     vault.write_manifest(make_manifest(status=BackupStatus.DONE, streams=[]))
     store.object_lock_mode = store.object_lock_days = None  # this one is not locked
     unlocked, _ = vault.put_chunk(b"unreferenced and deletable")
     vault.commit_chunks()
+    unlocked_pack = vault.chunk_object(unlocked)
     report = collect_garbage(vault)
-    assert report.locked == [chunk_key(orphan)] and report.chunks_deleted == 1
-    assert store.exists(chunk_key(orphan)) and not store.exists(chunk_key(unlocked))
+    # The locked index file listing the locked pack stays, so the pack is not even tried; both reported
+    assert report.locked and all(k.startswith("index/") or k == locked_pack for k in report.locked)
+    assert report.chunks_deleted == 1 and report.packs_deleted == 1
+    assert store.exists(locked_pack) and not store.exists(unlocked_pack)
     assert report.chunks_unreferenced == 2 and report.bytes_freed > 0
-    assert datetime.now(UTC) + timedelta(hours=23) < retention(store, chunk_key(orphan))[1]
+    assert datetime.now(UTC) + timedelta(hours=23) < retention(store, locked_pack)[1]
+    assert open_vault(s3_vault_url, PASSPHRASE).has_chunk(orphan)  # still indexed: its pack stays
 
 
 def test_buckets_without_object_lock_are_not_probed(s3_vault_url, tmp_path):
@@ -347,7 +363,7 @@ def test_gc_removes_old_temporaries_of_crashed_writes(where, tmp_path, request):
     chunk, _ = vault.put_chunk(b"live chunk")
     vault.commit_chunks()
     vault.write_manifest(make_manifest(status=BackupStatus.DONE, streams=[make_stream(chunks=[(chunk, 10)])]))
-    folder = root / chunk_key(chunk).rsplit("/", 1)[0]
+    folder = root / vault.chunk_object(chunk).rsplit("/", 1)[0]
     old, young = folder / ".tmp-crashed-0", root / "manifests" / ".tmp-inflight-1"
     young.parent.mkdir(exist_ok=True)
     for path in (old, young):
@@ -356,5 +372,5 @@ def test_gc_removes_old_temporaries_of_crashed_writes(where, tmp_path, request):
     assert collect_garbage(vault, dry_run=True).temporaries_deleted == 0 and old.exists()
     report = collect_garbage(vault)
     assert report.temporaries_deleted == 1 and not old.exists() and young.exists()
-    assert vault.store.get(chunk_key(chunk)) and report.chunks_deleted == 0
+    assert vault.get_chunk(chunk) and report.chunks_deleted == 0
     vault.store.close()
