@@ -90,7 +90,12 @@ class ChunkCopier:
                     verdicts[c] = result.get(c)
                     if done is not None:
                         done(c, verdicts[c])
-        self.dest.commit_chunks()  # packs uploaded and verified, then their index written
+        self.objects._retrying(self.dest.commit_chunks)  # packs uploaded and verified, then indexed
+        failed = self.dest.chunks.packer().failed
+        for c, verdict in verdicts.items():
+            if verdict is None and c in failed:
+                verdicts[c] = failed[c]
+        self.dest.forget_chunks([c for c in failed if c in verdicts])
         return verdicts
 
     def _copy_unit(self, unit: list[str]) -> dict[str, str | None]:

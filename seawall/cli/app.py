@@ -173,14 +173,16 @@ def verify(vault: str = VaultOpt, backup_id: str | None = typer.Argument(None, h
             for b in exc.report.backups:
                 for problem in b.problems:
                     console.print(f"[red]FAILED[/] {b.dataset}/{b.backup_id}: {problem}", highlight=False)
+            for problem in exc.report.problems:
+                console.print(f"[red]FAILED[/] vault: {problem}", highlight=False)
             raise
         if json_out:
             print_json(report.to_dict())
         else:
             checked = [b for b in report.backups if b.checked]
             console.print(f"[green]ok[/]: {len(checked)} backups verified"
-                          + (f", {report.chunks_read} chunks read ({human_bytes(report.bytes_read)})"
-                             if read_data else ""))
+                          + (f", {report.packs_read} packs and {report.chunks_read} chunks read "
+                             f"({human_bytes(report.bytes_read)})" if read_data else ""))
 
 
 @app.command()
@@ -328,10 +330,22 @@ def run() -> None:
     install_stop_handlers()
     install_log_lines()
     # Command groups live in their own modules; each registers itself on the app.
-    from seawall.cli import copy, deploy, drill, keys, pg, readiness, retention, sources, unlock, verify_restore
+    from seawall.cli import (
+        copy,
+        deploy,
+        drill,
+        keys,
+        pg,
+        readiness,
+        repair,
+        retention,
+        sources,
+        unlock,
+        verify_restore,
+    )
 
     pg.register(app, backup_app)
     sources.register(app, backup_app)
-    for module in (copy, verify_restore, retention, deploy, drill, keys, readiness, unlock):
+    for module in (copy, verify_restore, retention, deploy, drill, keys, readiness, unlock, repair):
         module.register(app)
     app()

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 
 from seawall.crypto import HEADER_LEN, ObjType, sealed_size_max
+from seawall.errors import IntegrityError
 from seawall.vault.index import ChunkIndex, write_index
 from seawall.vault.packs import ENTRY_SIZE, BlobEntry, PackBuilder
 
@@ -54,6 +55,7 @@ class Packer:
         self.bytes_written = 0
         self.last_flushed: dict[str, list[BlobEntry]] = {}  # the packs the last `flush` indexed
         self.last_index: list[str] = []  # and the index files it wrote
+        self.failed: dict[str, str] = {}  # chunk id -> why its pack could not be stored intact
 
     def _default_upload(self, key: str, data: memoryview) -> None:
         self.store.put_deferred(key, data)
@@ -114,6 +116,11 @@ class Packer:
                 self._done[builder.key] = builder.entries
                 self.packs_written += 1
                 self.bytes_written += len(data)
+        except IntegrityError as exc:  # the upload stayed damaged: these chunks are not stored
+            with self._lock:
+                for e in builder.entries:
+                    self.failed[e.chunk_id] = exc.message
+                    self._pending.discard(e.chunk_id)
         except BaseException as exc:
             with self._lock:
                 self._error = self._error or exc
@@ -139,7 +146,12 @@ class Packer:
         self.last_flushed, self.last_index = done, []
         if not done:
             return []
-        keys = self.last_index = write_index(self.store, self.keyring, done)  # ... before any index lists them
+        try:
+            keys = self.last_index = write_index(self.store, self.keyring, done)  # ... before any index lists them
+        except BaseException:
+            with self._lock:  # not indexed: a retried flush writes the index of these packs again
+                self._done.update(done)
+            raise
         self.index.add_packs(done)
         for key in keys:
             self.index.files[key] = set(done)

@@ -29,11 +29,11 @@ from seawall.errors import AuthError, ConfigError, IntegrityError, PermanentErro
 from seawall.sources.files import backup_tree, iter_tree, restore_tree
 from seawall.stores import open_store
 from seawall.streams import ChunkReader
-from seawall.vault import Vault, chunk_key
+from seawall.vault import Vault, open_vault
 from seawall.verify import verify_vault
 from tasks.copy import open_pair
 from tests.fixtures.s3_faults import ThrottlingProxy, start_auth_moto
-from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, SMALL_CHUNKER
+from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, SMALL_CHUNKER, flip_chunk_byte
 
 DEST_PASSPHRASE = "the other region's passphrase"
 KiB, MiB = 1 << 10, 1 << 20
@@ -82,7 +82,9 @@ def test_copy_restores_at_destination_and_reruns_copy_nothing(source, s3_vault_u
 
     report = raise_for_failures(copy_vault(source, dest, settings=CopySettings(workers=4)))
     assert [b.status for b in report.backups] == ["copied", "copied"]
-    assert report.stats["objects_copied"] > 10 and report.lag[0]["lag_s"] == 0
+    # 36 chunks in a handful of packs, and the two manifests
+    assert 3 <= report.stats["objects_copied"] <= 8 and report.lag[0]["lag_s"] == 0
+    assert list(dest.store.list("chunks/")) == [] and len(list(dest.store.list("data/"))) >= 1
 
     # Only the destination's URL and passphrase from here on.
     dr = Vault.open(open_store(s3_vault_url_b), DEST_PASSPHRASE)
@@ -135,11 +137,7 @@ def test_corrupt_source_chunk_fails_only_the_backups_that_reference_it(source, s
     b1 = backup_tree(source, tmp_path / "b", "files-b")
     with ChunkReader(source) as reader:
         victim = next(e.chunks[0][0] for e in iter_tree(source, a1, reader) if e.chunks)
-    client, bucket = _boto(s3_vault_url)
-    key = "vault/" + chunk_key(victim)
-    blob = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    blob[len(blob) // 2] ^= 0x01
-    client.put_object(Bucket=bucket, Key=key, Body=bytes(blob))
+    pack = flip_chunk_byte(source, victim)  # one byte inside the victim's blob in its pack
 
     dest = _dest(source, s3_vault_url_b)
     report = copy_vault(source, dest)
@@ -147,55 +145,55 @@ def test_corrupt_source_chunk_fails_only_the_backups_that_reference_it(source, s
     assert outcome[b1.backup_id].status == "copied"
     for failed in (a1, a2):
         assert outcome[failed.backup_id].status == "failed"
-        assert chunk_key(victim) in outcome[failed.backup_id].error and "corrupt" in outcome[failed.backup_id].error
+        error = outcome[failed.backup_id].error
+        assert victim in error and pack in error and "corrupt" in error
     with pytest.raises(IntegrityError, match=victim):
         raise_for_failures(report)
-    assert not dest.store.exists(chunk_key(victim))
+    assert not open_vault(s3_vault_url_b, DEST_PASSPHRASE).has_chunk(victim)
     assert [m.backup_id for m in dest.list_backups()] == [b1.backup_id]
     assert verify_vault(dest, read_data=True).ok
 
 
-def test_source_chunk_failing_its_stored_checksum_is_not_sent(source, s3_vault_url, s3_vault_url_b, tmp_path):
+def test_pack_failing_its_stored_checksum_fails_verify_naming_it(source, s3_vault_url, tmp_path):
+    """Chunks are read with ranged GETs (S3 keeps a checksum for whole objects only, and AES-GCM
+    authenticates each blob); `verify --read-data` reads whole packs, with the stored checksum."""
     _files(tmp_path / "a", 2, 100 * KiB)
     manifest = backup_tree(source, tmp_path / "a", "files-a")
-    with ChunkReader(source) as reader:  # a file's chunk (the planner reads the tree index itself)
+    with ChunkReader(source) as reader:
         victim = next(e.chunks[0][0] for e in iter_tree(source, manifest, reader) if e.chunks)
+    pack = source.chunk_object(victim)
     client, bucket = _boto(s3_vault_url)
-    key = "vault/" + chunk_key(victim)
-    blob = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    # The same (authentic) bytes, stored with a checksum of other bytes: the read is refused.
+    blob = client.get_object(Bucket=bucket, Key="vault/" + pack)["Body"].read()
+    # The same (authentic) bytes, stored with a checksum of other bytes: the whole read is refused.
     wrong = base64.b64encode(hashlib.sha256(blob + b"?").digest()).decode()
-    client.put_object(Bucket=bucket, Key=key, Body=blob, ChecksumAlgorithm="SHA256", ChecksumSHA256=wrong)
-
-    dest = _dest(source, s3_vault_url_b)
-    report = copy_vault(source, dest)
-    assert [b.status for b in report.backups] == ["failed"]
-    assert f"{chunk_key(victim)} is corrupt at the source" in report.failures[0]
-    assert not dest.store.exists(chunk_key(victim))
+    client.put_object(Bucket=bucket, Key="vault/" + pack, Body=blob, ChecksumAlgorithm="SHA256",
+                      ChecksumSHA256=wrong)
+    report = verify_vault(open_vault(s3_vault_url, PASSPHRASE), read_data=True)
+    (check,) = report.backups
+    assert not check.ok and pack in check.problems[0] and f"files-a/{manifest.backup_id}" in check.problems[0]
 
 
-def test_s3_to_s3_copy_reuses_the_checked_checksum_and_matches_the_source_etags(source, s3_vault_url,
-                                                                               s3_vault_url_b, tmp_path):
+def test_s3_to_s3_copy_writes_packs_whose_stored_checksums_match(source, s3_vault_url_b, tmp_path):
     _files(tmp_path / "a", 3, 200 * KiB)
     backup_tree(source, tmp_path / "a", "files-a")
     dest = _dest(source, s3_vault_url_b)
     raise_for_failures(copy_vault(source, dest, settings=CopySettings(verify="etag")))
-    (src, src_bucket), (dst, dst_bucket) = _boto(s3_vault_url), _boto(s3_vault_url_b)
-    chunks = [o["Key"] for o in dst.list_objects_v2(Bucket=dst_bucket, Prefix="vault/chunks/")["Contents"]]
-    assert len(chunks) >= 3
-    for key in chunks:
+    dst, dst_bucket = _boto(s3_vault_url_b)
+    packs = [o["Key"] for o in dst.list_objects_v2(Bucket=dst_bucket, Prefix="vault/data/")["Contents"]]
+    assert packs and "Contents" not in dst.list_objects_v2(Bucket=dst_bucket, Prefix="vault/chunks/")
+    for key in packs:
         got = dst.get_object(Bucket=dst_bucket, Key=key, ChecksumMode="ENABLED")
         data = got["Body"].read()
-        # The SHA-256 passed on from the source read is the one of the bytes the destination holds.
         assert got["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
-        assert got["ETag"] == src.head_object(Bucket=src_bucket, Key=key)["ETag"]
+        assert got["ETag"].strip('"') == hashlib.md5(data).hexdigest()  # what the copy checked
+    assert verify_vault(dest, read_data=True).ok
 
 
 def test_local_source_to_s3_catches_damage_by_the_md5_of_what_was_sent(s3_env, moto_server_b, tmp_path):
     source = _init(f"file://{tmp_path}/src")
     _files(tmp_path / "d", 4, 128 * KiB)
     backup_tree(source, tmp_path / "d", "files-d")
-    with ThrottlingProxy(moto_server_b, corrupt_puts=2) as proxy:
+    with ThrottlingProxy(moto_server_b, corrupt_puts=2, match="/data/") as proxy:
         url = f"s3://dr-local-{os.getpid()}/vault?region=us-east-2&endpoint={proxy.url}"
         report = raise_for_failures(copy_vault(source, _dest(source, url),
                                                settings=CopySettings(verify="etag", backoff=0.01)))
@@ -255,12 +253,12 @@ def test_wrong_destination_credentials_fail_at_once(source, tmp_path, monkeypatc
 def test_throttling_destination_is_retried_and_succeeds(source, s3_env, moto_server_b, tmp_path):
     _files(tmp_path / "d", 8, 128 * KiB)
     backup_tree(source, tmp_path / "d", "files-d")
-    with ThrottlingProxy(moto_server_b, fail_puts=8) as proxy:
+    with ThrottlingProxy(moto_server_b, fail_puts=8, match="/data/") as proxy:
         url = f"s3://dr-throttle-{os.getpid()}/vault?region=us-east-2&endpoint={proxy.url}"
         dest = _dest(source, url)
         report = raise_for_failures(copy_vault(source, dest, settings=CopySettings(workers=2, backoff=0.05)))
-        chunks = report.stats["objects_copied"] - 1  # and the manifest, not throttled here
-        assert proxy.throttled == 8 and proxy.forwarded_puts == chunks >= 8
+        assert proxy.throttled == 8 and report.stats["retries"] >= 1
+        assert proxy.forwarded_puts == report.stats["objects_copied"] - 1 >= 1  # the packs; and the manifest
     assert verify_vault(Vault.open(open_store(url.replace(proxy.url, moto_server_b)), DEST_PASSPHRASE),
                         read_data=True).ok
 
@@ -269,7 +267,7 @@ def test_throttling_destination_is_retried_and_succeeds(source, s3_env, moto_ser
 def test_damage_in_transit_is_caught_at_the_destination_and_resent(source, s3_env, moto_server_b, tmp_path, verify):
     _files(tmp_path / "d", 4, 128 * KiB)
     backup_tree(source, tmp_path / "d", "files-d")
-    with ThrottlingProxy(moto_server_b, corrupt_puts=3) as proxy:
+    with ThrottlingProxy(moto_server_b, corrupt_puts=3, match="/data/") as proxy:
         url = f"s3://dr-damage-{verify}-{os.getpid()}/vault?region=us-east-2&endpoint={proxy.url}"
         dest = _dest(source, url)
         report = raise_for_failures(copy_vault(source, dest, settings=CopySettings(verify=verify, backoff=0.01)))
@@ -281,12 +279,12 @@ def test_damage_in_transit_is_caught_at_the_destination_and_resent(source, s3_en
 def test_damage_on_every_attempt_fails_the_backup_not_the_run(source, s3_env, moto_server_b, tmp_path):
     _files(tmp_path / "d", 1, 64 * KiB)
     backup_tree(source, tmp_path / "d", "files-d")
-    with ThrottlingProxy(moto_server_b, corrupt_puts=1000) as proxy:
+    with ThrottlingProxy(moto_server_b, corrupt_puts=1000, match="/data/") as proxy:
         url = f"s3://dr-damage-all-{os.getpid()}/vault?region=us-east-2&endpoint={proxy.url}"
         report = copy_vault(source, _dest(source, url), settings=CopySettings(attempts=2, backoff=0.01))
     assert [b.status for b in report.backups] == ["failed"] and "differs at the destination" in report.failures[0]
     direct = Vault.open(open_store(url.replace(proxy.url, moto_server_b)), DEST_PASSPHRASE)
-    assert direct.list_backups() == [] and list(direct.store.list("chunks/")) == []  # damaged copies removed
+    assert direct.list_backups() == [] and list(direct.store.list("data/")) == []  # damaged copies removed
 
 
 # ---- Object Lock ----------------------------------------------------------------------------------
@@ -303,8 +301,8 @@ def test_object_lock_compliance_denies_deletes_and_the_copy_restores(source, s3_
 
     client, bucket = _boto(s3_vault_url_b)
     versions = client.list_object_versions(Bucket=bucket, Prefix="vault/")["Versions"]
-    copied = [v for v in versions if v["Key"].startswith(("vault/chunks/", "vault/manifests/"))]
-    assert len(copied) >= 6
+    copied = [v for v in versions if v["Key"].startswith(("vault/data/", "vault/index/", "vault/manifests/"))]
+    assert len(copied) >= 3
     soon = datetime.now(UTC) + timedelta(days=1)
     for v in copied:
         head = client.head_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
@@ -316,7 +314,7 @@ def test_object_lock_compliance_denies_deletes_and_the_copy_restores(source, s3_
     assert _tree(tmp_path / "restored") == _tree(data)
 
     # A chunk whose retention runs out early is found, then extended (moto lets us shorten it to set this up).
-    key = chunk_key(manifest.streams[0].chunks[0][0])
+    key = dest.chunk_object(manifest.streams[0].chunks[0][0])
     set_retention(dest.store, key, "COMPLIANCE", datetime.now(UTC) + timedelta(hours=1))
     checked = extend_locks(dest, lock, extend=False)
     assert checked.expiring == [key] and checked.ok == checked.checked - 1

@@ -27,7 +27,7 @@ from seawall.sources.compare import compare_trees
 from seawall.sources.files import backup_tree, restore_tree
 from seawall.stores import ObjectStore
 from seawall.streams import ChunkReader
-from seawall.vault import Vault, chunk_key, init_vault, open_vault
+from seawall.vault import Vault, init_vault, open_vault
 from seawall.verify import referenced_chunks, verify_vault
 from tasks.retention import prune_task
 from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, SMALL_CHUNKER, make_manifest, make_stream
