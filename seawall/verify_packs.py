@@ -29,6 +29,7 @@ class PackChecker:
         self.listed = {i.key: i.size for i in vault.store.list(PACK_PREFIX) if is_pack_key(i.key)}
         self.problems: list[str] = [f"{p} (run `seawall repair index`)" for p in self.index.problems]
         self.verdicts: dict[str, str | None] = {}
+        self._missing: dict[str, str] = {}
         self.chunks_read = self.bytes_read = self.packs_read = 0
 
     def users(self, chunk_ids: set[str]) -> str:
@@ -49,13 +50,22 @@ class PackChecker:
 
     def _presence(self, chunk_id: str) -> str | None:
         loc = self.index.get(chunk_id)
-        if loc is not None:
-            if loc[0] in self.listed:
-                return None
-            return f"chunk {chunk_id} is missing: its pack {loc[0]} is not in the vault"
+        if loc is not None and loc[0] in self.listed:
+            return None
+        pack = loc[0] if loc is not None else self.index.absent.get(chunk_id)
+        if pack is not None:
+            return self._missing_pack(pack)
         if chunk_id in self.loose:
             return None
         return f"chunk {chunk_id} is missing (no index entry; `seawall repair index` rebuilds the index from the packs)"
+
+    def _missing_pack(self, pack: str) -> str:
+        """One verdict per missing pack (every backup that needs it gets the same line)."""
+        if pack not in self._missing:
+            ids = {c for c, p in self.index.absent.items() if p == pack}
+            ids |= {c for c, loc in self.index.locations.items() if loc[0] == pack}
+            self._missing[pack] = f"pack {pack} is missing from the vault ({self.users(ids)})"
+        return self._missing[pack]
 
     # ---- reading packs ---------------------------------------------------------------------------
     def _read_packs(self, needed: set[str], progress: Callable[[int], None] | None) -> None:

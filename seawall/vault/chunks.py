@@ -16,6 +16,7 @@ from seawall.crypto import ObjType
 from seawall.errors import IntegrityError, ObjectNotFound
 from seawall.vault.index import ChunkIndex, load_index
 from seawall.vault.packer import Packer, Upload
+from seawall.vault.packs import PACK_PREFIX
 from seawall.vault.reader import BlobReader
 
 LOOSE_PREFIX = "chunks/"
@@ -58,6 +59,7 @@ class ChunkStore:
     def _load(self) -> None:
         self._loaded_at = time.monotonic()
         self._index = load_index(self.store, self.keyring, self.vault_id)
+        self._index.drop_absent({i.key for i in self.store.list(PACK_PREFIX)})
         self._loose = {i.key.rsplit("/", 1)[1]: i.size for i in self.store.list(LOOSE_PREFIX) if i.key.count("/") == 2}
         if self._packer is not None:
             self._packer.index = self._index
@@ -159,6 +161,8 @@ class ChunkStore:
         except ObjectNotFound:
             where = loc[0] if loc is not None else chunk_key(chunk_id)
             raise IntegrityError(f"chunk {chunk_id} is missing: {where} is not in {self.store.display_url}") from None
+        if chunk_id in self.index.absent:
+            raise IntegrityError(f"pack {self.index.absent[chunk_id]} is missing from {self.store.display_url}")
         raise IntegrityError(f"chunk {chunk_id} is missing from {self.store.display_url} (not in the index)")
 
     def sealed_many(self, chunk_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:

@@ -94,15 +94,33 @@ class ChunkIndex:
         self.locations: dict[str, Location] = {}
         self.files: dict[str, set[str]] = {}  # index key → pack keys it lists
         self.problems: list[str] = []  # index files that did not open
+        self.absent: dict[str, str] = {}  # chunk id -> its pack, which the store does not list
+        self.copies: dict[str, list[Location]] = {}  # further locations of chunks listed twice
         self.lock = threading.Lock()
 
     def add_packs(self, packs: dict[str, list[BlobEntry]], index_key: str | None = None) -> None:
         with self.lock:
             for pack_key, entries in packs.items():
                 for e in entries:
-                    self.locations.setdefault(e.chunk_id, (pack_key, e.offset, e.length))
+                    loc = (pack_key, e.offset, e.length)
+                    first = self.locations.setdefault(e.chunk_id, loc)
+                    if first != loc:  # another copy (a repack, a re-upload): kept in case the first is gone
+                        self.copies.setdefault(e.chunk_id, []).append(loc)
             if index_key is not None:
                 self.files[index_key] = set(packs)
+
+    def drop_absent(self, listed_packs: set[str]) -> None:
+        """Forget entries whose pack is not listed (deleted or lost): such chunks count as missing,
+        so a backup stores them again instead of referencing them."""
+        with self.lock:
+            for chunk_id, loc in list(self.locations.items()):
+                if loc[0] not in listed_packs:
+                    other = [c for c in self.copies.get(chunk_id, ()) if c[0] in listed_packs]
+                    if other:
+                        self.locations[chunk_id] = other[0]
+                        continue
+                    self.absent[chunk_id] = loc[0]
+                    del self.locations[chunk_id]
 
     def get(self, chunk_id: str) -> Location | None:
         return self.locations.get(chunk_id)

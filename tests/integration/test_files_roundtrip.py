@@ -20,9 +20,9 @@ from seawall.manifest import BackupStatus, Manifest
 from seawall.sources.files import backup_tree, iter_tree, restore_tree
 from seawall.stores.local import LocalStore
 from seawall.streams import ChunkReader
-from seawall.vault import Vault, chunk_key
+from seawall.vault import Vault
 from seawall.verify import VerifyReport, verify_vault
-from tests.unit.builders import FAST_SCRYPT, PASSPHRASE
+from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, flip_chunk_byte
 
 MiB = 1 << 20
 IS_ROOT = os.geteuid() == 0
@@ -312,11 +312,18 @@ def test_touched_file_is_reread_but_stores_nothing_new(tmp_path: Path, source, v
     assert tree_snapshot(tmp_path / "out") == tree_snapshot(src)
 
 
-def test_incremental_after_a_chunk_went_missing_rereads_the_file(tmp_path: Path, source, vault: Vault) -> None:
+@pytest.fixture
+def one_chunk_per_pack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk fills its own pack: deleting a pack loses exactly one chunk (as in format v1)."""
+    monkeypatch.setenv("SEAWALL_PACK_SIZE", "1")
+
+
+def test_incremental_after_a_chunk_went_missing_rereads_the_file(one_chunk_per_pack, tmp_path: Path, source,
+                                                                 vault: Vault) -> None:
     src, files = source
     first = backup_tree(vault, src, "files")
     lost = file_chunks(vault, first, "text.txt")[0]
-    (vault.store.root / chunk_key(lost)).unlink()
+    (vault.store.root / vault.chunk_object(lost)).unlink()  # its pack, with the other chunks in it
     again = reopen(vault)
     second = backup_tree(again, src, "files", parent=first)
     assert second.stats.bytes_read >= files["text.txt"]
@@ -410,8 +417,9 @@ def test_verify_a_good_vault(vault: Vault, two_datasets, read_data: bool) -> Non
     assert {b.backup_id for b in report.backups} == {m.backup_id for m in two_datasets.values()}
     assert all(b.ok and b.checked and b.status == "DONE" and b.chunks > 0 for b in report.backups)
     if read_data:
-        stored_chunks = [p for p in (vault.store.root / "chunks").rglob("*") if p.is_file()]
+        stored_chunks = reopen(vault).chunks.index.locations
         assert report.chunks_read == len(stored_chunks)  # each unique chunk read exactly once
+        assert report.packs_read == len(list(vault.store.list("data/")))
         assert report.bytes_read > 1_000_000
     else:
         assert report.chunks_read == report.bytes_read == 0
@@ -422,7 +430,7 @@ def test_corrupt_unique_chunk_fails_exactly_the_backups_that_use_it(vault: Vault
     alpha1, alpha2, beta1 = two_datasets["alpha1"], two_datasets["alpha2"], two_datasets["beta1"]
     bad = file_chunks(vault, alpha1, "only-alpha.bin")[0]
     assert bad not in file_chunks(vault, beta1, "only-beta.bin") + file_chunks(vault, beta1, "shared.bin")
-    flip_byte(vault.store.root / chunk_key(bad))
+    flip_chunk_byte(vault, bad)
 
     report = by_id(verify_vault(reopen(vault), read_data=True))
     for m in (alpha1, alpha2):
@@ -437,23 +445,24 @@ def test_corrupt_unique_chunk_fails_exactly_the_backups_that_use_it(vault: Vault
 
 def test_corrupt_shared_chunk_fails_every_backup_that_uses_it(vault: Vault, two_datasets) -> None:
     bad = file_chunks(vault, two_datasets["beta1"], "shared.bin")[0]
-    flip_byte(vault.store.root / chunk_key(bad), offset=-1)  # the tag
+    flip_chunk_byte(vault, bad, at=0.999)  # the tag
     report = verify_vault(reopen(vault), read_data=True)
     assert not report.ok
     for check in report.backups:
         assert not check.ok and any(bad in p for p in check.problems)
 
 
-def test_corrupt_chunk_problem_names_the_chunk_key(vault: Vault, two_datasets) -> None:
+def test_corrupt_chunk_problem_names_the_chunk_its_pack_and_the_backups(vault: Vault, two_datasets) -> None:
     bad = file_chunks(vault, two_datasets["beta1"], "only-beta.bin")[0]
-    flip_byte(vault.store.root / chunk_key(bad))
+    pack = flip_chunk_byte(vault, bad)
     check = by_id(verify_vault(reopen(vault), read_data=True))[two_datasets["beta1"].backup_id]
-    assert chunk_key(bad) in check.problems[0]
+    assert bad in check.problems[0] and pack in check.problems[0]
+    assert f"used by backup beta/{two_datasets['beta1'].backup_id}" in check.problems[0]
 
 
 def test_restore_of_a_corrupt_backup_fails_loudly(tmp_path: Path, vault: Vault, two_datasets) -> None:
     bad = file_chunks(vault, two_datasets["beta1"], "only-beta.bin")[0]
-    flip_byte(vault.store.root / chunk_key(bad))
+    flip_chunk_byte(vault, bad)
     with pytest.raises(IntegrityError, match=bad):
         restore_tree(reopen(vault), two_datasets["beta1"], tmp_path / "out")
     assert not list((tmp_path / "out").rglob("*.seawall-partial"))
@@ -478,13 +487,14 @@ def test_corrupt_manifest_makes_only_that_backup_unreadable(vault: Vault, two_da
 
 def test_missing_chunk_is_reported_without_reading_data(vault: Vault, two_datasets) -> None:
     gone = file_chunks(vault, two_datasets["beta1"], "only-beta.bin")[0]
-    (vault.store.root / chunk_key(gone)).unlink()
+    pack = vault.chunk_object(gone)
+    (vault.store.root / pack).unlink()
     for read_data in (False, True):
         report = verify_vault(reopen(vault), read_data=read_data)
         checks = by_id(report)
         beta = checks[two_datasets["beta1"].backup_id]
         assert not beta.ok and len(beta.problems) == 1
-        assert chunk_key(gone) in beta.problems[0] and "missing" in beta.problems[0]
+        assert pack in beta.problems[0] and "missing" in beta.problems[0]
         assert checks[two_datasets["alpha1"].backup_id].ok and checks[two_datasets["alpha2"].backup_id].ok
 
 
@@ -505,10 +515,11 @@ def test_verify_skips_unfinished_backups(tmp_path: Path, vault: Vault, two_datas
     assert report.ok
 
 
-def test_verify_sees_chunks_deleted_after_the_vault_was_opened(vault: Vault, two_datasets) -> None:
+def test_verify_sees_chunks_deleted_after_the_vault_was_opened(one_chunk_per_pack, vault: Vault,
+                                                              two_datasets) -> None:
     """The long-lived Vault that wrote the backups (a flow process) must not trust its chunk cache."""
     gone = file_chunks(vault, two_datasets["alpha1"], "only-alpha.bin")[0]
-    (vault.store.root / chunk_key(gone)).unlink()
+    (vault.store.root / vault.chunk_object(gone)).unlink()
     checks = by_id(verify_vault(vault, read_data=False))
     assert not checks[two_datasets["alpha1"].backup_id].ok
     assert not checks[two_datasets["alpha2"].backup_id].ok
@@ -516,10 +527,10 @@ def test_verify_sees_chunks_deleted_after_the_vault_was_opened(vault: Vault, two
 
 
 def test_backup_with_a_stale_chunk_cache_does_not_reference_missing_chunks(
-    tmp_path: Path, vault: Vault, two_datasets
+    one_chunk_per_pack, tmp_path: Path, vault: Vault, two_datasets
 ) -> None:
     first = two_datasets["beta1"]
     gone = file_chunks(vault, first, "only-beta.bin")[0]
-    (vault.store.root / chunk_key(gone)).unlink()
+    (vault.store.root / vault.chunk_object(gone)).unlink()
     second = backup_tree(vault, tmp_path / "beta", "beta", parent=first)
     assert by_id(verify_vault(reopen(vault), read_data=False))[second.backup_id].ok
