@@ -160,9 +160,11 @@ class ChunkStore:
                 return chunk_key(chunk_id), self.store.get(chunk_key(chunk_id))
         except ObjectNotFound:
             where = loc[0] if loc is not None else chunk_key(chunk_id)
-            raise IntegrityError(f"chunk {chunk_id} is missing: {where} is not in {self.store.display_url}") from None
+            raise IntegrityError(f"chunk {chunk_id} is missing: its pack {where} is not in {self.store.display_url}"
+                                 ) from None
         if chunk_id in self.index.absent:
-            raise IntegrityError(f"pack {self.index.absent[chunk_id]} is missing from {self.store.display_url}")
+            raise IntegrityError(f"chunk {chunk_id} is missing: its pack {self.index.absent[chunk_id]} "
+                                 f"is not in {self.store.display_url}")
         raise IntegrityError(f"chunk {chunk_id} is missing from {self.store.display_url} (not in the index)")
 
     def sealed_many(self, chunk_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:

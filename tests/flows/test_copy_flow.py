@@ -18,7 +18,8 @@ from seawall.copy_lock import retention, set_retention
 from seawall.crypto import ScryptParams
 from seawall.errors import VaultNotInitialised
 from seawall.stores import open_store
-from seawall.vault import Vault, chunk_key
+from seawall.vault import Vault
+from tests.unit.builders import flip_chunk_byte
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_copy_flow_with_object_lock_refreshes_reused_chunks(source, s3_vault_url
     assert report.locks == {"checked": 0, "extended": 0, "ok": 0, "missing": [], "expiring": 0}
 
     vault = Vault.open(open_store(s3_vault_url_b), "dr-side")
-    reused = max(vault.store.list("chunks/"), key=lambda i: i.size).key  # an unchanged file's chunk
+    reused = max(vault.store.list("data/"), key=lambda i: i.size).key  # a pack of unchanged files' chunks
     set_retention(vault.store, reused, "COMPLIANCE", datetime.now(UTC) + timedelta(hours=2))
     (data / "new").write_bytes(os.urandom(300_000))
     backup_files(str(data), source)
@@ -65,9 +66,9 @@ def test_copy_flow_fails_when_a_backup_cannot_be_copied(source, tmp_path):
     data.mkdir()
     (data / "f").write_bytes(os.urandom(300_000))
     manifest = backup_files(str(data), source)
-    chunk = tmp_path / "vault" / chunk_key(manifest.streams[0].chunks[0][0])
-    chunk.write_bytes(chunk.read_bytes()[:-1] + b"\0")
+    chunk = manifest.streams[0].chunks[0][0]
+    flip_chunk_byte(source.open_vault(), chunk, at=0.999)  # the tag of the tree chunk, inside its pack
     dest = VaultTarget(url=f"file://{tmp_path / 'dr'}", passphrase="dr-side")
-    with pytest.raises(CopyFailed, match=chunk.name) as info:
+    with pytest.raises(CopyFailed, match=chunk) as info:
         cross_region_copy(source, dest, init_dest=True)
     assert [b.status for b in info.value.report.backups] == ["failed"]

@@ -176,11 +176,12 @@ def test_deleted_chunk_fails_at_restore_and_leaves_nothing(shop, pg_workdir):
     url, vault, _ = shop
     manifest = vault.latest_backup("pg-shop")
     chunk = manifest.streams[-1].chunks[0][0]
-    vault.store.delete(f"chunks/{chunk[:2]}/{chunk}")
+    pack = vault.chunk_object(chunk)
+    vault.store.delete(pack)  # with it, the other chunks it holds
     before = _verify_dirs()
     with pytest.raises(VerificationFailed) as caught:
         verify_restore(url, "pg-shop")
-    assert chunk in str(caught.value) and "restore failed" in str(caught.value)
+    assert pack in str(caught.value) and "restore failed" in str(caught.value)
     assert caught.value.exit_code == ExitCode.INTEGRITY
     report = caught.value.report
     assert report.status == "FAILED" and report.checks == []
