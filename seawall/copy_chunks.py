@@ -37,6 +37,7 @@ class ChunkCopier:
         self._verify = copy_verify.METHODS[copy_verify.resolve(settings.verify, dest.store)]
         self._lock = threading.Lock()
         dest.chunks.set_upload(self._upload)
+        dest.chunks.packer().index_every = 1  # every verified pack indexed at once: a rerun skips it
 
     def __enter__(self) -> ChunkCopier:
         return self

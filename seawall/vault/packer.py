@@ -56,6 +56,9 @@ class Packer:
         self.last_flushed: dict[str, list[BlobEntry]] = {}  # the packs the last `flush` indexed
         self.last_index: list[str] = []  # and the index files it wrote
         self.failed: dict[str, str] = {}  # chunk id -> why its pack could not be stored intact
+        # Index the packs done so far once this many wait (a killed run's rerun then skips them);
+        # 0: only at `flush`. Copies index every pack: a resumed copy sends only the rest.
+        self.index_every = 16
 
     def _default_upload(self, key: str, data: memoryview) -> None:
         self.store.put_deferred(key, data)
@@ -116,6 +119,9 @@ class Packer:
                 self._done[builder.key] = builder.entries
                 self.packs_written += 1
                 self.bytes_written += len(data)
+                ready = self.index_every and len(self._done) >= self.index_every
+            if ready:
+                self._index_done()
         except IntegrityError as exc:  # the upload stayed damaged: these chunks are not stored
             with self._lock:
                 for e in builder.entries:
@@ -130,24 +136,16 @@ class Packer:
                 self._uploading -= 1
                 self._uploaded.notify_all()
 
-    def flush(self) -> list[str]:
-        """Upload every open pack, commit, then write their index file; returns the index keys."""
+    def _index_done(self) -> list[str]:
+        """Commit the store, then write one index file for the packs uploaded so far."""
         with self._lock:
-            idle, self._idle = self._idle, []
-        for builder in idle:
-            if builder.entries:
-                self._finish(builder)
-        with self._lock:
-            self._uploaded.wait_for(lambda: not self._uploading)
-            if self._error is not None:
-                raise self._error
             done, self._done = self._done, {}
         self.store.commit()  # packs durable under their names ...
         self.last_flushed, self.last_index = done, []
         if not done:
             return []
         try:
-            keys = self.last_index = write_index(self.store, self.keyring, done)  # ... before any index lists them
+            keys = self.last_index = write_index(self.store, self.keyring, done)  # ... before an index lists them
         except BaseException:
             with self._lock:  # not indexed: a retried flush writes the index of these packs again
                 self._done.update(done)
@@ -159,6 +157,19 @@ class Packer:
             for entries in done.values():
                 self._pending.difference_update(e.chunk_id for e in entries)
         return keys
+
+    def flush(self) -> list[str]:
+        """Upload every open pack, commit, then write their index file; returns the index keys."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for builder in idle:
+            if builder.entries:
+                self._finish(builder)
+        with self._lock:
+            self._uploaded.wait_for(lambda: not self._uploading)
+            if self._error is not None:
+                raise self._error
+        return self._index_done()
 
     def discard(self) -> None:
         """Drop open packs without uploading (a failing writer); uploaded ones stay for GC."""

@@ -66,16 +66,19 @@ def test_lifecycle_rule_is_ours_idempotent_and_keeps_other_rules(s3_vault_url: s
         store.client.put_bucket_lifecycle_configuration(Bucket=store.bucket,
                                                         LifecycleConfiguration={"Rules": [foreign]})
         steps = [Transition(30, "STANDARD_IA"), Transition(400, "DEEP_ARCHIVE")]
-        assert store.set_lifecycle(steps) == [
-            f"lifecycle rule seawall-tier-vault on s3://{store.bucket}: STANDARD_IA after 30d, DEEP_ARCHIVE after 400d"]
+        assert store.set_lifecycle(steps) == [  # packs, and the loose chunks of format v1 vaults
+            f"lifecycle rule seawall-tier-vault{which} on s3://{store.bucket}: STANDARD_IA after 30d, DEEP_ARCHIVE "
+            "after 400d" for which in ("-packs", "")]
         assert store.set_lifecycle(steps) == []
         rules = {r["ID"]: r for r in store.client.get_bucket_lifecycle_configuration(Bucket=store.bucket)["Rules"]}
         assert rules["logs-expiry"]["Expiration"] == {"Days": 7}
-        ours = rules["seawall-tier-vault"]
-        assert ours["Filter"] == {"Prefix": "vault/chunks/"}
-        assert [(t["Days"], t["StorageClass"]) for t in ours["Transitions"]] == [(30, "STANDARD_IA"),
-                                                                                (400, "DEEP_ARCHIVE")]
-        assert store.set_lifecycle([]) == [f"lifecycle rule seawall-tier-vault on s3://{store.bucket}: removed"]
+        assert rules["seawall-tier-vault"]["Filter"] == {"Prefix": "vault/chunks/"}
+        assert rules["seawall-tier-vault-packs"]["Filter"] == {"Prefix": "vault/data/"}
+        for ours in (rules["seawall-tier-vault"], rules["seawall-tier-vault-packs"]):
+            assert [(t["Days"], t["StorageClass"]) for t in ours["Transitions"]] == [(30, "STANDARD_IA"),
+                                                                                    (400, "DEEP_ARCHIVE")]
+        assert store.set_lifecycle([]) == [f"lifecycle rule seawall-tier-vault{which} on s3://{store.bucket}: removed"
+                                           for which in ("-packs", "")]
         rules = store.client.get_bucket_lifecycle_configuration(Bucket=store.bucket)["Rules"]
         assert [r["ID"] for r in rules] == ["logs-expiry"]
 

@@ -38,7 +38,7 @@ def _secret_file(path: Path, text: str) -> Path:
     return path
 
 
-def _dest_keys(url: str, under: str = "chunks/") -> dict[str, int]:
+def _dest_keys(url: str, under: str = "data/") -> dict[str, int]:
     args = parse_s3_url(url)
     client = boto3.client("s3", endpoint_url=args["endpoint"], region_name=args["region"])
     prefix = f"{args['prefix'].strip('/')}/{under}"
@@ -50,7 +50,11 @@ def _dest_keys(url: str, under: str = "chunks/") -> dict[str, int]:
 
 
 def _local_chunks(vault_dir: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_size for p in (vault_dir / "chunks").glob("*/*")}
+    """Chunk id -> stored size of every chunk of the local vault (read through its index)."""
+    from seawall.vault import open_vault
+
+    vault = open_vault(f"file://{vault_dir}", "correct horse")
+    return {c: loc[2] for c, loc in vault.chunks.index.locations.items()}
 
 
 # ---- acceptance 1: PostgreSQL physical + WAL, PITR in the second region --------------------------------
@@ -119,30 +123,35 @@ def test_killed_copy_resumes_with_only_the_remainder(s3_vault_url_b, cli, prefec
     dr_pass = _secret_file(tmp_path / "dr-pass", "dr passphrase")
     args = ["copy", "--from", src, "--to", s3_vault_url_b, "--dest-passphrase-file", str(dr_pass)]
 
+    small_packs = {"SEAWALL_PACK_SIZE": str(2 * MiB)}  # 16 MiB in 8 packs: a kill lands between packs
     env = dict(os.environ, PREFECT_API_URL=prefect_server["url"], PREFECT_HOME=prefect_server["home"],
-               SEAWALL_PASSPHRASE="correct horse")
+               SEAWALL_PASSPHRASE="correct horse", **small_packs)
     slow = subprocess.Popen([SEAWALL, *args, "--init-dest", "--bwlimit", str(MiB), "--workers", "2"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.monotonic() + 120
-    while len(_dest_keys(s3_vault_url_b)) < 4 and slow.poll() is None and time.monotonic() < deadline:
+    while len(_dest_keys(s3_vault_url_b, "index/")) < 2 and slow.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     slow.send_signal(signal.SIGKILL)
     slow.wait()
     assert slow.returncode == -signal.SIGKILL, slow.stderr.read()
 
-    partial = _dest_keys(s3_vault_url_b)
     source_chunks = _local_chunks(src_dir)
-    assert 4 <= len(partial) < len(source_chunks)
+    from seawall.vault import open_vault
+
+    at_dest = set(open_vault(s3_vault_url_b, "dr passphrase").chunks.index.locations)  # indexed: verified there
+    assert 2 <= len(at_dest) < len(source_chunks)
     listed = cli("list", "--vault", s3_vault_url_b, "--json", "--passphrase-file", str(dr_pass))
     assert listed.code == 0, listed.err
     assert listed.json()["backups"] == []  # chunks arrived, but no manifest: not a backup there
 
-    rerun = cli(*args, "--json")
+    rerun = cli(*args, "--json", env=small_packs)
     assert rerun.code == 0, rerun.err
     report = rerun.json()
-    remainder = {k: v for k, v in source_chunks.items() if not any(key.endswith(k) for key in partial)}
-    assert report["objects_copied"] == len(remainder) + 1  # + the manifest
-    assert report["bytes_copied"] - sum(remainder.values()) < 64 << 10  # the manifest is small
+    remainder = {k: v for k, v in source_chunks.items() if k not in at_dest}
+    assert report["backups"][0]["chunks_copied"] == len(remainder)  # only the rest moved
+    packs = report["objects_copied"] - 1  # and the manifest
+    assert 1 <= packs <= len(remainder)
+    assert 0 <= report["bytes_copied"] - sum(remainder.values()) < packs * (64 << 10) + (64 << 10)
     verified = cli("verify", "--vault", s3_vault_url_b, "--read-data", "--json", "--passphrase-file", str(dr_pass))
     assert verified.code == 0, verified.err
     assert verified.json()["ok"] and [b["status"] for b in verified.json()["backups"]] == ["DONE"]
@@ -162,17 +171,17 @@ def test_corrupt_chunk_fails_the_backups_that_reference_it(cli, tmp_path):
     (tmp_path / "a" / "blob2").write_bytes(os.urandom(300_000))
     later = cli("backup", "files", str(tmp_path / "a"), "--vault", src, "--json").json()["backup_id"]
     name = max(chunks_of_a, key=chunks_of_a.get)  # a's data chunk (the tree index is tiny)
-    victim = src_dir / "chunks" / name[:2] / name
-    raw = bytearray(victim.read_bytes())
-    raw[100] ^= 0xFF
-    victim.write_bytes(bytes(raw))
+    from seawall.vault import open_vault
+    from tests.unit.builders import flip_chunk_byte
+
+    pack = flip_chunk_byte(open_vault(src, "correct horse"), name)
 
     result = cli("copy", "--from", src, "--to", dst, "--init-dest")
     assert result.code == ExitCode.INTEGRITY, result.out + result.err
-    assert victim.name in result.err and len(result.err.strip().splitlines()) == 1
+    assert name in result.err and pack in result.err and len(result.err.strip().splitlines()) == 1
     assert f"copied b/{ids['b']}" in result.out
     assert f"failed a/{ids['a']}" in result.out and f"failed a/{later}" in result.out
-    assert not list((tmp_path / "dst" / "chunks").glob(f"*/{victim.name}"))
+    assert name not in _local_chunks(tmp_path / "dst")
     listed = cli("list", "--vault", dst, "--json").json()["backups"]
     assert [b["backup_id"] for b in listed] == [ids["b"]]
 

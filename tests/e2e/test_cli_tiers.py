@@ -40,7 +40,7 @@ def test_restore_from_deep_archive_requests_waits_restores_and_shows_the_rto(cli
     backup = cli("backup", "files", str(tree), "--vault", url, "--dataset", "cold-www", "--json", env=env)
     assert backup.code == 0, backup.err
     backup_id = backup.json()["backup_id"]
-    chunks = _heads(url, "chunks/")
+    chunks = _heads(url, "data/")
     assert chunks and {h["StorageClass"] for h in chunks} == {"DEEP_ARCHIVE"}
     assert all("Restore" not in h for h in chunks)  # nothing asked for yet
     assert {h.get("StorageClass", "STANDARD") for h in _heads(url, "manifests/")} == {"STANDARD"}
@@ -53,7 +53,7 @@ def test_restore_from_deep_archive_requests_waits_restores_and_shows_the_rto(cli
     # Before the retrieval the file list (a tree chunk) is archived too: a lower bound, said so.
     assert tier["storage_class"] == "DEEP_ARCHIVE" and tier["archived"] == 1 and tier["complete"] is False
     assert tier["retrieval_s"] == DEEP_ARCHIVE_STANDARD_S and tier["implied_rto_s"] is None  # nothing measured yet
-    assert all('ongoing-request="false"' in h["Restore"] for h in _heads(url, "chunks/"))  # RestoreObject issued
+    assert all('ongoing-request="false"' in h["Restore"] for h in _heads(url, "data/"))  # RestoreObject issued
 
     measured = cli("verify-restore", "--vault", url, "--dataset", backup.json()["dataset"], "--json", env=env)
     assert measured.code == 0, measured.err
@@ -99,7 +99,7 @@ def test_glacier_ir_restores_without_a_retrieval(cli, tree, tmp_path, s3_vault_u
     restored = cli("restore", backup_id, "--vault", url, "--to", str(tmp_path / "r"), "--json", env=s3_env)
     assert restored.code == 0, restored.err
     assert restored.json()["tier"]["storage_class"] == "GLACIER_IR" and restored.json()["tier"]["archived"] == 0
-    assert all("Restore" not in h for h in _heads(url, "chunks/"))
+    assert all("Restore" not in h for h in _heads(url, "data/"))
 
 
 def test_storage_class_the_endpoint_rejects(cli, s3_vault_url, s3_env):
@@ -117,10 +117,10 @@ def test_copies_land_in_the_destination_class(cli, tree, s3_vault_url, s3_env):
     assert cli("backup", "files", str(tree), "--vault", src, env=s3_env).code == 0
     copied = cli("copy", "--from", src, "--to", dest, "--init-dest", "--json", env=s3_env)
     assert copied.code == 0, copied.err
-    chunks = _heads(dest, "chunks/")
+    chunks = _heads(dest, "data/")
     assert chunks and {h["StorageClass"] for h in chunks} == {"GLACIER"}
     assert {h.get("StorageClass", "STANDARD") for h in _heads(dest, "manifests/")} == {"STANDARD"}
-    assert all(h.get("StorageClass", "STANDARD") == "STANDARD" for h in _heads(src, "chunks/"))
+    assert all(h.get("StorageClass", "STANDARD") == "STANDARD" for h in _heads(src, "data/"))
 
 
 def _policy(url: str, src: Path, lifecycle: str, retention: str = "{keep_daily: 30, keep_monthly: 12}") -> str:
@@ -164,9 +164,12 @@ def test_deploy_creates_the_lifecycle_rules_once_and_refuses_unsafe_ones(cli, pr
     first = cli("deploy", "--policy", str(good), env=s3_env)
     assert first.code == 0, first.err
     assert "lifecycle rule seawall-tier-vault on s3://" in first.out
-    (rule,) = _rules(url)
-    assert rule["ID"] == "seawall-tier-vault" and rule["Filter"] == {"Prefix": "vault/chunks/"}
-    assert [(t["Days"], t["StorageClass"]) for t in rule["Transitions"]] == [(30, "GLACIER_IR"), (400, "DEEP_ARCHIVE")]
+    rules = {r["ID"]: r for r in _rules(url)}  # packs, and the loose chunks of format v1 vaults
+    assert rules["seawall-tier-vault-packs"]["Filter"] == {"Prefix": "vault/data/"} and len(rules) == 2
+    assert rules["seawall-tier-vault"]["Filter"] == {"Prefix": "vault/chunks/"}
+    for rule in rules.values():
+        assert [(t["Days"], t["StorageClass"]) for t in rule["Transitions"]] == [(30, "GLACIER_IR"),
+                                                                                (400, "DEEP_ARCHIVE")]
     again = cli("deploy", "--policy", str(good), env=s3_env)
     assert again.code == 0 and "lifecycle rule" not in again.out
 
@@ -176,7 +179,7 @@ def test_deploy_creates_the_lifecycle_rules_once_and_refuses_unsafe_ones(cli, pr
     refused = cli("deploy", "--policy", str(unsafe), env=s3_env)
     assert refused.code == ExitCode.USAGE and "Traceback" not in refused.err
     assert f"{unsafe}:7: vaults.tiered.lifecycle[0]: moves data to DEEP_ARCHIVE after 30d" in refused.err
-    assert _rules(url) == [rule]  # nothing changed
+    assert {r["ID"]: r for r in _rules(url)} == rules  # nothing changed
 
     rejected = tmp_path / "rejected.yaml"
     rejected.write_text(_policy(s3_vault_url + "&storage_class=COLD_STORAGE", tree,
@@ -185,4 +188,4 @@ def test_deploy_creates_the_lifecycle_rules_once_and_refuses_unsafe_ones(cli, pr
     assert result.code == ExitCode.USAGE
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and "InvalidStorageClass" in lines[0]
-    assert _rules(url) == [rule]
+    assert {r["ID"]: r for r in _rules(url)} == rules
