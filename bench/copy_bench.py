@@ -80,7 +80,7 @@ def client(url: str, workers: int):
 
 
 def make_source(url: str, size: int, workdir: Path) -> tuple[Vault, list[tuple[str, int]]]:
-    """A source vault with one backup of `size` random bytes; returns it and its chunk objects."""
+    """A source vault with one backup of `size` random bytes; returns it and its pack objects."""
     data = workdir / "data"
     data.mkdir()
     per_file = 4 << 20
@@ -89,7 +89,7 @@ def make_source(url: str, size: int, workdir: Path) -> tuple[Vault, list[tuple[s
     vault = Vault.init(open_store(f"s3://bench-src/vault?region=us-east-1&endpoint={url}", create=True),
                        "bench", scrypt=ScryptParams(n=2**12))
     backup_tree(vault, data, "files-bench", workers=4)
-    objects = [(f"vault/{i.key}", i.size) for i in vault.store.list("chunks/")]
+    objects = [(f"vault/{i.key}", i.size) for i in vault.store.list("data/")]  # its packs
     return vault, objects
 
 

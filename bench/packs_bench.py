@@ -4,11 +4,15 @@ A tree of `--files` files of 1-16 KiB (half text made of the vault benchmark's Z
 incompressible bytes) is backed up by seawall and by restic, to a local folder and to S3 on a moto
 server on loopback, in the same run. Per tool and target: objects in the repository after the first
 backup, PUT requests it made (moto's request log), first backup, no-change re-backup and restore
-wall time (whole processes, as a user runs them), then 9 more backups each changing 1% of the
-files, and forgetting the 5 oldest of the 10 plus GC (`restic forget --keep-last 5 --prune`;
-seawall: delete the manifests, `collect_garbage`): its time and the objects left.
+wall time (whole processes, as a user runs them), repeated `--reps` times into fresh repositories
+with the two tools alternating (restic first on even repetitions, seawall first on odd ones) and
+reported as medians; then, on the last repositories, 8 more backups each changing 1% of the files,
+and forgetting the 5 oldest of the 10 plus GC (`restic forget --keep-last 5 --prune`; seawall:
+delete the manifests, `collect_garbage`): its time and the objects left. `uptime` is recorded
+before and after (a shared machine's load is part of the result).
 
-    uv run python -m bench.packs_bench --files 100000 --json bench/out/packs.json
+    flock /tmp/seawall-heavy.lock .venv/bin/python -m bench.packs_bench --files 100000 --reps 3 \
+        --json bench/out/packs.json
 
 Needs `restic` on PATH (Debian: apt-get install restic). Run it under `flock /tmp/seawall-heavy.lock`.
 """
@@ -21,6 +25,7 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -176,7 +181,8 @@ def child(url: str, what: str, arg: str | None) -> None:
 
 
 # ---- one tool on one target ------------------------------------------------------------------------
-def measure(tool, data: Path, work: Path, count_objects, puts) -> dict:
+def measure_once(tool, data: Path, work: Path, count_objects, puts) -> dict:
+    """init, first backup (objects and PUTs it made), no-change re-backup, restore."""
     tool.init()
     objects0, puts0 = count_objects(), puts()
     out: dict = {"first_backup_s": tool.backup(data)}
@@ -185,15 +191,43 @@ def measure(tool, data: Path, work: Path, count_objects, puts) -> dict:
     target = work / f"restore-{tool.name}"
     out["restore_s"] = tool.restore(target)
     shutil.rmtree(target)
+    return out
+
+
+def measure_gc(tool, data: Path, work: Path, count_objects) -> dict:
+    """8 more backups changing 1% of the files each, then forget the 5 oldest of 10 and collect garbage."""
     changed = work / f"changed-{tool.name}"
     shutil.copytree(data, changed, symlinks=True)
     for round_no in range(2, ROUNDS):
         touch_one_percent(changed, round_no)
         tool.backup(changed)
-    out["objects_before_gc"] = count_objects()
+    out = {"objects_before_gc": count_objects()}
     out["gc_s"] = tool.forget_and_gc()
     out["objects_after_gc"] = count_objects()
     shutil.rmtree(changed)
+    return out
+
+
+def medians(reps: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in reps) for k in reps[0]}
+
+
+def compare(make_tools, data: Path, work: Path, counters, puts, reps: int, label: str) -> dict:
+    """Both tools, `reps` times alternating, each into fresh repositories; then GC on the last ones."""
+    runs: dict[str, list[dict]] = {"restic": [], "seawall": []}
+    tools: dict = {}
+    for rep in range(reps):
+        order = make_tools(rep)
+        for tool in order if rep % 2 == 0 else list(reversed(order)):
+            runs[tool.name].append(measure_once(tool, data, work, counters(tool), puts))
+            tools[tool.name] = tool
+            print(label, rep, tool.name, runs[tool.name][-1], flush=True)
+    out = {}
+    for name in ("restic", "seawall"):
+        out[name] = {**medians(runs[name]), "reps": runs[name]}
+    for name in ("seawall", "restic") if reps % 2 else ("restic", "seawall"):
+        out[name].update(measure_gc(tools[name], data, work, counters(tools[name])))
+        print(label, "gc", name, {k: v for k, v in out[name].items() if k != "reps"}, flush=True)
     return out
 
 
@@ -215,7 +249,7 @@ def count_s3(endpoint: str, prefix: str, env: dict):
     return count
 
 
-def run(files: int, work: Path, seed: int) -> dict:
+def run(files: int, work: Path, seed: int, reps: int) -> dict:
     if not shutil.which("restic"):
         raise SystemExit("restic is not on PATH (apt-get install restic)")
     shutil.rmtree(work, ignore_errors=True)
@@ -225,12 +259,16 @@ def run(files: int, work: Path, seed: int) -> dict:
     size = generate(data, files, seed)
     print(f"{files} files, {size / 1e6:.0f} MB generated in {time.perf_counter() - start:.0f} s", flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEAWALL_", "RESTIC_", "AWS_"))}
-    result: dict = {"files": files, "bytes": size, "restic": subprocess.run(
-        ["restic", "version"], capture_output=True, text=True).stdout.strip(), "local": {}, "s3": {}}
-    for tool in (Restic(str(work / "restic-repo"), env), Seawall(f"file://{work / 'seawall-vault'}", env)):
-        root = Path(tool.repo if isinstance(tool, Restic) else tool.url.removeprefix("file://"))
-        result["local"][tool.name] = measure(tool, data, work, count_files(root), count_files(root))
-        print("local", tool.name, result["local"][tool.name], flush=True)
+    result: dict = {"files": files, "bytes": size, "reps": reps, "uptime_before": _uptime(),
+                    "restic": subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip()}
+
+    def local_tools(rep: int) -> list:
+        return [Restic(str(work / f"restic-repo-{rep}"), env), Seawall(f"file://{work / f'seawall-vault-{rep}'}", env)]
+
+    def local_count(tool):
+        return count_files(Path(tool.repo if isinstance(tool, Restic) else tool.url.removeprefix("file://")))
+
+    result["local"] = compare(local_tools, data, work, local_count, lambda: 0, reps, "local")
     moto = Moto(work)
     try:
         s3env = dict(env, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
@@ -240,22 +278,32 @@ def run(files: int, work: Path, seed: int) -> dict:
         boto3.client("s3", endpoint_url=moto.url, region_name="eu-west-1", aws_access_key_id="bench",
                      aws_secret_access_key="bench").create_bucket(
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-        for tool in (Restic(f"s3:{moto.url}/{BUCKET}/restic", s3env),
-                     Seawall(f"s3://{BUCKET}/seawall?region=eu-west-1&endpoint={moto.url}", s3env)):
-            prefix = "restic/" if isinstance(tool, Restic) else "seawall/"
-            result["s3"][tool.name] = measure(tool, data, work, count_s3(moto.url, prefix, s3env), moto.puts)
-            print("s3", tool.name, result["s3"][tool.name], flush=True)
+
+        def s3_tools(rep: int) -> list:
+            return [Restic(f"s3:{moto.url}/{BUCKET}/restic-{rep}", s3env),
+                    Seawall(f"s3://{BUCKET}/seawall-{rep}?region=eu-west-1&endpoint={moto.url}", s3env)]
+
+        def s3_count(tool):
+            prefix = tool.repo.rsplit("/", 1)[1] if isinstance(tool, Restic) else tool.url.split("/")[3].split("?")[0]
+            return count_s3(moto.url, prefix + "/", s3env)
+
+        result["s3"] = compare(s3_tools, data, work, s3_count, moto.puts, reps, "s3")
     finally:
         moto.stop()
+    result["uptime_after"] = _uptime()
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def ratios(result: dict) -> dict:
     out = {}
     for target in ("local", "s3"):
         s, r = result[target]["seawall"], result[target]["restic"]
-        out[target] = {k: round(s[k] / r[k], 2) if r[k] else None for k in r}
+        out[target] = {k: round(s[k] / r[k], 2) if r[k] else None for k in r if k != "reps"}
     return out
 
 
@@ -268,9 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=int, default=100_000)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/seawall-packs-bench"))
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--reps", type=int, default=3)
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
-    result = run(a.files, a.workdir, a.seed)
+    result = run(a.files, a.workdir, a.seed, a.reps)
     result["seawall_over_restic"] = ratios(result)
     print(json.dumps(result["seawall_over_restic"], indent=1))
     if a.json:

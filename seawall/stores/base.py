@@ -162,6 +162,11 @@ class ObjectStore(ABC):
         """
         return None
 
+    def pack_buffer(self, size: int) -> memoryview:
+        """A writable buffer of `size` bytes to assemble a pack in (a store may hand out one it
+        writes best, e.g. page-aligned for direct I/O); default: a plain bytearray."""
+        return memoryview(bytearray(size))
+
     def commit(self) -> None:  # noqa: B027 - optional hook; most stores have nothing pending
         """Make every `put_deferred` so far durable and visible (default: nothing pending)."""
 

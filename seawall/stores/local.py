@@ -116,6 +116,10 @@ class LocalStore(ObjectStore):
             buf = self._buffers.mmap = mmap.mmap(-1, -(-size // DIRECT_ALIGN) * DIRECT_ALIGN)
         return memoryview(buf)
 
+    def pack_buffer(self, size: int) -> memoryview:
+        """A page-aligned buffer for a pack: `put_deferred` writes it with direct I/O (see `write_buffer`)."""
+        return memoryview(mmap.mmap(-1, -(-size // DIRECT_ALIGN) * DIRECT_ALIGN))
+
     def _open_tmp(self, path: str, direct: bool) -> tuple[str, int, bool]:
         """(temporary name, fd, whether the fd is O_DIRECT) for a new object at `path`."""
         parent = os.path.dirname(path)
@@ -154,7 +158,7 @@ class LocalStore(ObjectStore):
     def _write_tmp(self, path: str, data: bytes | memoryview, *, sync: bool = True) -> str:
         view = memoryview(data)
         # Only our own buffers are aligned; a misused one fails with EINVAL and is written cached.
-        direct = self._direct and not sync and view.obj is getattr(self._buffers, "mmap", None)
+        direct = self._direct and not sync and isinstance(view.obj, mmap.mmap) and len(view) >= DIRECT_MIN
         tmp, fd, direct = self._open_tmp(path, direct)
         try:
             if self._owner:

@@ -72,7 +72,7 @@ class Packer:
         if builder is not None and builder.room() < need + _header_room(len(builder.entries) + 1):
             self._finish(builder)
             builder = None
-        return builder or PackBuilder(max(self.capacity, need + _header_room(1)))
+        return builder or PackBuilder(max(self.capacity, need + _header_room(1)), self.store.pack_buffer)
 
     def _give_back(self, builder: PackBuilder) -> None:
         if builder.size >= self.target:

@@ -68,18 +68,26 @@ class PackBuilder:
     writes straight into it and no blob is copied again.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, allocate=None):
         self.key = new_pack_key()
-        self.buf = bytearray(capacity)
+        self._allocate = allocate or (lambda n: memoryview(bytearray(n)))
+        self.buf: memoryview = self._allocate(capacity)
         self.size = 0
         self.entries: list[BlobEntry] = []
+
+    def _grow(self, end: int) -> None:
+        """Room for `end` bytes (rare: a blob or header larger than planned)."""
+        if end > len(self.buf):
+            bigger = self._allocate(end + (64 << 10))
+            bigger[:self.size] = self.buf[:self.size]
+            self.buf = bigger
 
     def room(self) -> int:
         return len(self.buf) - self.size
 
     def tail(self) -> memoryview:
         """Where the next blob goes (fill it, then `added`)."""
-        return memoryview(self.buf)[self.size:]
+        return self.buf[self.size:]
 
     def added(self, chunk_id: str, length: int) -> BlobEntry:
         entry = BlobEntry(chunk_id, self.size, length)
@@ -89,8 +97,7 @@ class PackBuilder:
 
     def append(self, chunk_id: str, blob: bytes | memoryview) -> BlobEntry:
         """Add an already sealed blob (copies, repacks)."""
-        if len(blob) > self.room():
-            self.buf.extend(bytes(len(blob) - self.room()))
+        self._grow(self.size + len(blob))
         self.buf[self.size:self.size + len(blob)] = blob
         return self.added(chunk_id, len(blob))
 
@@ -98,11 +105,10 @@ class PackBuilder:
         """The whole pack: blobs, sealed header, header length. The builder is done afterwards."""
         header = keyring.seal(ObjType.PACK, self.key, encode_entries(self.entries))
         end = self.size + len(header) + _TRAILER.size
-        if end > len(self.buf):
-            self.buf.extend(bytes(end - len(self.buf)))
+        self._grow(end)
         self.buf[self.size:self.size + len(header)] = header
         _TRAILER.pack_into(self.buf, self.size + len(header), len(header))
-        return memoryview(self.buf)[:end]
+        return self.buf[:end]
 
 
 def header_length(tail: bytes, key: str, pack_size: int) -> int:
