@@ -29,6 +29,7 @@ from seawall.errors import (
     BackupNotFound,
     IntegrityError,
     ObjectNotFound,
+    SeawallError,
     VaultExists,
     VaultNotInitialised,
 )
@@ -225,7 +226,12 @@ class Vault:
     def write_manifest(self, manifest: Manifest) -> None:
         """Write a manifest, after making every chunk this process stored durable and indexed
         (a manifest never references a chunk in a pack that is not yet written and indexed)."""
-        self.commit_chunks()
+        try:
+            self.commit_chunks()
+        except SeawallError:
+            if manifest.status != "FAILED":
+                raise
+            manifest.streams = []  # some of its chunks may not be stored: a FAILED backup references none
         self.put_record(manifest.key, manifest.model_dump_json().encode(), ObjType.MANIFEST)
 
     def read_manifest_key(self, key: str) -> Manifest:

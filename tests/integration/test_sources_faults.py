@@ -23,7 +23,7 @@ from seawall.mariadb.physical import backup_physical, restore_physical
 from seawall.mariadb.server import chown_to_server_user
 from seawall.redis import facts
 from seawall.redis.rdb import backup_rdb, restore_to_server
-from seawall.vault import Vault, chunk_key, init_vault
+from seawall.vault import Vault, init_vault
 from tests.fixtures.datagen_sources import create_shop, populate_redis
 from tests.fixtures.sources import MariaDB
 from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, SMALL_CHUNKER
@@ -45,9 +45,11 @@ def _root(server, database: str = "") -> MyConn:
 
 
 def _delete_a_chunk(vault: Vault, stream) -> str:
+    """Delete the pack holding a chunk of `stream`; returns the pack's key (restores name it)."""
     chunk = stream.chunks[len(stream.chunks) // 2][0]
-    vault.store.delete(chunk_key(chunk))
-    return chunk
+    pack = vault.chunk_object(chunk)
+    vault.store.delete(pack)
+    return pack
 
 
 def _databases(server) -> set[str]:
@@ -56,8 +58,8 @@ def _databases(server) -> set[str]:
 
 def test_logical_restore_missing_a_chunk_drops_what_it_wrote(small_shop, vault):
     manifest = backup_logical(vault, small_shop.dsn("shop"), "mariadb-shop")
-    chunk = _delete_a_chunk(vault, manifest.stream("table:order items"))
-    with pytest.raises(IntegrityError, match=chunk):
+    pack = _delete_a_chunk(vault, manifest.stream("table:order items"))
+    with pytest.raises(IntegrityError, match=pack):
         restore_logical(vault, manifest, _root(small_shop.server, "shop_broken"))
     assert "shop_broken" not in _databases(small_shop.server)
     small_shop.server.execute("CREATE DATABASE shop_given")  # given empty: emptied again, kept
