@@ -14,13 +14,13 @@ from collections.abc import Iterable
 
 from seawall.crypto import ObjType
 from seawall.errors import IntegrityError, ObjectNotFound
-from seawall.vault.index import ChunkIndex, load_index
+from seawall.vault.index import INDEX_PREFIX, ChunkIndex, load_index
 from seawall.vault.packer import Packer, Upload
 from seawall.vault.packs import PACK_PREFIX
 from seawall.vault.reader import BlobReader
 
 LOOSE_PREFIX = "chunks/"
-RELOAD_AFTER = 0.5  # seconds: a miss reads the index again, but not on every miss of a damaged vault
+RELOAD_AFTER = 0.5  # seconds: a miss lists the index files again, but not on every miss of a damaged vault
 
 
 def chunk_key(chunk_id: str) -> str:
@@ -44,7 +44,7 @@ class ChunkStore:
         self._index: ChunkIndex | None = None
         self._loose: dict[str, int] = {}
         self._known: set[str] | None = None
-        self._loaded_at = 0.0
+        self._unchanged_at: float | None = None  # when a listing last showed the index unchanged
         self._packer: Packer | None = None
         self.reader = BlobReader(store)
 
@@ -57,7 +57,7 @@ class ChunkStore:
             return self._index
 
     def _load(self) -> None:
-        self._loaded_at = time.monotonic()
+        self._unchanged_at = None
         self._index = load_index(self.store, self.keyring, self.vault_id)
         self._index.drop_absent({i.key for i in self.store.list(PACK_PREFIX)})
         self._loose = {i.key.rsplit("/", 1)[1]: i.size for i in self.store.list(LOOSE_PREFIX) if i.key.count("/") == 2}
@@ -142,8 +142,15 @@ class ChunkStore:
             return self._sealed(chunk_id)
 
     def _reload(self) -> bool:
+        """Read the index again if its files changed since it was read (listing them, at most every
+        `RELOAD_AFTER` seconds once a listing found no change); True if it was read again."""
         with self._lock:
-            if time.monotonic() - self._loaded_at < RELOAD_AFTER:
+            now = time.monotonic()
+            if self._unchanged_at is not None and now - self._unchanged_at < RELOAD_AFTER:
+                return False
+            listed = {i.key for i in self.store.list(INDEX_PREFIX) if i.key.count("/") == 1}
+            if self._index is not None and listed == self._index.listed:
+                self._unchanged_at = now
                 return False
             self._load()
             return True
@@ -165,7 +172,8 @@ class ChunkStore:
         if chunk_id in self.index.absent:
             raise IntegrityError(f"chunk {chunk_id} is missing: its pack {self.index.absent[chunk_id]} "
                                  f"is not in {self.store.display_url}")
-        raise IntegrityError(f"chunk {chunk_id} is missing from {self.store.display_url} (not in the index)")
+        raise IntegrityError(f"chunk {chunk_id} is missing from {self.store.display_url} (not in the index; "
+                             "if a pack holds it, `seawall repair index` rebuilds the index from the packs)")
 
     def sealed_many(self, chunk_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
         """Like `sealed` for many chunks, packed ones read with coalesced ranged GETs."""

@@ -96,6 +96,7 @@ class ChunkIndex:
         self.problems: list[str] = []  # index files that did not open
         self.absent: dict[str, str] = {}  # chunk id -> its pack, which the store does not list
         self.copies: dict[str, list[Location]] = {}  # further locations of chunks listed twice
+        self.listed: set[str] = set()  # the index files listed when this index was read
         self.lock = threading.Lock()
 
     def add_packs(self, packs: dict[str, list[BlobEntry]], index_key: str | None = None) -> None:
@@ -163,6 +164,7 @@ def load_index(store, keyring, vault_id: str, *, workers: int = 8) -> ChunkIndex
         except IntegrityError as exc:
             return key, f"index file {key}: {exc.message}"
 
+    index.listed = set(listed)
     items = sorted(listed.items())
     if len(items) > 1 and workers > 1:
         with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="seawall-index") as pool:

@@ -151,6 +151,7 @@ class Packer:
                 self._done.update(done)
             raise
         self.index.add_packs(done)
+        self.index.listed.update(keys)
         for key in keys:
             self.index.files[key] = set(done)
         with self._lock:
