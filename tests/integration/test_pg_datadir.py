@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -61,8 +62,23 @@ def test_full_then_incremental_restore_identical_and_unchanged_files_unopened(
     real_open = datadir_read.open_file
     monkeypatch.setattr(datadir_read, "open_file", lambda path: (real_open(path), opened.append(path))[0])
 
-    incr = backup_physical(vault, conn, "pg")
-    assert incr.parent == full.backup_id, incr.source["reuse"]
+    pg.execute("CREATE TABLE churn (id serial PRIMARY KEY, v text)")
+    stop, rounds = threading.Event(), []
+
+    def writer() -> None:  # pages change while the incremental reads them: replay must fix what it copied
+        while not stop.is_set():
+            pg.execute("INSERT INTO churn (v) SELECT md5(g::text) FROM generate_series(1, 500) g")
+            pg.execute("UPDATE churn SET v = v || 'x' WHERE id % 7 = 0")
+            rounds.append(1)
+
+    churn = threading.Thread(target=writer)
+    churn.start()
+    try:
+        incr = backup_physical(vault, conn, "pg")
+    finally:
+        stop.set()
+        churn.join()
+    assert rounds and incr.parent == full.backup_id, incr.source["reuse"]
     big_file = pg.execute("SELECT pg_relation_filepath('big')")[0][0]
     catalog_file = pg.execute("SELECT pg_relation_filepath('pg_am')")[0][0]  # never written after initdb
     opened_rel = {os.path.relpath(p, pg.datadir) for p in opened}
@@ -79,6 +95,9 @@ def test_full_then_incremental_restore_identical_and_unchanged_files_unopened(
     try:
         assert copy.execute(SUMS) == expected
         assert copy.execute("SELECT count(*) FROM scratch") == [(0,)]  # unlogged: restored empty
+        check = binaries.run([binaries.tool("pg_amcheck"), "-h", str(copy.socket_dir), "-p", str(copy.port),
+                              "-U", "postgres", "--install-missing", "--heapallindexed", "--all"], check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
     finally:
         copy.stop("immediate")
 
