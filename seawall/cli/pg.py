@@ -75,6 +75,9 @@ def backup_postgres_cmd(
             console.print(f"backup {manifest.backup_id} of {manifest.dataset} ({manifest.kind}): "
                           f"{human_bytes(s.bytes_total)}, {human_bytes(s.stored_bytes_new)} new in the vault, "
                           f"{human_seconds(manifest.duration_s)}", highlight=False)
+            if manifest.source.get("method") == "datadir":
+                console.print(f"  {s.files_unchanged} of {s.files} files unchanged, {human_bytes(s.bytes_read)} read; "
+                              f"{manifest.source.get('reuse')}", highlight=False)
             for line in manifest.source.get("warnings") or []:
                 console.print(f"[yellow]warning[/]: {line}", highlight=False)
 
