@@ -26,6 +26,14 @@ class TestBlocksAdhereToStandards(BlockStandardTestSuite):
         """We have no hosted docs: instead of a URL, every block documents itself with an Example."""
         assert "Example:" in (block.__doc__ or "") and ".load(\"BLOCK_NAME\")" in block.__doc__
 
+    def test_has_a_valid_image(self, block):
+        """We host no logo (and tests have no network to fetch one): the UI shows its default icon.
+
+        Prefect's own version of this test (it runs once Pillow is installed, which matplotlib
+        brings) fetches `_logo_url`; a URL added later must come with a test that serves its image.
+        """
+        assert block._logo_url is None
+
 
 def test_postgres_password_in_dsn_becomes_a_secret():
     source = PostgresSource(dsn="postgresql://bob:hunter2@127.0.0.1:5433/app")

@@ -183,6 +183,10 @@ class TestDrillBlocksAdhereToStandards(BlockStandardTestSuite):
         """Like the other seawall blocks: an Example with `.load("BLOCK_NAME")` instead of a docs URL."""
         assert "Example:" in (block.__doc__ or "") and '.load("BLOCK_NAME")' in block.__doc__
 
+    def test_has_a_valid_image(self, block) -> None:
+        """No hosted logo, as for the other seawall blocks (see tests/unit/test_blocks.py)."""
+        assert block._logo_url is None
+
 
 def test_switch_secrets_stay_hidden() -> None:
     block = TrafficSwitchBlock(route53_zone_id="Z", record_name="r.", aws_access_key_id="AKIA",

@@ -1,0 +1,326 @@
+"""Memory at scale: peak RSS of the `seawall` CLI for backup, restore, copy and verify at 1-10 GB.
+
+Each operation runs as users run it, one `seawall` process, and is measured from outside:
+
+* **tree peak**: the highest sum of VmRSS over the `seawall` process and every descendant it has
+  at that moment (pg_basebackup, wal-get ...), sampled every 50 ms. The PostgreSQL server a
+  physical restore starts for recovery is left out: that memory is the database's, not seawall's.
+* **seawall peak**: VmHWM of the `seawall` process itself (its kernel high-water mark, read at the
+  last sample), and `ru_maxrss` from wait4 (the largest single process of the tree, reaped children
+  included) as a cross-check.
+* wall time, CPU seconds, bytes, and the 1-minute load average before and after (the machine is
+  shared: 2 cores, several engineers), the time spent waiting for `/tmp/seawall-heavy.lock` (each
+  operation holds it, one at a time) and the commit measured.
+
+Sources: a file tree (bench/scale_data.make_tree) and a PostgreSQL cluster backed up physically
+(bench/scale_data.make_cluster). Vaults are local folders; `copy` goes to a second local vault.
+Results are appended to a JSON file as they come (a long run that stops keeps what it measured);
+`python -m bench.scale_report` turns them into the table and the plot of bench/SCALE.md.
+
+    flock is taken per operation by this script; run it plainly:
+    .venv/bin/python -m bench.scale_bench --sources tree,pg --sizes 1G,4G,10G
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import scale_data
+from bench.common import MB, REPO, parse_size
+from bench.pg_common import private_dir, private_file
+from seawall.postgres.cluster import free_port, make_private_dir
+
+SEAWALL = str(Path(sys.executable).with_name("seawall"))
+PASSPHRASE = "scale bench passphrase"
+HEAVY_LOCK = "/tmp/seawall-heavy.lock"
+GB = 1_000_000_000
+
+
+@dataclass
+class Sample:
+    """What one measured operation cost."""
+
+    source: str
+    size: str
+    op: str
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    tree_peak: int = 0  # bytes: highest sum of VmRSS over the process tree at one moment
+    self_hwm: int = 0  # bytes: VmHWM of the seawall process
+    ru_maxrss: int = 0  # bytes: largest single process (wait4)
+    data_bytes: int = 0
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    lock_wait_s: float = 0.0
+    commit: str = ""
+    at: str = ""
+    exit_code: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- measuring one process -----------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(x) for x in fh.read().split())
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return dict(line.split(":", 1) for line in fh if ":" in line)
+    except OSError:
+        return {}
+
+
+def _kb(status: dict[str, str], key: str) -> int:
+    return int(status.get(key, "0 kB").split()[0]) * 1024
+
+
+class TreeSampler(threading.Thread):
+    """Samples the RSS of a process and its descendants until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.tree_peak = self.self_hwm = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            total, stack = 0, [self.pid]
+            while stack:
+                pid = stack.pop()
+                st = _status(pid)
+                if st.get("Name", "").strip() == "postgres":
+                    continue  # the database server a restore starts: not seawall's memory
+                total += _kb(st, "VmRSS")
+                if pid == self.pid:
+                    self.self_hwm = max(self.self_hwm, _kb(st, "VmHWM"))
+                stack.extend(_children(pid))
+            self.tree_peak = max(self.tree_peak, total)
+            self.done.wait(self.interval)
+
+
+def heavy_lock():
+    """The shared benchmark lock, held for one operation (others need it between ours)."""
+    fh = open(HEAVY_LOCK, "a")  # noqa: SIM115 (closed by the caller)
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+def measure(sample: Sample, argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run one seawall command under the heavy lock; fill `sample`; return its --json output."""
+    t0 = time.perf_counter()
+    lock = heavy_lock()
+    try:
+        sample.lock_wait_s = time.perf_counter() - t0
+        sample.load_before = os.getloadavg()
+        sample.at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out_path = Path(env["SCALE_TMP"]) / f"out-{time.monotonic_ns()}.json"
+        start = time.perf_counter()
+        with open(out_path, "w+") as out:
+            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE, text=True, cwd="/")
+            sampler = TreeSampler(proc.pid)
+            sampler.start()
+            err = proc.stderr.read() if proc.stderr else ""
+            _, status, usage = os.wait4(proc.pid, 0)
+            sample.wall_s = time.perf_counter() - start
+            sampler.done.set()
+            sampler.join()
+            out.seek(0)
+            text = out.read()
+        out_path.unlink()
+        sample.load_after = os.getloadavg()
+    finally:
+        lock.close()
+    sample.exit_code = os.waitstatus_to_exitcode(status)
+    sample.cpu_s = usage.ru_utime + usage.ru_stime
+    sample.ru_maxrss = usage.ru_maxrss * 1024
+    sample.tree_peak, sample.self_hwm = max(sampler.tree_peak, sampler.self_hwm), sampler.self_hwm
+    if sample.exit_code != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} exited {sample.exit_code}: {err.strip()[-1500:]}")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
+
+
+# ---- the run -------------------------------------------------------------------------------------
+def git_commit() -> str:
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "seawall"], capture_output=True,
+                           text=True).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def count_files(path: Path) -> int:
+    return sum(1 for p in path.rglob("*") if p.is_file())
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.work = Path(args.workdir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.results = Path(args.results)
+        self.commit = git_commit()
+        self.env = {**os.environ, "SEAWALL_PASSPHRASE": PASSPHRASE, "SEAWALL_PREFECT": "off",
+                    "SCALE_TMP": str(self.work)}
+        self.env.pop("PREFECT_API_URL", None)
+
+    def log(self, msg: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+    def record(self, sample: Sample) -> None:
+        sample.commit = self.commit
+        rows = json.loads(self.results.read_text()) if self.results.exists() else []
+        rows.append(asdict(sample))
+        self.results.write_text(json.dumps(rows, indent=1) + "\n")
+        self.log(f"{sample.source} {sample.size} {sample.op}: tree peak {sample.tree_peak / MB:.0f} MB, "
+                 f"seawall {sample.self_hwm / MB:.0f} MB, {sample.wall_s:.0f} s, load {sample.load_before[0]:.1f}")
+
+    def room(self, need: int) -> bool:
+        left = free_bytes(self.work) - need
+        if left < self.args.min_free:
+            self.log(f"skipped: would leave {left / GB:.1f} GB free (< {self.args.min_free / GB:.0f} GB)")
+            return False
+        return True
+
+    def seawall(self, sample: Sample, *argv: str) -> dict[str, Any]:
+        result = measure(sample, [SEAWALL, *argv, "--json"], self.env)
+        self.record(sample)
+        return result
+
+    def new_vault(self, root: Path, name: str) -> str:
+        url = f"file://{private_dir(root / name)}"
+        subprocess.run([SEAWALL, "init", url], env=self.env, check=True, capture_output=True)
+        return url
+
+    # -- the four operations, common to both sources --
+    def ops(self, source: str, size: str, root: Path, url: str, data_bytes: int, backup: list[str],
+            restore_to: list[str], restored: Path) -> None:
+        mk = lambda op: Sample(source, size, op, data_bytes=data_bytes)  # noqa: E731
+        if not self.room(data_bytes // 2):
+            return
+        s = mk("backup")
+        out = self.seawall(s, "backup", *backup, "--vault", url)
+        backup_id = out["backup_id"]
+        vault_path = Path(url.removeprefix("file://"))
+        vault_bytes, vault_files = du(vault_path), count_files(vault_path)
+        s.extra.update(backup_id=backup_id, vault_bytes=vault_bytes, vault_files=vault_files,
+                       stored_bytes_new=out.get("stored_bytes_new"), files=out.get("files"))
+        self.record_extra(s)
+        if "restore" in self.args.ops and self.room(int(data_bytes * 1.1)):
+            s = mk("restore")
+            self.seawall(s, "restore", backup_id, "--vault", url, *restore_to)
+            s.extra["restored_bytes"] = du(restored)
+            self.record_extra(s)
+            shutil.rmtree(restored, ignore_errors=True)
+        if "copy" in self.args.ops and self.room(vault_bytes):
+            dest = root / "vault-copy"
+            s = mk("copy")
+            self.seawall(s, "copy", "--from", url, "--to", f"file://{dest}", "--init-dest")
+            s.extra["copied_bytes"] = du(dest)
+            self.record_extra(s)
+            shutil.rmtree(dest, ignore_errors=True)
+        if "verify" in self.args.ops:
+            s = mk("verify")
+            out = self.seawall(s, "verify", "--vault", url, "--read-data")
+            s.extra.update(chunks_read=out.get("chunks_read"), bytes_read=out.get("bytes_read"), ok=out.get("ok"))
+            self.record_extra(s)
+
+    def record_extra(self, sample: Sample) -> None:
+        """Rewrite the last row with the facts gathered after the measurement (sizes on disk)."""
+        rows = json.loads(self.results.read_text())
+        rows[-1]["extra"] = sample.extra
+        self.results.write_text(json.dumps(rows, indent=1) + "\n")
+
+    def tree(self, size: str) -> None:
+        root = self.work / f"tree-{size}"
+        root.mkdir(exist_ok=True)
+        data = self.work / f"data-{size}"
+        if not self.room(parse_size(size)):
+            return
+        t0 = time.perf_counter()
+        summary = scale_data.make_tree(data, parse_size(size))
+        self.log(f"tree {size}: {summary['files']} files, {summary['bytes'] / MB:.0f} MB "
+                 f"({time.perf_counter() - t0:.0f} s to make)")
+        url = self.new_vault(root, "vault")
+        restored = root / "restored"
+        self.ops("tree", size, root, url, summary["bytes"], ["files", str(data), "--dataset", "scale"],
+                 ["--to", str(restored)], restored)
+        shutil.rmtree(root, ignore_errors=True)
+        if not self.args.keep_data:
+            shutil.rmtree(data, ignore_errors=True)
+
+    def pg(self, size: str) -> None:
+        if not self.room(int(parse_size(size) * 1.2)):
+            return
+        root = make_private_dir("scale-pg-", str(self.work))
+        cluster = None
+        try:
+            url = self.new_vault(root, "vault")
+            pass_file = private_file(root / "passphrase", PASSPHRASE)
+            t0 = time.perf_counter()
+            cluster, facts = scale_data.make_cluster(root, parse_size(size))
+            self.log(f"pg {size}: pgbench -s {facts['pgbench_scale']}, {facts['cluster_bytes'] / MB:.0f} MB "
+                     f"({time.perf_counter() - t0:.0f} s to load)")
+            scale_data.start_archiving(cluster, scale_data.archive_command(SEAWALL, url, pass_file))
+            restored = root / "restored"
+            self.ops("pg", size, root, url, facts["cluster_bytes"],
+                     ["postgres", "--dsn", cluster.conninfo(), "--mode", "physical", "--dataset", "pg"],
+                     ["--to-datadir", str(restored), "--port", str(free_port()), "--stopped",
+                      "--passphrase-file", str(pass_file)], restored)
+        finally:
+            if cluster is not None:
+                cluster.stop("immediate")
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sources", default="tree,pg", help="tree, pg or both (default tree,pg)")
+    ap.add_argument("--sizes", default="1G,4G,10G", help="data sizes, GiB for trees (default 1G,4G,10G)")
+    ap.add_argument("--ops", default="backup,restore,copy,verify", help="operations (backup always runs)")
+    ap.add_argument("--workdir", default="/tmp/seawall-scale", help="data, vaults and restores go here")
+    ap.add_argument("--results", default=str(REPO / "bench" / "scale_results.json"), help="JSON rows (appended)")
+    ap.add_argument("--min-free", type=parse_size, default=parse_size("15G"),
+                    help="skip a step that would leave less free disk than this (default 15G)")
+    ap.add_argument("--keep-data", action="store_true", help="keep generated trees for the next run")
+    args = ap.parse_args()
+    args.ops = args.ops.split(",")
+    run = Run(args)
+    run.log(f"commit {run.commit}, results -> {run.results}")
+    for size in args.sizes.split(","):
+        for source in args.sources.split(","):
+            getattr(run, source)(size)
+
+
+if __name__ == "__main__":
+    main()
