@@ -24,6 +24,7 @@ Results are appended to a JSON file as they come (a long run that stops keeps wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -119,10 +120,19 @@ class TreeSampler(threading.Thread):
 
 
 def heavy_lock():
-    """The shared benchmark lock, held for one operation (others need it between ours)."""
+    """The shared benchmark lock, held for one step (others need it between ours)."""
     fh = open(HEAVY_LOCK, "a")  # noqa: SIM115 (closed by the caller)
     fcntl.flock(fh, fcntl.LOCK_EX)
     return fh
+
+
+@contextlib.contextmanager
+def locked():
+    lock = heavy_lock()
+    try:
+        yield
+    finally:
+        lock.close()
 
 
 def measure(sample: Sample, argv: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -268,7 +278,8 @@ class Run:
         if not self.room(parse_size(size)):
             return
         t0 = time.perf_counter()
-        summary = scale_data.make_tree(data, parse_size(size))
+        with locked():  # generating is CPU-heavy too
+            summary = scale_data.make_tree(data, parse_size(size))
         self.log(f"tree {size}: {summary['files']} files, {summary['bytes'] / MB:.0f} MB "
                  f"({time.perf_counter() - t0:.0f} s to make)")
         url = self.new_vault(root, "vault")
@@ -288,7 +299,8 @@ class Run:
             url = self.new_vault(root, "vault")
             pass_file = private_file(root / "passphrase", PASSPHRASE)
             t0 = time.perf_counter()
-            cluster, facts = scale_data.make_cluster(root, parse_size(size))
+            with locked():
+                cluster, facts = scale_data.make_cluster(root, parse_size(size))
             self.log(f"pg {size}: pgbench -s {facts['pgbench_scale']}, {facts['cluster_bytes'] / MB:.0f} MB "
                      f"({time.perf_counter() - t0:.0f} s to load)")
             scale_data.start_archiving(cluster, scale_data.archive_command(SEAWALL, url, pass_file))
