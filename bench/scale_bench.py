@@ -289,7 +289,8 @@ class Run:
 
     def tree(self, size: str) -> None:
         root = self.work / f"tree-{size}"
-        root.mkdir(exist_ok=True)
+        shutil.rmtree(root, ignore_errors=True)  # vaults of an interrupted run
+        root.mkdir()
         data = self.work / f"data-{size}"
         if not self.room(parse_size(size)):
             return
