@@ -341,8 +341,8 @@ def main() -> None:
     ap.add_argument("--results", default=str(REPO / "bench" / "scale_results.json"), help="JSON rows (appended)")
     ap.add_argument("--min-free", type=parse_size, default=parse_size("15G"),
                     help="skip a step that would leave less free disk than this (default 15G)")
-    ap.add_argument("--lock-timeout", type=float, default=120,
-                    help="seconds to wait for the heavy lock before a step runs without it (default 120)")
+    ap.add_argument("--lock-timeout", type=float, default=20,
+                    help="seconds to wait for the heavy lock before a step runs without it (default 20)")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the whole run (default 10)")
     ap.add_argument("--keep-data", action="store_true", help="keep generated trees for the next run")
     args = ap.parse_args()
