@@ -188,9 +188,10 @@ def measure(sample: Sample, argv: list[str], env: dict[str, str]) -> dict[str, A
 
 
 # ---- the run -------------------------------------------------------------------------------------
-def git_commit() -> str:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "seawall"], capture_output=True,
+def git_commit(repo: Path) -> str:
+    """The commit of the checkout whose code `seawall` runs (+dirty if its seawall/ has edits)."""
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "seawall"], capture_output=True,
                            text=True).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
@@ -214,7 +215,9 @@ class Run:
         self.work = Path(args.workdir)
         self.work.mkdir(parents=True, exist_ok=True)
         self.results = Path(args.results)
-        self.commit = git_commit()
+        self.seawall_bin = args.seawall
+        # a venv's bin/seawall runs the checkout the venv was synced from (editable install)
+        self.commit = git_commit(Path(args.seawall).resolve().parents[2])
         self.env = {**os.environ, "SEAWALL_PASSPHRASE": PASSPHRASE, "SEAWALL_PREFECT": "off",
                     "SCALE_TMP": str(self.work), "SCALE_LOCK_TIMEOUT": str(args.lock_timeout)}
         self.env.pop("PREFECT_API_URL", None)
@@ -239,13 +242,13 @@ class Run:
         return True
 
     def seawall(self, sample: Sample, *argv: str) -> dict[str, Any]:
-        result = measure(sample, [SEAWALL, *argv, "--json"], self.env)
+        result = measure(sample, [self.seawall_bin, *argv, "--json"], self.env)
         self.record(sample)
         return result
 
     def new_vault(self, root: Path, name: str) -> str:
         url = f"file://{private_dir(root / name)}"
-        subprocess.run([SEAWALL, "init", url], env=self.env, check=True, capture_output=True)
+        subprocess.run([self.seawall_bin, "init", url], env=self.env, check=True, capture_output=True)
         return url
 
     # -- the four operations, common to both sources --
@@ -320,7 +323,7 @@ class Run:
                 cluster, facts = scale_data.make_cluster(root, parse_size(size))
             self.log(f"pg {size}: pgbench -s {facts['pgbench_scale']}, {facts['cluster_bytes'] / MB:.0f} MB "
                      f"({time.perf_counter() - t0:.0f} s to load)")
-            scale_data.start_archiving(cluster, scale_data.archive_command(SEAWALL, url, pass_file))
+            scale_data.start_archiving(cluster, scale_data.archive_command(self.seawall_bin, url, pass_file))
             restored = root / "restored"
             self.ops("pg", size, root, url, facts["cluster_bytes"],
                      ["postgres", "--dsn", cluster.conninfo(), "--mode", "physical", "--dataset", "pg"],
@@ -344,14 +347,15 @@ def main() -> None:
     ap.add_argument("--lock-timeout", type=float, default=20,
                     help="seconds to wait for the heavy lock before a step runs without it (default 20)")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the whole run (default 10)")
+    ap.add_argument("--seawall", default=SEAWALL, help="the seawall executable measured (default: this venv's)")
     ap.add_argument("--keep-data", action="store_true", help="keep generated trees for the next run")
     args = ap.parse_args()
     args.ops = args.ops.split(",")
     os.nice(args.nice)
     run = Run(args)
     run.log(f"commit {run.commit}, results -> {run.results}")
-    for size in args.sizes.split(","):
-        for source in args.sources.split(","):
+    for source in args.sources.split(","):
+        for size in args.sizes.split(","):
             getattr(run, source)(size)
 
 
