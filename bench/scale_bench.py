@@ -225,8 +225,8 @@ class Run:
     def log(self, msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
-    def record(self, sample: Sample) -> None:
-        sample.commit = self.commit
+    def record(self, sample: Sample, commit: str) -> None:
+        sample.commit = commit
         rows = json.loads(self.results.read_text()) if self.results.exists() else []
         rows.append(asdict(sample))
         self.results.write_text(json.dumps(rows, indent=1) + "\n")
@@ -241,9 +241,10 @@ class Run:
             return False
         return True
 
-    def seawall(self, sample: Sample, *argv: str) -> dict[str, Any]:
-        result = measure(sample, [self.seawall_bin, *argv, "--json"], self.env)
-        self.record(sample)
+    def seawall(self, sample: Sample, *argv: str, binary: str | None = None) -> dict[str, Any]:
+        """Measure `seawall ARGV --json` (`binary`: another checkout's seawall, see --also)."""
+        result = measure(sample, [binary or self.seawall_bin, *argv, "--json"], self.env)
+        self.record(sample, git_commit(Path(binary).resolve().parents[2]) if binary else self.commit)
         return result
 
     def new_vault(self, root: Path, name: str) -> str:
@@ -265,12 +266,13 @@ class Run:
         s.extra.update(backup_id=backup_id, vault_bytes=vault_bytes, vault_files=vault_files,
                        stored_bytes_new=out.get("stored_bytes_new"), files=out.get("files"))
         self.record_extra(s)
-        if "restore" in self.args.ops and self.room(int(data_bytes * 1.1)):
-            s = mk("restore")
-            self.seawall(s, "restore", backup_id, "--vault", url, *restore_to)
-            s.extra["restored_bytes"] = du(restored)
-            self.record_extra(s)
-            shutil.rmtree(restored, ignore_errors=True)
+        for binary in [None, *([self.args.also] if "restore" in self.args.also_ops else [])]:
+            if "restore" in self.args.ops and self.room(int(data_bytes * 1.1)):
+                s = mk("restore")
+                self.seawall(s, "restore", backup_id, "--vault", url, *restore_to, binary=binary)
+                s.extra["restored_bytes"] = du(restored)
+                self.record_extra(s)
+                shutil.rmtree(restored, ignore_errors=True)
         if "copy" in self.args.ops and self.room(vault_bytes):
             dest = root / "vault-copy"
             s = mk("copy")
@@ -348,9 +350,13 @@ def main() -> None:
                     help="seconds to wait for the heavy lock before a step runs without it (default 20)")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the whole run (default 10)")
     ap.add_argument("--seawall", default=SEAWALL, help="the seawall executable measured (default: this venv's)")
+    ap.add_argument("--also", help="another seawall executable (e.g. a fix's checkout) to measure too, "
+                    "on the same vault right after ours, for --also-ops")
+    ap.add_argument("--also-ops", default="restore", help="operations --also measures (only restore so far)")
     ap.add_argument("--keep-data", action="store_true", help="keep generated trees for the next run")
     args = ap.parse_args()
     args.ops = args.ops.split(",")
+    args.also_ops = args.also_ops.split(",") if args.also else []
     os.nice(args.nice)
     run = Run(args)
     run.log(f"commit {run.commit}, results -> {run.results}")
