@@ -6,10 +6,9 @@ and bytes pass through, not on how each line was invented, so here:
 
 * the **tree** keeps datagen's layout (`datagen.plan`: the same file names, sizes, ~50% text /
   ~50% incompressible binaries, 8% duplicate files) and its binaries (BLAKE3 XOF), but a text file
-  is a random draw of lines from an 8 MiB pool per kind (log, CSV, JSON lines) that datagen's own
-  generators wrote once. Drawn lines
-  compress like the originals (zstd-1 ~3x: its window never sees a repeat) and every 1 MiB chunk
-  is new (thousands of lines in random order), so nothing deduplicates that datagen would not;
+  is made of 4-64 KiB slices taken at random places of a 16 MiB pool per kind (log, CSV, JSON
+  lines) that datagen's own generators wrote once. It compresses like the original text (zstd-1
+  ~3x) and no chunk repeats (see `_write_text`), so nothing deduplicates that datagen would not;
 * the **PostgreSQL** cluster is `pgbench -i` (logged tables: unlogged ones are not in a physical
   backup) with server-side generation, loaded under `wal_level=minimal` (the load writes no WAL),
   then restarted with archiving into the vault. pgbench rows compress ~100x: the stored bytes and
@@ -31,12 +30,13 @@ from bench import datagen
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
 
-POOL_BYTES = 8 << 20  # per text kind
+POOL_BYTES = 16 << 20  # per text kind
+SLICE = (4 << 10, 64 << 10)
 SCALE_MB = 15.6  # pgbench: one scale unit = 100,000 accounts = ~15.6 MB of table + index (PostgreSQL 15)
 
 
 # ---- file tree -----------------------------------------------------------------------------------
-def _pool(kind: str) -> list[bytes]:
+def _pool(kind: str) -> bytes:
     rng = random.Random(datagen.TEXT_KINDS.index(kind) + 0x5CA1E)
     lines = datagen._GENERATORS[kind](rng, datagen._Words(random.Random(7)))
     out, size = [], 0
@@ -44,22 +44,25 @@ def _pool(kind: str) -> list[bytes]:
         out.append(line.encode())
         size += len(out[-1])
         if size >= POOL_BYTES:
-            return out
-    return out
+            break
+    return b"".join(out)
 
 
-_POOLS: dict[str, list[bytes]] = {}
+_POOLS: dict[str, bytes] = {}
 
 
 def _write_text(path: Path, spec: datagen.FileSpec) -> None:
+    """Slices of 4-64 KiB from random places of the kind's pool: every CDC chunk (256 KiB at least)
+    spans several, so none repeats, and zstd's window (512 KiB at level 1) sees no repeats either."""
     pool = _POOLS.get(spec.kind) or _POOLS.setdefault(spec.kind, _pool(spec.kind))
     rng = random.Random(spec.seed)
     left = spec.size
     with open(path, "wb") as out:
         while left > 0:
-            block = b"".join(rng.choices(pool, k=20_000))[:left]
-            out.write(block)
-            left -= len(block)
+            n = min(left, rng.randint(SLICE[0], SLICE[1]))
+            start = rng.randrange(len(pool) - n)
+            out.write(pool[start:start + n])
+            left -= n
 
 
 def _write_one(root: str, spec: datagen.FileSpec, index: int) -> None:
@@ -75,7 +78,7 @@ def _write_one(root: str, spec: datagen.FileSpec, index: int) -> None:
 def make_tree(root: Path, size: int, seed: int = 1, jobs: int = 2) -> dict:
     """Create the tree (or reuse it if its stamp matches); returns datagen's summary of it."""
     stamp = root.with_name(root.name + ".json")
-    want = {"format": f"scale-{datagen.FORMAT}", "size": size, "seed": seed}
+    want = {"format": f"scale-{datagen.FORMAT}-slices", "size": size, "seed": seed}
     if stamp.exists() and root.is_dir():
         summary = json.loads(stamp.read_text())
         if {k: summary.get(k) for k in want} == want:
