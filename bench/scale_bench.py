@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,10 @@ def measure(sample: Sample, argv: list[str], env: dict[str, str]) -> dict[str, A
 
 # ---- the run -------------------------------------------------------------------------------------
 def git_commit(repo: Path) -> str:
-    """The commit of the checkout whose code `seawall` runs (+dirty if its seawall/ has edits)."""
-    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    """The last commit that changed seawall/ in the checkout whose code `seawall` runs (+dirty if
+    seawall/ has edits): edits to bench/ alone do not change what is measured."""
+    out = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h", "--", "seawall"], capture_output=True,
+                         text=True)
     dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "seawall"], capture_output=True,
                            text=True).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")
@@ -254,7 +257,9 @@ class Run:
 
     # -- the four operations, common to both sources --
     def ops(self, source: str, size: str, root: Path, url: str, data_bytes: int, backup: list[str],
-            restore_to: list[str], restored: Path) -> None:
+            restore_to: list[str], restored: Path, drop_source: Callable[[], None]) -> None:
+        """backup, then (with the source deleted: the disk holds the vault and one restore at a time)
+        restore, copy and verify."""
         mk = lambda op: Sample(source, size, op, data_bytes=data_bytes)  # noqa: E731
         if not self.room(data_bytes // 2):
             return
@@ -266,6 +271,7 @@ class Run:
         s.extra.update(backup_id=backup_id, vault_bytes=vault_bytes, vault_files=vault_files,
                        stored_bytes_new=out.get("stored_bytes_new"), files=out.get("files"))
         self.record_extra(s)
+        drop_source()
         for binary in [None, *([self.args.also] if "restore" in self.args.also_ops else [])]:
             if "restore" in self.args.ops and self.room(int(data_bytes * 1.1)):
                 s = mk("restore")
@@ -306,11 +312,11 @@ class Run:
                  f"({time.perf_counter() - t0:.0f} s to make)")
         url = self.new_vault(root, "vault")
         restored = root / "restored"
+        drop = (lambda: None) if self.args.keep_data else (lambda: shutil.rmtree(data, ignore_errors=True))
         self.ops("tree", size, root, url, summary["bytes"], ["files", str(data), "--dataset", "scale"],
-                 ["--to", str(restored)], restored)
+                 ["--to", str(restored)], restored, drop)
         shutil.rmtree(root, ignore_errors=True)
-        if not self.args.keep_data:
-            shutil.rmtree(data, ignore_errors=True)
+        drop()
 
     def pg(self, size: str) -> None:
         if not self.room(int(parse_size(size) * 1.2)):
@@ -330,7 +336,7 @@ class Run:
             self.ops("pg", size, root, url, facts["cluster_bytes"],
                      ["postgres", "--dsn", cluster.conninfo(), "--mode", "physical", "--dataset", "pg"],
                      ["--to-datadir", str(restored), "--port", str(free_port()), "--stopped",
-                      "--passphrase-file", str(pass_file)], restored)
+                      "--passphrase-file", str(pass_file)], restored, cluster.remove)
         finally:
             if cluster is not None:
                 cluster.stop("immediate")
