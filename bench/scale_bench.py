@@ -318,6 +318,24 @@ class Run:
         shutil.rmtree(root, ignore_errors=True)
         drop()
 
+    def files(self, count: str) -> None:
+        """Many small files (`count` like 100k): per-file and per-chunk memory at 100 GB counts."""
+        n = int(float(count.lower().removesuffix("k")) * (1000 if count.lower().endswith("k") else 1))
+        root = self.work / f"files-{count}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        data = self.work / f"small-{count}"
+        with locked(self.args.lock_timeout):
+            summary = scale_data.make_small_files(data, n)
+        self.log(f"files {count}: {n} files, {summary['bytes'] / MB:.0f} MB")
+        url = self.new_vault(root, "vault")
+        restored = root / "restored"
+        drop = (lambda: None) if self.args.keep_data else (lambda: shutil.rmtree(data, ignore_errors=True))
+        self.ops("files", count, root, url, summary["bytes"], ["files", str(data), "--dataset", "small"],
+                 ["--to", str(restored)], restored, drop)
+        shutil.rmtree(root, ignore_errors=True)
+        drop()
+
     def pg(self, size: str) -> None:
         if not self.room(int(parse_size(size) * 1.2)):
             return
@@ -345,7 +363,8 @@ class Run:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sources", default="tree,pg", help="tree, pg or both (default tree,pg)")
+    ap.add_argument("--sources", default="tree,pg", help="tree, pg, files (many small files; sizes are then "
+                    "file counts such as 100k) (default tree,pg)")
     ap.add_argument("--sizes", default="1G,4G,10G", help="data sizes, GiB for trees (default 1G,4G,10G)")
     ap.add_argument("--ops", default="backup,restore,copy,verify", help="operations (backup always runs)")
     ap.add_argument("--workdir", default="/tmp/seawall-scale", help="data, vaults and restores go here")

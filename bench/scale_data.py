@@ -100,6 +100,33 @@ def make_tree(root: Path, size: int, seed: int = 1, jobs: int = 2) -> dict:
     return summary
 
 
+# ---- many small files ----------------------------------------------------------------------------
+def make_small_files(root: Path, count: int, seed: int = 1) -> dict:
+    """`count` files of 1-4 KiB of distinct text, 1,000 per folder: the file and chunk count of a
+    datagen tree ~100x larger in bytes (datagen has ~4,500 files and ~4,500 chunks per GB), so the
+    per-file and per-chunk memory of a 100 GB tree is measured on ~1 GB of disk."""
+    stamp = root.with_name(root.name + ".json")
+    want = {"format": "small-files-1", "count": count, "seed": seed}
+    if stamp.exists() and root.is_dir() and json.loads(stamp.read_text()) == want:
+        return {**want, "bytes": _tree_bytes(root)}
+    shutil.rmtree(root, ignore_errors=True)
+    pool = _pool("log")
+    rng = random.Random(seed)
+    for i in range(count):
+        folder = root / f"d{i // 1000:04d}"
+        if i % 1000 == 0:
+            folder.mkdir(parents=True)
+        n = rng.randint(1 << 10, 4 << 10)
+        start = rng.randrange(len(pool) - n)
+        (folder / f"f{i:07d}.log").write_bytes(b"%d " % i + pool[start:start + n])
+    stamp.write_text(json.dumps(want))
+    return {**want, "bytes": _tree_bytes(root)}
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(e.stat().st_size for d in os.scandir(root) for e in os.scandir(d.path))
+
+
 # ---- PostgreSQL ----------------------------------------------------------------------------------
 def archive_command(seawall_bin: str, vault_url: str, passphrase_file: Path) -> str:
     return f"{seawall_bin} wal-push %p --vault {vault_url} --passphrase-file {passphrase_file}"
