@@ -204,6 +204,11 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def mem_available() -> int:
+    with open("/proc/meminfo") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+
+
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -237,12 +242,24 @@ class Run:
                  f"seawall {sample.self_hwm / MB:.0f} MB, {sample.wall_s:.0f} s, load {sample.load_before[0]:.1f}"
                  f"{'' if sample.locked else ' (without the heavy lock)'}")
 
-    def room(self, need: int) -> bool:
-        left = free_bytes(self.work) - need
-        if left < self.args.min_free:
-            self.log(f"skipped: would leave {left / GB:.1f} GB free (< {self.args.min_free / GB:.0f} GB)")
+    def room(self, need: int, *, restore: bool = False) -> bool:
+        """Whether `need` more bytes fit, leaving --min-free on the disk (or, for a restore into
+        --restore-dir, a RAM-backed tmpfs: --min-free-ram of MemAvailable)."""
+        if restore and self.args.restore_dir:
+            left, floor, what = mem_available() - need, self.args.min_free_ram, "RAM available"
+        else:
+            left, floor, what = free_bytes(self.work) - need, self.args.min_free, "free on disk"
+        if left < floor:
+            self.log(f"skipped: would leave {left / GB:.1f} GB {what} (< {floor / GB:.0f} GB)")
             return False
         return True
+
+    def restore_target(self, root: Path, name: str) -> Path:
+        """Where a restore goes: under `root`, or a new folder in --restore-dir (owned by the
+        PostgreSQL user, who must be able to create the data directory there)."""
+        if not self.args.restore_dir:
+            return root / "restored"
+        return make_private_dir(f"scale-{name}-", self.args.restore_dir) / "restored"
 
     def seawall(self, sample: Sample, *argv: str, binary: str | None = None) -> dict[str, Any]:
         """Measure `seawall ARGV --json` (`binary`: another checkout's seawall, see --also)."""
@@ -273,7 +290,7 @@ class Run:
         self.record_extra(s)
         drop_source()
         for binary in [None, *([self.args.also] if "restore" in self.args.also_ops else [])]:
-            if "restore" in self.args.ops and self.room(int(data_bytes * 1.1)):
+            if "restore" in self.args.ops and self.room(int(data_bytes * 1.1), restore=True):
                 s = mk("restore")
                 self.seawall(s, "restore", backup_id, "--vault", url, *restore_to, binary=binary)
                 s.extra["restored_bytes"] = du(restored)
@@ -311,11 +328,12 @@ class Run:
         self.log(f"tree {size}: {summary['files']} files, {summary['bytes'] / MB:.0f} MB "
                  f"({time.perf_counter() - t0:.0f} s to make)")
         url = self.new_vault(root, "vault")
-        restored = root / "restored"
+        restored = self.restore_target(root, f"tree-{size}")
         drop = (lambda: None) if self.args.keep_data else (lambda: shutil.rmtree(data, ignore_errors=True))
         self.ops("tree", size, root, url, summary["bytes"], ["files", str(data), "--dataset", "scale"],
                  ["--to", str(restored)], restored, drop)
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(restored.parent, ignore_errors=True)
         drop()
 
     def files(self, count: str) -> None:
@@ -329,18 +347,19 @@ class Run:
             summary = scale_data.make_small_files(data, n)
         self.log(f"files {count}: {n} files, {summary['bytes'] / MB:.0f} MB")
         url = self.new_vault(root, "vault")
-        restored = root / "restored"
+        restored = self.restore_target(root, f"files-{count}")
         drop = (lambda: None) if self.args.keep_data else (lambda: shutil.rmtree(data, ignore_errors=True))
         self.ops("files", count, root, url, summary["bytes"], ["files", str(data), "--dataset", "small"],
                  ["--to", str(restored)], restored, drop)
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(restored.parent, ignore_errors=True)
         drop()
 
     def pg(self, size: str) -> None:
         if not self.room(int(parse_size(size) * 1.2)):
             return
         root = make_private_dir("scale-pg-", str(self.work))
-        cluster = None
+        cluster, restored = None, None
         try:
             url = self.new_vault(root, "vault")
             pass_file = private_file(root / "passphrase", PASSPHRASE)
@@ -350,7 +369,7 @@ class Run:
             self.log(f"pg {size}: pgbench -s {facts['pgbench_scale']}, {facts['cluster_bytes'] / MB:.0f} MB "
                      f"({time.perf_counter() - t0:.0f} s to load)")
             scale_data.start_archiving(cluster, scale_data.archive_command(self.seawall_bin, url, pass_file))
-            restored = root / "restored"
+            restored = self.restore_target(root, f"pg-{size}")
             self.ops("pg", size, root, url, facts["cluster_bytes"],
                      ["postgres", "--dsn", cluster.conninfo(), "--mode", "physical", "--dataset", "pg"],
                      ["--to-datadir", str(restored), "--port", str(free_port()), "--stopped",
@@ -359,6 +378,8 @@ class Run:
             if cluster is not None:
                 cluster.stop("immediate")
             shutil.rmtree(root, ignore_errors=True)
+            if restored is not None:
+                shutil.rmtree(restored.parent, ignore_errors=True)
 
 
 def main() -> None:
@@ -371,6 +392,10 @@ def main() -> None:
     ap.add_argument("--results", default=str(REPO / "bench" / "scale_results.json"), help="JSON rows (appended)")
     ap.add_argument("--min-free", type=parse_size, default=parse_size("15G"),
                     help="skip a step that would leave less free disk than this (default 15G)")
+    ap.add_argument("--restore-dir", help="restore into this folder instead (e.g. /dev/shm when the disk is short; "
+                    "restores are deleted right after they are measured)")
+    ap.add_argument("--min-free-ram", type=parse_size, default=parse_size("6G"),
+                    help="skip a restore into --restore-dir that would leave less MemAvailable (default 6G)")
     ap.add_argument("--lock-timeout", type=float, default=20,
                     help="seconds to wait for the heavy lock before a step runs without it (default 20)")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the whole run (default 10)")

@@ -16,7 +16,8 @@ from pathlib import Path
 from bench.common import MB, REPO
 
 OPS = ("backup", "restore", "copy", "verify")
-SOURCES = {"tree": "file tree", "pg": "PostgreSQL (physical)"}
+SOURCES = {"tree": "file tree (datagen mix)", "pg": "PostgreSQL cluster (physical)",
+           "files": "many small files (1-4 KiB)"}
 GB = 1_000_000_000
 
 
@@ -30,21 +31,30 @@ def latest(rows: list[dict]) -> dict[tuple, dict]:
 
 def table(rows: dict[tuple, dict]) -> str:
     head = ("| source | data | op | peak RSS, tree (MB) | seawall VmHWM (MB) | wall (s) | MB/s | CPU (s) "
-            "| load 1-min before → after | lock wait (s) | commit |")
+            "| load 1-min before → after | heavy lock | commit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     order = sorted(rows.values(), key=lambda r: (list(SOURCES).index(r["source"]), r["commit"] != first_commit(rows),
                                                  r["data_bytes"], OPS.index(r["op"])))
     for r in order:
         data = r["data_bytes"]
-        lines.append(f"| {r['source']} | {data / GB:.2f} GB | {r['op']} | **{r['tree_peak'] / MB:.0f}** "
+        lock = "held" if r.get("locked", True) else f"no ({r['lock_wait_s']:.0f} s tried)"
+        size = f"{r['size']} files, {data / GB:.2f} GB" if r["source"] == "files" else f"{data / GB:.2f} GB"
+        lines.append(f"| {r['source']} | {size} | {r['op']} | **{r['tree_peak'] / MB:.0f}** "
                      f"| {r['self_hwm'] / MB:.0f} | {r['wall_s']:.0f} | {data / MB / r['wall_s']:.0f} "
                      f"| {r['cpu_s']:.0f} | {r['load_before'][0]:.1f} → {r['load_after'][0]:.1f} "
-                     f"| {r['lock_wait_s']:.0f} | `{r['commit']}` |")
+                     f"| {lock} | `{r['commit']}` |")
     return "\n".join(lines)
 
 
 def first_commit(rows: dict[tuple, dict]) -> str:
     return min(rows.values(), key=lambda r: r["at"])["commit"]
+
+
+def _x(row: dict) -> float:
+    """Data size in GB, or for the small-files source the file count in thousands."""
+    if row["source"] == "files":
+        return float(row["size"].lower().removesuffix("k"))
+    return row["data_bytes"] / GB
 
 
 def plot(rows: dict[tuple, dict], png: Path) -> None:
@@ -55,18 +65,18 @@ def plot(rows: dict[tuple, dict], png: Path) -> None:
 
     first = first_commit(rows)
     commits = sorted({k[3] for k in rows}, key=lambda c: c != first)
-    fig, axes = plt.subplots(1, len(SOURCES), figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, len(SOURCES), figsize=(14, 4.6), sharey=True)
     colors = dict(zip(OPS, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
     for ax, (source, title) in zip(axes, SOURCES.items(), strict=True):
         for commit in commits:
             for op in OPS:
-                pts = sorted((r["data_bytes"] / GB, r["tree_peak"] / MB) for k, r in rows.items()
+                pts = sorted((_x(r), r["tree_peak"] / MB) for k, r in rows.items()
                              if k[0] == source and k[2] == op and k[3] == commit)
                 if pts:
                     ax.plot(*zip(*pts, strict=True), marker="o", color=colors[op],
                             linestyle="-" if commit == first else "--", label=f"{op} ({commit})")
         ax.set_title(title)
-        ax.set_xlabel("data size (GB)")
+        ax.set_xlabel("files (thousands)" if source == "files" else "data size (GB)")
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
@@ -78,10 +88,11 @@ def plot(rows: dict[tuple, dict], png: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", default=str(REPO / "bench" / "scale_results.json"))
+    ap.add_argument("--results", nargs="+", default=[str(REPO / "bench" / f) for f in
+                                                     ("scale_results.json", "scale_results_files.json")])
     ap.add_argument("--png", default=str(REPO / "bench" / "scale_memory.png"))
     args = ap.parse_args()
-    rows = latest(json.loads(Path(args.results).read_text()))
+    rows = latest([row for path in args.results if Path(path).exists() for row in json.loads(Path(path).read_text())])
     print(table(rows))
     plot(rows, Path(args.png))
     print(f"\nplot: {args.png}")
