@@ -3,8 +3,9 @@
 Each operation runs as users run it, one `seawall` process, and is measured from outside:
 
 * **tree peak**: the highest sum of VmRSS over the `seawall` process and every descendant it has
-  at that moment (pg_basebackup, wal-get ...), sampled every 50 ms. The PostgreSQL server a
-  physical restore starts for recovery is left out: that memory is the database's, not seawall's.
+  at that moment (pg_basebackup, pg_ctl ...), sampled every 50 ms. Left out: the PostgreSQL
+  server a physical restore starts for recovery (and the `wal-get` it runs): that memory is the
+  database's; and a child between fork and exec, whose RSS is the parent's pages counted twice.
 * **seawall peak**: VmHWM of the `seawall` process itself (its kernel high-water mark, read at the
   last sample), and `ru_maxrss` from wait4 (the largest single process of the tree, reaped children
   included) as a cross-check.
@@ -94,6 +95,14 @@ def _status(pid: int) -> dict[str, str]:
         return {}
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
 def _kb(status: dict[str, str], key: str) -> int:
     return int(status.get(key, "0 kB").split()[0]) * 1024
 
@@ -108,6 +117,7 @@ class TreeSampler(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
+        own = _cmdline(self.pid)
         while not self.done.is_set():
             total, stack = 0, [self.pid]
             while stack:
@@ -115,6 +125,9 @@ class TreeSampler(threading.Thread):
                 st = _status(pid)
                 if st.get("Name", "").strip() == "postgres":
                     continue  # the database server a restore starts: not seawall's memory
+                if pid != self.pid and _cmdline(pid) == own:
+                    continue  # forked, not yet exec'd (a child run as another user is forked, not
+                    # vforked): its RSS counts the parent's pages a second time
                 total += _kb(st, "VmRSS")
                 if pid == self.pid:
                     self.self_hwm = max(self.self_hwm, _kb(st, "VmHWM"))
