@@ -45,6 +45,7 @@ class AutomationSpec:
     notify: list[str]
     subject: str
     body: str
+    actions: list[dict[str, Any]] | None = None  # instead of notifications (e.g. change-flow-run-state)
 
 
 # The run's dataset, stage and vault, from the tags its deployment gave it (`-` when absent: an
@@ -76,6 +77,28 @@ def failure_automation(notify: list[str]) -> AutomationSpec:
                  "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"},
                  "posture": "Reactive", "threshold": 1, "within": 0},
         notify=notify, subject=FAILURE_SUBJECT, body=FAILURE_BODY)
+
+
+HEARTBEAT = "prefect.flow-run.heartbeat"
+RUN_ENDS = ("prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+            "prefect.flow-run.Crashed")
+
+
+def unresponsive_automation(within_seconds: int) -> AutomationSpec:
+    """Mark a seawall run Crashed when its heartbeats stop (its worker or machine died): Prefect's
+    "detect zombie flows" recipe, limited to runs tagged `seawall`. The Crashed state then fires the
+    failure alert, and the run's deployment slot frees for the next run."""
+    return AutomationSpec(
+        name="seawall-unresponsive-runs",
+        description=f"Mark a seawall run Crashed when no heartbeat came for {_human(within_seconds)}.",
+        trigger={"type": "event", "after": [HEARTBEAT], "expect": [HEARTBEAT, *RUN_ENDS],
+                 "match": {"prefect.resource.id": "prefect.flow-run.*"},
+                 "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TAG}"},
+                 "for_each": ["prefect.resource.id"], "posture": "Proactive", "threshold": 1,
+                 "within": within_seconds},
+        notify=[], subject="", body="",
+        actions=[{"type": "change-flow-run-state", "state": "CRASHED",
+                  "message": f"no heartbeat for {_human(within_seconds)}: its worker or machine stopped (seawall)"}])
 
 
 def stages(policy: Policy, dataset: str) -> dict[str, str]:
@@ -121,10 +144,13 @@ def suspicious_automation(notify: list[str]) -> AutomationSpec:
 
 
 def automations(policy: Policy, notify: list[str]) -> list[AutomationSpec]:
-    """The failure alert, the suspicious-backup alert and one staleness alert per dataset and stage."""
+    """Crash detection, the failure alert, the suspicious-backup alert and one staleness alert per
+    dataset and stage (alerts only with somewhere to notify)."""
+    crash = [unresponsive_automation(int(policy.unresponsive_after.total_seconds()))] \
+        if policy.unresponsive_after is not None else []
     if not notify:
-        return []
-    out = [failure_automation(notify)] if policy.alerts.on_failure else []
+        return crash
+    out = crash + ([failure_automation(notify)] if policy.alerts.on_failure else [])
     out.append(suspicious_automation(notify))
     if policy.alerts.on_staleness:
         out += [staleness_automation(policy, name, stage, notify)

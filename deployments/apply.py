@@ -47,7 +47,7 @@ def deploy(desired: Desired, client=None) -> list[str]:
         with get_client(sync_client=True) as own:
             return deploy(desired, own)
     changes = apply_lifecycles(desired.lifecycles)  # first: a refused rule stops the deploy here
-    changes += _limits(client, desired.concurrency_limits)
+    changes += _limits(client, desired.concurrency_limits, desired.slot_decay_per_second)
     changes += _webhooks(client, desired.webhooks)
     for spec in desired.deployments:
         changes += _deployment(client, spec, desired.work_pool)
@@ -56,7 +56,8 @@ def deploy(desired: Desired, client=None) -> list[str]:
     return changes + _retired_automations(client, {a.name for a in desired.automations})
 
 
-def _limits(client, limits: dict[str, int]) -> list[str]:
+def _limits(client, limits: dict[str, int], decay: float) -> list[str]:
+    """The vault slots, with the slot decay that frees a slot whose holder and lease were both lost."""
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectNotFound
 
@@ -65,11 +66,13 @@ def _limits(client, limits: dict[str, int]) -> list[str]:
         try:
             current = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay))
             out.append(f"created concurrency limit {name} = {limit}")
             continue
-        if current.limit != limit or not current.active:
-            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=limit, active=True))
+        if current.limit != limit or not current.active or abs(current.slot_decay_per_second - decay) > 1e-12:
+            client.update_global_concurrency_limit(
+                name, GlobalConcurrencyLimitUpdate(limit=limit, active=True, slot_decay_per_second=decay))
             out.append(f"updated concurrency limit {name} = {limit}")
     return out
 
@@ -146,8 +149,9 @@ def _automation(client, spec: AutomationSpec) -> list[str]:
     existing = client.read_automations_by_name(spec.name)
     if existing and tag in existing[0].tags:
         return []
-    actions = [SendNotification(block_document_id=_block_id(client, ref), subject=spec.subject, body=spec.body)
-               for ref in spec.notify]
+    actions = _actions(spec) if spec.actions else [
+        SendNotification(block_document_id=_block_id(client, ref), subject=spec.subject, body=spec.body)
+        for ref in spec.notify]
     core = AutomationCore(name=spec.name, description=spec.description, tags=[TAG, tag], enabled=True,
                           trigger=EventTrigger(**spec.trigger), actions=actions)
     if existing:
@@ -155,6 +159,13 @@ def _automation(client, spec: AutomationSpec) -> list[str]:
         return [f"updated automation {spec.name}"]
     client.create_automation(core)
     return [f"created automation {spec.name}"]
+
+
+def _actions(spec: AutomationSpec) -> list:
+    from prefect.events.actions import ActionTypes
+    from pydantic import TypeAdapter
+
+    return [TypeAdapter(ActionTypes).validate_python(action) for action in spec.actions or []]
 
 
 def _retired_automations(client, wanted: set[str]) -> list[str]:

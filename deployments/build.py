@@ -63,6 +63,7 @@ class Desired:
     webhooks: dict[str, str]  # notification block name → URL (resolved at deploy time)
     automations: list[AutomationSpec]
     lifecycles: list[LifecycleSpec] = field(default_factory=list)
+    slot_decay_per_second: float = 0.0  # of the vault slots: one leaked slot frees after 1/decay seconds
 
 
 @dataclass
@@ -173,6 +174,9 @@ def _backup(name: str, ds: DatasetSpec, vault: Any) -> DeploymentSpec:
     elif ds.redis is not None:
         entry = f"{ENTRY}:nightly_backup_redis"
         params = {"source": source_param(ds), "vault": vault, "dataset": name}
+    elif ds.files.path.startswith("ssh://"):  # keys and known_hosts: the worker's ~/.ssh (as the CLI)
+        entry = f"{ENTRY}:nightly_backup_remote_files"
+        params = {"host": ds.files.path, "vault": vault, "dataset": name}
     else:
         entry = f"{ENTRY}:nightly_backup_files"
         params = {"path": ds.files.path, "vault": vault, "dataset": name}
@@ -271,6 +275,7 @@ def build(policy: Policy, env: dict[str, str] | None = None, policy_file: str | 
     specs += drill_deployments(policy) + report_deployments(policy, policy_file)
     return Desired(work_pool=policy.work_pool, deployments=specs,
                    concurrency_limits={f"seawall-vault-{v}": 1 for v in policy.vaults},
-                   webhooks=webhooks, automations=automations(policy, notify), lifecycles=lifecycles(policy))
+                   webhooks=webhooks, automations=automations(policy, notify), lifecycles=lifecycles(policy),
+                   slot_decay_per_second=1.0 / policy.slot_release_after.total_seconds())
 
 

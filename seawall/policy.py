@@ -312,7 +312,20 @@ class Policy(_Strict):
     datasets: dict[str, DatasetSpec]
     drills: DrillsSpec = Field(default_factory=DrillsSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    unresponsive_after: Duration | None = Field(
+        timedelta(minutes=10), description="A run whose heartbeats stop this long is marked Crashed (workers "
+        "send them every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds: Prefect's default 180, minimum 30).")
+    slot_release_after: Duration = Field(
+        timedelta(hours=6), description="A vault slot left held (its holder and its lease lost) frees itself "
+        "after this (the slot decay of the `seawall-vault-<name>` limits); longer than the longest write.")
     _source: tuple[str, Any] = PrivateAttr(default=("seawall.yaml", None))
+
+    @field_validator("unresponsive_after")
+    @classmethod
+    def _beyond_a_heartbeat(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() <= 30:
+            raise ValueError("must be longer than 30s, Prefect's shortest heartbeat interval (e.g. 10m)")
+        return value
 
     def problem(self, loc: tuple, message: str) -> Problem:
         """A Problem located at `loc` (e.g. `("vaults", "dr", "block")`) in the file this policy came from."""

@@ -30,6 +30,7 @@ from seawall.units import human_bytes, human_seconds
 from seawall.vault import Vault
 from tasks.policy import RETRYABLE
 from tasks.runtime import NO_CACHE, create_markdown_artifact, create_table_artifact, run_count, task
+from tasks.slots import vault_slot
 
 _TASK = dict(RETRYABLE, cache_policy=NO_CACHE)  # plans hold every chunk id: never hash them as inputs
 
@@ -103,7 +104,7 @@ def copy_wal_task(source: VaultConfig, dest: VaultConfig, plan: CopyPlan, settin
     """
     src, dst = open_pair(source, dest, lock)
     stats = TransferStats()
-    with shared_lease(dst, "copy WAL"):
+    with vault_slot(), shared_lease(dst, "copy WAL"):
         result = copy_wal(src, dst, plan, settings, stats, reporter("copy WAL", plan.bytes_to_copy))
     return result, stats.to_dict()
 
@@ -124,7 +125,7 @@ def copy_backups_task(source: VaultConfig, dest: VaultConfig, plan: CopyPlan, se
                          include_wal=plan.include_wal) if plan.items else plan
     stats = TransferStats()
     # Both sides' GC waits: the source's must not sweep chunks we are reading, nor the destination's ours.
-    with shared_lease(src, "copy backups (source)"), shared_lease(dst, "copy backups"):
+    with vault_slot(), shared_lease(src, "copy backups (source)"), shared_lease(dst, "copy backups"):
         results = copy_backups(src, dst, plan, settings, wal, stats, reporter("copy backups", plan.bytes_to_copy))
     return results, stats.to_dict()
 

@@ -11,6 +11,7 @@ from seawall.sources.delta import check_delta_root, restore_tree_delta
 from seawall.sources.files import backup_tree, check_restore_target, check_source, restore_tree, tree_size
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
+from tasks.slots import vault_slot
 
 
 @task(name="preflight-files", **RETRYABLE)
@@ -42,7 +43,7 @@ def backup_files_task(vault: VaultConfig, path: str, dataset: str, backup_id: st
         ```
     """
     v = vault.open_vault()
-    with shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
+    with vault_slot(), shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
         parent = v.latest_backup(dataset, kind="files")
         # A bar with a total and an ETA needs the bytes up front: a stat-only walk (restic scans the
         # same way), made only when someone draws the bar.

@@ -16,6 +16,7 @@ from seawall.preflight import CheckResult, require_critical, run_checks
 from seawall.progress import reporter
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
+from tasks.slots import vault_slot
 
 if TYPE_CHECKING:  # the PostgreSQL modules load psycopg: imported in the tasks that use them
     from seawall.postgres.recovery import CopyOptions, RecoveryTarget
@@ -94,7 +95,7 @@ def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, 
 
     v = vault.open_vault()
     conn = source.get_pgconn()
-    with shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
+    with vault_slot(), shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
         if mode == "logical":
             parent = v.latest_backup(dataset, kind="postgres-logical")
             return backup_logical(v, conn, dataset, jobs=jobs, backup_id=backup_id, parent=parent,

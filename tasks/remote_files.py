@@ -13,6 +13,7 @@ from seawall.sources.remote_restore import restore_tree_remote
 from seawall.ssh import translate_ssh_errors
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
+from tasks.slots import vault_slot
 
 
 def _source_check(host: SshConfig, path: str) -> str:
@@ -55,7 +56,7 @@ def backup_remote_files_task(host: SshConfig, path: str, vault: VaultConfig, dat
     """
     v = vault.open_vault()
     source = RemoteSource(host.ssh_options(), path, exclude=list(exclude or []), one_file_system=one_file_system)
-    with shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
+    with vault_slot(), shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
         parent = v.latest_backup(dataset, kind="files")
         return backup_remote_tree(v, source, dataset, backup_id=backup_id, parent=parent,
                                   progress=reporter("backup"))

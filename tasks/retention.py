@@ -19,6 +19,7 @@ from seawall.units import human_bytes
 from seawall.vault import Vault
 from tasks.policy import RETRYABLE
 from tasks.runtime import create_markdown_artifact, create_table_artifact, task
+from tasks.slots import vault_slot
 
 
 class PruneResult(BaseModel):
@@ -90,7 +91,7 @@ def prune_task(vault: VaultConfig, plan: RetentionPlan, policy: RetentionPolicy,
         ```
     """
     v = vault.open_vault()
-    with exclusive_lease(v, "retention", wait=wait) as lease:
+    with vault_slot(), exclusive_lease(v, "retention", wait=wait) as lease:
         backups = _backups(v, datasets)
         fresh = plan_retention(backups, policy, datetime.now(UTC), frozenset(verified_ids or ()),
                                _suspicious(v, backups))

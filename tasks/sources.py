@@ -21,6 +21,7 @@ from seawall.redis import rdb
 from seawall.redis.conn import translate_redis_errors
 from tasks.policy import RETRYABLE
 from tasks.runtime import task
+from tasks.slots import vault_slot
 
 MARIADB_MODES = ("logical", "physical")
 
@@ -96,7 +97,7 @@ def backup_mariadb_task(source: MariaDBConfig, vault: VaultConfig, mode: str, da
         ```
     """
     v = vault.open_vault()
-    with shared_lease(v, f"backup {dataset}"):
+    with vault_slot(), shared_lease(v, f"backup {dataset}"):
         if mode == "logical":
             return logical.backup_logical(v, source.get_myconn(), dataset, backup_id=backup_id,
                                           parent=v.latest_backup(dataset, kind=logical.KIND),
@@ -115,7 +116,7 @@ def archive_binlogs_task(source: MariaDBConfig, vault: VaultConfig, dataset: str
         ```
     """
     v = vault.open_vault()
-    with shared_lease(v, f"binlog archive {dataset}"):
+    with vault_slot(), shared_lease(v, f"binlog archive {dataset}"):
         return binlog.archive_binlogs(v, source.get_myconn(), dataset)
 
 
@@ -129,7 +130,7 @@ def backup_redis_task(source: RedisConfig, vault: VaultConfig, dataset: str, bac
         ```
     """
     v = vault.open_vault()
-    with shared_lease(v, f"backup {dataset}"):
+    with vault_slot(), shared_lease(v, f"backup {dataset}"):
         return rdb.backup_rdb(v, source.get_redisconn(), dataset, backup_id=backup_id,
                               progress=reporter("redis-cli --rdb"))
 
