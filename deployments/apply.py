@@ -23,6 +23,7 @@ from typing import Any
 from deployments.build import TAG, AutomationSpec, DeploymentSpec, Desired
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+IMAGE_WORKDIR = "/opt/seawall"  # where deployments/kubernetes/Dockerfile puts the project
 WEBHOOK_SLUG = "custom-webhook"
 _URL_TEMPLATE = "{{url}}"
 
@@ -47,17 +48,21 @@ def deploy(desired: Desired, client=None) -> list[str]:
         with get_client(sync_client=True) as own:
             return deploy(desired, own)
     changes = apply_lifecycles(desired.lifecycles)  # first: a refused rule stops the deploy here
-    changes += _limits(client, desired.concurrency_limits, desired.slot_decay_per_second)
+    changes += _limits(client, desired.concurrency_limits)
     changes += _webhooks(client, desired.webhooks)
+    code = code_directory(client.read_work_pool(desired.work_pool).type)
     for spec in desired.deployments:
-        changes += _deployment(client, spec, desired.work_pool)
+        changes += _deployment(client, spec, desired.work_pool, code)
     for auto in desired.automations:
         changes += _automation(client, auto)
     return changes + _retired_automations(client, {a.name for a in desired.automations})
 
 
-def _limits(client, limits: dict[str, int], decay: float) -> list[str]:
-    """The vault slots, with the slot decay that frees a slot whose holder and lease were both lost."""
+def _limits(client, limits: dict[str, int]) -> list[str]:
+    """The vault slots. Without slot decay, on purpose: on a limit with `slot_decay_per_second` > 0,
+    Prefect 3.8's server answers a refused acquisition with Retry-After = (1 / decay) x the waiting
+    slots (it treats the limit as a rate limit), so a run waiting behind a backup would sleep for
+    hours. A dead holder's slot comes back when its lease expires (tasks/slots.py)."""
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectNotFound
 
@@ -66,13 +71,12 @@ def _limits(client, limits: dict[str, int], decay: float) -> list[str]:
         try:
             current = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay))
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
             out.append(f"created concurrency limit {name} = {limit}")
             continue
-        if current.limit != limit or not current.active or abs(current.slot_decay_per_second - decay) > 1e-12:
+        if current.limit != limit or not current.active or current.slot_decay_per_second:
             client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(limit=limit, active=True, slot_decay_per_second=decay))
+                name, GlobalConcurrencyLimitUpdate(limit=limit, active=True, slot_decay_per_second=0.0))
             out.append(f"updated concurrency limit {name} = {limit}")
     return out
 
@@ -99,7 +103,19 @@ def _webhooks(client, webhooks: dict[str, str]) -> list[str]:
     return out
 
 
-def _deployment(client, spec: DeploymentSpec, pool: str) -> list[str]:
+def code_directory(pool_type: str) -> str:
+    """Where a flow run finds this project: the deploying checkout for a process pool (its workers run
+    on this machine, or one with the same layout), the image's folder for a Kubernetes pool."""
+    return IMAGE_WORKDIR if pool_type == "kubernetes" else str(PROJECT_ROOT)
+
+
+def pull_steps(code: str) -> list[dict[str, Any]]:
+    """The deployment's pull step: run in `code` as it is. Without one, Prefect copies the deployment's
+    `path` into a temporary folder for every run (all of it, .venv included: ~900 MB here)."""
+    return [{"prefect.deployments.steps.set_working_directory": {"directory": code}}]
+
+
+def _deployment(client, spec: DeploymentSpec, pool: str, code: str) -> list[str]:
     from prefect.exceptions import ObjectNotFound
 
     from deployments import entrypoints
@@ -110,12 +126,13 @@ def _deployment(client, spec: DeploymentSpec, pool: str) -> list[str]:
     try:
         current = client.read_deployment_by_name(full_name)
         if (current.version == version and current.work_pool_name == pool and current.parameters == spec.parameters
-                and _crons(current) == ([(spec.cron, spec.timezone)] if spec.cron else [])):
+                and _crons(current) == ([(spec.cron, spec.timezone)] if spec.cron else [])
+                and current.pull_steps == pull_steps(code)):
             return []
         verb = "updated"
     except ObjectNotFound:
         verb = "created"
-    _runner_deployment(flow, spec, version).apply(work_pool_name=pool)
+    _runner_deployment(flow, spec, version, code).apply(work_pool_name=pool)
     when = f" ({spec.cron} {spec.timezone})" if spec.cron else ""
     trig = f", {len(spec.triggers)} trigger(s)" if spec.triggers else ""
     return [f"{verb} deployment {full_name}{when}{trig}"]
@@ -126,10 +143,11 @@ def _crons(deployment) -> list[tuple[str | None, str | None]]:
             for s in deployment.schedules or []]
 
 
-def _runner_deployment(flow, spec: DeploymentSpec, version: str):
+def _runner_deployment(flow, spec: DeploymentSpec, version: str, code: str):
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.deployments.runner import RunnerDeployment
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+    from prefect.runner.storage import LocalStorage
 
     schedules = [CronSchedule(cron=spec.cron, timezone=spec.timezone)] if spec.cron else None
     deployment = RunnerDeployment.from_flow(
@@ -137,7 +155,7 @@ def _runner_deployment(flow, spec: DeploymentSpec, version: str):
         tags=spec.tags, version=version, concurrency_limit=spec.concurrency_limit,
         triggers=[DeploymentEventTrigger(**t) for t in spec.triggers])
     deployment.entrypoint = spec.entrypoint
-    deployment._path = str(PROJECT_ROOT)
+    deployment.storage = LocalStorage(code)  # its pull step: `pull_steps(code)`
     return deployment
 
 
@@ -181,3 +199,4 @@ def _retired_automations(client, wanted: set[str]) -> list[str]:
 def _block_id(client, ref: str):
     slug, name = ref.split("/", 1)
     return client.read_block_document_by_name(name, block_type_slug=slug).id
+

@@ -63,7 +63,6 @@ class Desired:
     webhooks: dict[str, str]  # notification block name → URL (resolved at deploy time)
     automations: list[AutomationSpec]
     lifecycles: list[LifecycleSpec] = field(default_factory=list)
-    slot_decay_per_second: float = 0.0  # of the vault slots: one leaked slot frees after 1/decay seconds
 
 
 @dataclass
@@ -275,7 +274,6 @@ def build(policy: Policy, env: dict[str, str] | None = None, policy_file: str | 
     specs += drill_deployments(policy) + report_deployments(policy, policy_file)
     return Desired(work_pool=policy.work_pool, deployments=specs,
                    concurrency_limits={f"seawall-vault-{v}": 1 for v in policy.vaults},
-                   webhooks=webhooks, automations=automations(policy, notify), lifecycles=lifecycles(policy),
-                   slot_decay_per_second=1.0 / policy.slot_release_after.total_seconds())
+                   webhooks=webhooks, automations=automations(policy, notify), lifecycles=lifecycles(policy))
 
 

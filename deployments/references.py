@@ -77,6 +77,9 @@ def check_references(policy: Policy, client, env: dict[str, str]) -> list[Proble
     return out
 
 
+POOL_TYPES = ("process", "kubernetes")
+
+
 def _work_pool(policy: Policy, client) -> list[Problem]:
     from prefect.exceptions import ObjectNotFound
 
@@ -87,9 +90,10 @@ def _work_pool(policy: Policy, client) -> list[Problem]:
         return [policy.problem(("work_pool",), f"work pool {name!r} does not exist (create it with `prefect "
                                f"work-pool create {name} --type process`, or start its worker first: `prefect "
                                f"worker start --pool {name} --type process`)")]
-    if pool.type != "process":
+    if pool.type not in POOL_TYPES:
         return [policy.problem(("work_pool",), f"work pool {name!r} is a {pool.type!r} pool (allowed: a process "
-                               "pool: seawall's flows run from this project's folder on the worker)")]
+                               "pool, whose flows run from this project's folder on the worker, or a kubernetes "
+                               "pool running the image of deployments/kubernetes/Dockerfile)")]
     return []
 
 

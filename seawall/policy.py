@@ -315,9 +315,6 @@ class Policy(_Strict):
     unresponsive_after: Duration | None = Field(
         timedelta(minutes=10), description="A run whose heartbeats stop this long is marked Crashed (workers "
         "send them every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds: Prefect's default 180, minimum 30).")
-    slot_release_after: Duration = Field(
-        timedelta(hours=6), description="A vault slot left held (its holder and its lease lost) frees itself "
-        "after this (the slot decay of the `seawall-vault-<name>` limits); longer than the longest write.")
     _source: tuple[str, Any] = PrivateAttr(default=("seawall.yaml", None))
 
     @field_validator("unresponsive_after")

@@ -11,10 +11,10 @@ The slot schedules; it does not protect the data. The vault's own leases (`seawa
 for writers, exclusive for pruning) do, in every mode. So where no slot name is known (plain mode,
 or a CLI/Python run that no deployment tagged) or the limit is gone, the phase runs without one.
 
-A holder that dies keeps its slot until its Prefect lease expires (`SEAWALL_SLOT_LEASE_SECONDS`,
-default 300, renewed in the background while the holder lives) and the server's repossessor frees
-it; the limit's slot decay (`slot_release_after` in the policy) is the backstop for a lease the
-server lost (its lease store is in memory: a server restart forgets them).
+A holder that dies (its worker killed, its machine gone) keeps its slot until its Prefect lease
+expires (`SEAWALL_SLOT_LEASE_SECONDS`, default 300, at least 60; renewed in the background while the
+holder lives) and the server's repossessor service frees it (every 15 s by default). The limits have
+no slot decay, on purpose: see `deployments.apply._limits`.
 
 Example:
     ```python
@@ -46,10 +46,13 @@ def slot_name(tags: list[str] | None) -> str | None:
     return None
 
 
+MIN_LEASE_SECONDS = 60.0  # the Prefect 3.8 server refuses shorter leases (422)
+
+
 def lease_seconds() -> float:
-    """How long a dead holder keeps the slot (`SEAWALL_SLOT_LEASE_SECONDS`; at least 10 s)."""
+    """How long a dead holder keeps the slot (`SEAWALL_SLOT_LEASE_SECONDS`; at least 60 s)."""
     try:
-        return max(10.0, float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_SECONDS)))
+        return max(MIN_LEASE_SECONDS, float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_SECONDS)))
     except ValueError:
         return DEFAULT_LEASE_SECONDS
 
@@ -69,8 +72,14 @@ def vault_slot() -> Iterator[str | None]:
     if name is None:
         yield None
         return
-    from prefect.concurrency.sync import concurrency
+    import time
 
+    from prefect.concurrency.sync import concurrency
+    from prefect.logging import get_run_logger
+
+    logger, asked = get_run_logger(), time.monotonic()
+    logger.info("waiting for vault slot %s", name)
     # Not strict: a limit deleted by hand leaves the vault leases alone in charge (with Prefect's warning).
     with concurrency(name, occupy=1, lease_duration=lease_seconds(), strict=False):
+        logger.info("holding vault slot %s (waited %.1f s)", name, time.monotonic() - asked)
         yield name
