@@ -47,14 +47,8 @@ from seawall.manifest import BackupStatus
 from seawall.sources.compare import snapshot
 from seawall.sources.files import restore_tree
 from seawall.vault import Vault, open_vault
+from seawall.vault.packs import PACK_PREFIX, is_pack_key, read_header
 from seawall.verify import verify_vault
-
-try:  # vault format v2 (packs)
-    from seawall.vault.packs import PACK_PREFIX as _PACK_PREFIX
-    from seawall.vault.packs import read_header as _read_header
-except ImportError:  # format v1: every chunk is its own object
-    _PACK_PREFIX, _read_header = "", None
-V2 = _read_header is not None
 
 SEAWALL = str(Path(sys.executable).with_name("seawall"))
 PASSPHRASE = "crash 'test' passphrase é"
@@ -211,22 +205,16 @@ def object_deleted(directory: Path, name: str) -> Trigger:
 
 
 def write_triggers(vault_dir: Path, where: str = "") -> list[Trigger]:
-    """The windows around chunk writes: format v2 a pack being written, a pack stored, an index file
-    written; format v1 a chunk being written, a chunk stored."""
-    if V2:
-        return [temporary_below(vault_dir / "data", f"a pack being written{where}"),
-                new_object_below(vault_dir / "data", f"a pack stored{where}"),
-                new_object(vault_dir / "index", f"an index file written{where}")]
-    return [temporary_below(vault_dir / "chunks", f"a chunk being written{where}"),
-            new_object_below(vault_dir / "chunks", f"a new chunk stored{where}")]
+    """The windows around chunk writes: a pack being written, a pack stored, an index file written."""
+    return [temporary_below(vault_dir / "data", f"a pack being written{where}"),
+            new_object_below(vault_dir / "data", f"a pack stored{where}"),
+            new_object(vault_dir / "index", f"an index file written{where}")]
 
 
 def delete_triggers(vault_dir: Path) -> list[Trigger]:
-    """The windows around GC's deletions: v2 a pack or an index file deleted; v1 a chunk deleted."""
-    if V2:
-        return [deleted_below(vault_dir / "data", "a pack deleted"),
-                object_deleted(vault_dir / "index", "an index file deleted")]
-    return [deleted_below(vault_dir / "chunks", "a chunk deleted")]
+    """The windows around GC's deletions: a pack deleted, an index file deleted."""
+    return [deleted_below(vault_dir / "data", "a pack deleted"),
+            object_deleted(vault_dir / "index", "an index file deleted")]
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -471,12 +459,13 @@ class VaultChecker:
             except Exception as exc:
                 raise AssertionError(f"{context}: stored chunk {chunk_id} does not open: {exc}") from exc
             count += 1
-        if _read_header is not None:
-            for info in vault.store.list(_PACK_PREFIX):
-                try:
-                    _read_header(vault.store, vault.keyring, info.key, info.size)
-                except Exception as exc:
-                    raise AssertionError(f"{context}: pack {info.key} does not open: {exc}") from exc
+        for info in vault.store.list(PACK_PREFIX):
+            if not is_pack_key(info.key):
+                continue
+            try:
+                read_header(vault.store, vault.keyring, info.key, info.size)
+            except Exception as exc:
+                raise AssertionError(f"{context}: pack {info.key} does not open: {exc}") from exc
         return count
 
 

@@ -3,7 +3,7 @@
 A real `seawall` process backs up a changing tree (unicode, spaces, quotes) into a local vault and is
 killed with SIGKILL: from its start, or at once / after a random delay once it holds its lease, once
 a pack's temporary file appears, once a pack is stored under its real name, or once an index file
-is written (format v1: a chunk's temporary file, a chunk stored).
+is written.
 After every kill and after the run that follows (which must succeed), `crash_harness.VaultChecker`
 checks: verify --read-data passes (after the run that follows, as a `seawall verify` process),
 every DONE backup restores identical to the tree it was taken from, and every stored chunk object

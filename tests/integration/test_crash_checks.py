@@ -21,8 +21,8 @@ import pytest
 
 from seawall.lease import SHARED_PREFIX, process_identity
 from seawall.sources.files import backup_tree
-from seawall.vault import chunk_key, init_vault, open_vault
-from tests.integration.crash_harness import PASSPHRASE, V2, Seawall, TreeVersions, VaultChecker
+from seawall.vault import init_vault, open_vault
+from tests.integration.crash_harness import PASSPHRASE, Seawall, TreeVersions, VaultChecker
 from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
 
@@ -53,8 +53,8 @@ def _file_chunk(vault, backup_id: str) -> str:
 
 
 def _object_of(vault, chunk_id: str) -> str:
-    """The object holding a chunk: its pack (format v2), or its own object (v1)."""
-    return vault.chunks.object_key(chunk_id) if V2 else chunk_key(chunk_id)
+    """The object holding a chunk: its pack."""
+    return vault.chunks.object_key(chunk_id)
 
 
 def test_missing_chunk_fails_verify(setup):
@@ -84,20 +84,20 @@ def test_other_tree_fails_restore(setup):
 
 
 def test_torn_unreferenced_object_fails(setup):
-    """A half-written object under a real name that no manifest needs: verify and restores pass."""
+    """A half-written pack under a real name that no index lists: restores pass."""
     checker, url, folder, expected, vault = setup
     victim = folder / _object_of(vault, _file_chunk(vault, sorted(expected)[0]))
-    torn = victim.parent / ("ff" + "0" * 62)  # what a write without a temporary name leaves at a kill
+    torn = victim.parent / (victim.parent.name + "0" * 62)  # a pack written without a temporary name, killed
+    assert torn != victim
     torn.write_bytes(victim.read_bytes()[:100])
-    with pytest.raises(AssertionError, match="does not open"):
+    with pytest.raises(AssertionError, match=r"verify --read-data|does not open"):  # verify reads every pack
         checker.check(url, expected, context="torn object", cli=False)
+    with pytest.raises(AssertionError, match="does not open"):
+        checker.objects_open(open_vault(url, PASSPHRASE), "torn object")
 
 
 def test_index_into_torn_pack_fails(setup):
-    """Chunks indexed (as a killed backup leaves them: no manifest) whose pack is cut short.
-
-    Format v1 has no index: there the same chunks are loose objects, one of them cut short.
-    """
+    """Chunks indexed (as a killed backup leaves them: no manifest) whose pack is cut short."""
     checker, url, folder, expected, vault = setup
     chunk_id, _ = vault.put_chunk(os.urandom(50_000))
     vault.commit_chunks()

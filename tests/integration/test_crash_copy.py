@@ -3,7 +3,7 @@
 The source vault gains a backup of a changing tree each round; a real `seawall copy --from SRC --to
 DST --init-dest` is killed from its start, or at once / after a random delay once it holds the
 destination's lease, once a pack's temporary file appeared there, once a pack or an index file
-was stored there (format v1: a chunk), or once a manifest was written there. After every kill the destination holds
+was stored there, or once a manifest was written there. After every kill the destination holds
 no vault yet, or a sound one: verify --read-data passes, every DONE backup there is one of the
 source's and restores identical to the tree it was taken from, every stored chunk opens. The run
 that follows must succeed and leave every source backup DONE at the destination; the source is

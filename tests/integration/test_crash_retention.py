@@ -6,8 +6,8 @@ the shared lease of its dead process, which the prune must break by itself (the 
 instead of exiting 5; likewise each round's backup (a `seawall backup` process) breaks the
 exclusive lease a killed prune left. A real `seawall retention --apply --keep-last K` is killed from its start,
 or at once / after a random delay once it holds the exclusive lease, once it deleted its first
-manifest, and (format v2) once it wrote a repacked pack or a merged index file, deleted a pack or
-an old index file (format v1: deleted a chunk). After every kill: verify
+manifest, once it wrote a repacked pack or a merged index file, or deleted a pack or an old index
+file. After every kill: verify
 --read-data passes, every kept backup is still DONE and restores identical to its tree, the ones
 the plan removes may or may not be gone, every stored chunk opens. The run that follows must
 succeed and leave exactly the newest K. Seeded: `SEAWALL_CRASH_SEED=<seed>`; `SEAWALL_CRASH_KILLS=<n>`.
@@ -23,7 +23,6 @@ from seawall.sources.files import backup_tree
 from seawall.vault import Vault, init_vault, open_vault
 from tests.integration.crash_harness import (
     PASSPHRASE,
-    V2,
     Crasher,
     Seawall,
     TreeVersions,
@@ -82,7 +81,7 @@ def test_kill_retention_apply(tmp_path, monkeypatch):
 
     def triggers():
         return [lease_taken(vault_dir, "exclusive"), manifest_deleted(vault_dir), *delete_triggers(vault_dir),
-                *(write_triggers(vault_dir) if V2 else [])]  # GC repacks: it writes packs and index files
+                *write_triggers(vault_dir)]  # GC repacks: it writes packs and index files
 
     wanted = kills(6)
     rounds = 0
