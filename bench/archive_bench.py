@@ -4,9 +4,10 @@
         --segments 200 --json bench/out/archive.json           # ~30 min on a quiet 2-vCPU machine
     .venv/bin/python -m bench.archive_bench --reps 1 --seconds 10 --segments 20   # smoke, ~3 min
 
-One PostgreSQL 15 primary (run as the `postgres` OS user, fsync on). For every repetition the
-tools take turns (the order rotates), each into a fresh vault / fresh pgBackRest archive, with
-`archive_command` switched by ALTER SYSTEM + reload:
+One PostgreSQL 15 primary (run as the `postgres` OS user, fsync on). The run is made of rounds
+(`--reps`); in each, every tool takes each measure once (the order rotates from round to round),
+each into a fresh vault / fresh pgBackRest archive, with `archive_command` switched by ALTER SYSTEM
++ reload. The JSON report is rewritten after every measure, so a run cut short keeps whole rounds.
 
 - keep-up: `pgbench -c 4 -j 2 -T SECONDS -n` at full speed (no rate limit); every second a sampler
   counts `pg_wal/archive_status/*.ready` (segments complete but not yet archived) and reads
@@ -60,7 +61,7 @@ class Bench:
         self.pass_file = private(root / "passphrase", PASSPHRASE)
         self.cluster = LocalCluster.create(root, settings={
             "archive_mode": "on", "archive_command": "true", "wal_level": "replica", "max_wal_size": "2GB",
-            "wal_keep_size": "8GB", "checkpoint_timeout": "30min", "shared_buffers": "128MB"})
+            "wal_keep_size": "20GB", "checkpoint_timeout": "30min", "shared_buffers": "128MB"})
         self.cluster.start()
         self.status = self.cluster.datadir / "pg_wal" / "archive_status"
         self.pgbr_conf = self._pgbackrest_config()
@@ -252,35 +253,42 @@ def main() -> None:
         pgbench(bench.cluster, "-i", "-s", str(args.scale), "-q")
         bench.drain()
         bench.errors()
-        if "t" in args.only:
-            names = bench.premake(args.segments)
-            rows = []
-            for rep in range(args.reps):
-                for tool in order(rep):
-                    rows.append(bench.throughput(tool, rep, names))
-                    bench.stop_daemons()
-                    print(json.dumps(rows[-1]), flush=True)
-            report["throughput"] = {"rows": rows, "segments_per_s": summary(rows, "segments_per_s"),
-                                    "wall_s": summary(rows, "wall_s")}
-        if "k" in args.only:
-            rows = []
-            for rep in range(args.reps):
-                for tool in order(rep):
-                    rows.append(bench.keep_up(tool, rep, args.seconds))
-                    bench.stop_daemons()
-                    print(json.dumps(rows[-1]), flush=True)
-            report["keep_up"] = {"rows": rows, **{k: summary(rows, k) for k in ("max_behind", "failures", "tps",
-                                                                                 "wal_mb", "drain_s")}}
+        names = bench.premake(args.segments) if "t" in args.only else []
+        # Rounds, each with every measure once: a run cut short (the shared machine's benchmark
+        # lock) still has whole rounds. The order of the tools rotates from round to round.
+        for rep in range(args.reps):
+            tools = order(rep)
+            if "k" in args.only:
+                for tool in tools:
+                    record(report, "keep_up", bench.keep_up(tool, rep, args.seconds), bench, args.json)
+            for tool in tools if names else ():
+                record(report, "throughput", bench.throughput(tool, rep, names), bench, args.json)
     finally:
         report["uptime_end"] = os.getloadavg()
         bench.stop_daemons()
         bench.cluster.remove()
         shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
+    print(json.dumps(report, indent=1))
+    save(args.json, report)
+
+
+KEYS = {"keep_up": ("max_behind", "failures", "tps", "wal_mb", "drain_s"), "throughput": ("segments_per_s", "wall_s")}
+
+
+def record(report: dict[str, Any], measure: str, row: dict[str, Any], bench: Bench, path: str | None) -> None:
+    bench.stop_daemons()
+    print(json.dumps({"measure": measure, **row}), flush=True)
+    rows = report.setdefault(measure, {}).setdefault("rows", [])
+    rows.append(row)
+    report[measure].update({k: summary(rows, k) for k in KEYS[measure]})
+    save(path, report)
+
+
+def save(path: str | None, report: dict[str, Any]) -> None:
+    """Written after every run: a run stopped early keeps what it measured."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
