@@ -35,12 +35,13 @@ from seawall.errors import (
     RetryableError,
     SeawallError,
 )
-from seawall.gc_packs import MAX_INDEX_FILES, plan_packs, sweep_packs
+from seawall.gc_packs import MAX_INDEX_FILES, SMALL_FRACTION, plan_packs, sweep_packs
 from seawall.manifest import BackupStatus, Manifest, is_backup_id
 from seawall.postgres import walnames
 from seawall.stores import ObjectInfo, ObjectStore
 from seawall.streams import ChunkReader
 from seawall.vault import Vault, chunk_key
+from seawall.vault.chunks import pack_target
 from seawall.vault.index import INDEX_PREFIX
 from seawall.vault.packs import PACK_PREFIX, is_pack_key
 from seawall.verify import referenced_chunks
@@ -332,7 +333,7 @@ def collect_garbage(vault: Vault, *, dry_run: bool = False, exclude: Iterable[st
     report.manifests, report.chunks_referenced = len(manifests), len(referenced)
     report.seconds["mark"], clock = time.perf_counter() - clock, time.perf_counter()
     victims = sorted(c for c in inv.chunks if c not in referenced)
-    plan = plan_packs(vault.chunks.index, inv.packs, referenced)
+    plan = plan_packs(vault.chunks.index, inv.packs, referenced, small=pack_target(vault.store) // SMALL_FRACTION)
     wal, report.wal_note = plan_wal(inv.wal, manifests, _seg_size(vault))
     report.chunks_unreferenced = len(victims) + len(plan.dead_chunks)
     report.bytes_unreferenced = sum(inv.chunks[c] for c in victims) + plan.dead_bytes

@@ -27,6 +27,8 @@ from seawall.vault.packs import BlobEntry
 #: Repack a pack once this share of its bytes is no longer needed (restic's --max-unused is 5% of
 #: the repository; per pack, a higher bar repacks less often: each repack rewrites the live bytes).
 MAX_UNUSED = 0.25
+#: Packs smaller than the target size divided by this are repacked together (two or more of them).
+SMALL_FRACTION = 4
 #: Merge index files once there are more than this many, even if no pack changes.
 MAX_INDEX_FILES = 8
 
@@ -56,9 +58,13 @@ class PackPlan:
 
 
 def plan_packs(index: ChunkIndex, listed: dict[str, int], referenced: set[str],
-               threshold: float | None = None) -> PackPlan:
+               threshold: float | None = None, small: int = 0) -> PackPlan:
+    """Packs to delete and to repack. Besides packs over the `threshold` of unneeded bytes, packs
+    smaller than `small` bytes are repacked together once there are two or more (each small backup
+    leaves one: restic's `--repack-small`), so their number does not grow with the backups."""
     threshold = max_unused() if threshold is None else threshold
     plan = PackPlan()
+    smalls: list[tuple[str, list[BlobEntry]]] = []
     by_pack = index.by_pack()
     for key in sorted(set(listed) - set(by_pack)):
         plan.unindexed.append(key)
@@ -68,7 +74,9 @@ def plan_packs(index: ChunkIndex, listed: dict[str, int], referenced: set[str],
         dead = [e for e in entries if e.chunk_id not in referenced]
         dead_bytes = sum(e.length for e in dead)
         plan.unused_bytes += dead_bytes + max(0, listed[key] - sum(e.length for e in entries))
-        if not dead:
+        if not dead or (dead_bytes < threshold * listed[key] and listed[key] < small):
+            if listed[key] < small:
+                smalls.append((key, entries))
             continue
         if len(dead) == len(entries):
             plan.delete.append(key)
@@ -79,6 +87,13 @@ def plan_packs(index: ChunkIndex, listed: dict[str, int], referenced: set[str],
             continue
         plan.dead_chunks.update(e.chunk_id for e in dead)
         plan.dead_bytes += dead_bytes
+    if len(smalls) >= 2:
+        for key, entries in smalls:
+            plan.repack.append(key)
+            dead = [e for e in entries if e.chunk_id not in referenced]
+            plan.live_moved += len(entries) - len(dead)
+            plan.dead_chunks.update(e.chunk_id for e in dead)
+            plan.dead_bytes += sum(e.length for e in dead)
     return plan
 
 

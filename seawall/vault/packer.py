@@ -163,14 +163,29 @@ class Packer:
         """Upload every open pack, commit, then write their index file; returns the index keys."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for builder in idle:
-            if builder.entries:
-                self._finish(builder)
+        for builder in self._merged([b for b in idle if b.entries]):
+            self._finish(builder)
         with self._lock:
             self._uploaded.wait_for(lambda: not self._uploading)
             if self._error is not None:
                 raise self._error
         return self._index_done()
+
+    def _merged(self, builders: list[PackBuilder]) -> list[PackBuilder]:
+        """The partly filled packs of a flush, small ones appended to bigger ones where they fit:
+        each writing thread had its own open pack, and a small backup would otherwise end in as many
+        small packs as threads (objects and PUTs that buy nothing)."""
+        builders.sort(key=lambda b: b.size, reverse=True)
+        out: list[PackBuilder] = []
+        for builder in builders:
+            base = next((o for o in out if o.size + builder.size + _header_room(len(o.entries) + len(builder.entries))
+                         <= max(self.target, len(o.buf))), None)
+            if base is None:
+                out.append(builder)
+                continue
+            for e in builder.entries:
+                base.append(e.chunk_id, builder.buf[e.offset:e.offset + e.length])
+        return out
 
     def discard(self) -> None:
         """Drop open packs without uploading (a failing writer); uploaded ones stay for GC."""

@@ -128,3 +128,37 @@ def test_coalesce_merges_neighbours_within_the_gap() -> None:
     runs = coalesce([(0, 10, "a"), (10, 5, "b"), (100, 5, "c"), (10_000, 1, "d")], gap=50)
     assert [(s, e, [m[2] for m in ms]) for s, e, ms in runs] == [(0, 15, ["a", "b"]), (100, 105, ["c"]),
                                                                  (10_000, 10_001, ["d"])]
+
+
+def test_a_small_backup_from_many_threads_ends_in_one_pack(vault: Vault) -> None:
+    barrier = threading.Barrier(4)
+
+    def write(n: int) -> None:
+        barrier.wait()  # every thread holds its own open pack at once
+        for i in range(5):
+            vault.put_chunk(f"thread {n} chunk {i}".encode() * 100)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    vault.commit_chunks()
+    assert len(_keys(vault, "data/")) == 1 and len(vault.chunks.index.locations) == 20
+    reopened = Vault.open(vault.store, PASSPHRASE)
+    assert reopened.get_chunk(vault.keyring.chunk_id(b"thread 3 chunk 4" * 100)) == b"thread 3 chunk 4" * 100
+
+
+def test_gc_plans_small_packs_together_and_unneeded_ones_away() -> None:
+    from seawall.gc_packs import plan_packs
+    from seawall.vault.index import ChunkIndex
+
+    index = ChunkIndex()
+    packs = {f"data/{n:02d}/{n:02d}" + "0" * 62: [BlobEntry(f"{n:02d}" * 32, 0, 1000)] for n in range(4)}
+    index.add_packs(packs)
+    listed = dict.fromkeys(packs, 1100)
+    keys = sorted(packs)
+    needed = {packs[k][0].chunk_id for k in keys[:3]}
+    plan = plan_packs(index, listed, needed, threshold=0.25, small=4096)
+    assert plan.delete == [keys[3]] and sorted(plan.repack) == keys[:3] and plan.live_moved == 3
+    assert plan_packs(index, listed, needed, threshold=0.25, small=0).repack == []  # big enough: left alone
