@@ -6,12 +6,15 @@ group after a random delay, counted from the start or from a watched condition (
 lease appeared, a manifest was written ...), so the short windows between two writes are hit
 often and not only by luck. `VaultChecker.check` then asserts what a crash must never break:
 
-1. `seawall verify --read-data` exits 0 (a lease the killed process left must not block it);
+1. verify --read-data passes (after a kill: `verify_vault` in this process; after the run that
+   follows: a `seawall verify --read-data` process, exit 0);
 2. the DONE backups are exactly the expected ones (or, after a prune, the kept ones and a subset
    of the others), and each restores byte-identical (content, size, mode, mtime) to the tree it
    was taken from (`TreeVersions` keeps a snapshot of every version, not a copy);
-3. every chunk object stored in the vault opens and matches its id, referenced or not: a torn
-   object under a real name would be deduplicated against by the next backup.
+3. every chunk the index lists opens and matches its id, referenced by a backup or not, and every
+   pack under its real name has a header that opens: a half-written pack is never indexed (the
+   next backup would deduplicate against it);
+4. every lease left behind belongs to a dead process on this host (the next taker breaks it).
 
 Every draw comes from one seed, printed and part of every failure message; rerun a failure with
 `SEAWALL_CRASH_SEED=<seed>`. `SEAWALL_CRASH_KILLS=<n>` multiplies the number of kills per test.
@@ -117,7 +120,7 @@ def new_object(directory: Path, name: str) -> Trigger:
 
 
 class _Below:
-    """Names that appear one level below a folder (e.g. `chunks/ab/<id>`), seen through inotify:
+    """Names that appear one level below a folder (e.g. `data/ab/<pack-id>`), seen through inotify:
     no polling of hundreds of folders while the command runs (that would steal its CPU)."""
 
     CREATED = 0x100 | 0x80  # IN_CREATE | IN_MOVED_TO
@@ -141,7 +144,7 @@ class _Below:
         return True
 
     def _start(self) -> None:
-        """Watch the folder and its subfolders once it exists (a new vault's `chunks/` may not yet)."""
+        """Watch the folder and its subfolders once it exists (a new vault's `data/` may not yet)."""
         if self.top or not self._watch(str(self.directory)):
             return
         self.top = True
