@@ -22,8 +22,8 @@ class PackChecker:
 
     def __init__(self, vault: Vault, needs: dict[str, list[str]], *, workers: int = 4, every_pack: bool = True):
         self.vault, self.chunks = vault, vault.chunks
-        vault.known_chunks(refresh=True)  # the index as it is now, not as this Vault first read it
-        self.index = self.chunks.index
+        # The index as stored now: not as this Vault first read it, nor the local cache's copy of it
+        self.index = self.chunks.reload_from_store()
         self.loose = self.chunks.loose()
         self.needs, self.workers, self.every_pack = needs, workers, every_pack
         self.listed = {i.key: i.size for i in vault.store.list(PACK_PREFIX) if is_pack_key(i.key)}

@@ -56,14 +56,20 @@ class ChunkStore:
                 self._load()
             return self._index
 
-    def _load(self) -> None:
+    def _load(self, cached: bool = True) -> None:
         self._unchanged_at = None
-        self._index = load_index(self.store, self.keyring, self.vault_id)
+        self._index = load_index(self.store, self.keyring, self.vault_id, cached=cached)
         self._index.drop_absent({i.key for i in self.store.list(PACK_PREFIX)})
         self._loose = {i.key.rsplit("/", 1)[1]: i.size for i in self.store.list(LOOSE_PREFIX) if i.key.count("/") == 2}
         if self._packer is not None:
             self._packer.index = self._index
         self._known = None
+
+    def reload_from_store(self) -> ChunkIndex:
+        """Read the index again from the store itself, not the local cache (for `verify`)."""
+        with self._lock:
+            self._load(cached=False)
+            return self._index
 
     def loose(self) -> dict[str, int]:
         self.index  # noqa: B018 - loads the listing with the index

@@ -144,16 +144,18 @@ class ChunkIndex:
         return {loc[0] for loc in self.locations.values()}
 
 
-def load_index(store, keyring, vault_id: str, *, workers: int = 8) -> ChunkIndex:
-    """Read every index file (from the local cache where it is current). A file that does not open
-    is recorded in `problems` (verify reports it; repair rebuilds the index), not raised."""
+def load_index(store, keyring, vault_id: str, *, workers: int = 8, cached: bool = True) -> ChunkIndex:
+    """Read every index file (from the local cache where it is current; `cached=False` reads every
+    file from the store and refreshes the cache: `verify` judges the stored index, not a copy of it).
+    A file that does not open is recorded in `problems` (verify reports it; repair rebuilds the
+    index), not raised."""
     index = ChunkIndex()
     listed = {i.key: i.size for i in store.list(INDEX_PREFIX) if i.key.count("/") == 1}
     cache = IndexCache(vault_id)
 
     def one(item: tuple[str, int]) -> tuple[str, dict[str, list[BlobEntry]] | str]:
         key, size = item
-        data = cache.get(key, size)
+        data = cache.get(key, size) if cached else None
         try:
             if data is None:
                 data = store.get(key)

@@ -162,3 +162,17 @@ def test_gc_plans_small_packs_together_and_unneeded_ones_away() -> None:
     plan = plan_packs(index, listed, needed, threshold=0.25, small=4096)
     assert plan.delete == [keys[3]] and sorted(plan.repack) == keys[:3] and plan.live_moved == 3
     assert plan_packs(index, listed, needed, threshold=0.25, small=0).repack == []  # big enough: left alone
+
+
+def test_verify_reads_the_stored_index_not_the_cache(vault: Vault) -> None:
+    from seawall.verify import verify_vault
+
+    chunk_id, _ = vault.put_chunk(b"indexed" * 100)
+    vault.commit_chunks()
+    (key,) = _keys(vault, "index/")
+    Vault.open(vault.store, PASSPHRASE).has_chunk(chunk_id)  # the cache holds the good copy now
+    data = bytearray(vault.store.get(key))
+    data[len(data) // 2] ^= 1  # same size: the cache would still be taken for current
+    vault.store.put(key, bytes(data))
+    report = verify_vault(Vault.open(vault.store, PASSPHRASE))
+    assert not report.ok and key in report.problems[0]
