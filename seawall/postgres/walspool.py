@@ -111,6 +111,8 @@ class SpoolDir:
         """True if `name` was pushed and the file now at %p is the very file that was pushed."""
         try:
             with open(self.sub("ok", name)) as fh:
+                if os.fstat(fh.fileno()).st_uid != os.getuid():  # only our daemon's word counts (the
+                    return False  # fast path reads before prepare() has checked the directories)
                 fields = fh.read().split(" ", 3)
         except OSError:
             return False

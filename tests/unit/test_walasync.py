@@ -140,6 +140,10 @@ def test_the_fast_path_answers_only_for_the_very_file_the_daemon_pushed(tmp_path
     c.spool.prepare("ok").write_ok(name, os.stat(c.wal / name), "archived")
     assert acknowledged(argv)
     assert not acknowledged([*argv, "--some-new-option"])  # unknown: the full path decides
+    os.chown(c.spool.sub("ok", name), 4321, -1)  # a status someone else wrote is never trusted
+    assert not acknowledged(argv)
+    os.chown(c.spool.sub("ok", name), os.getuid(), -1)
+    assert acknowledged(argv)
     (c.wal / name).write_bytes(segment(20, fill=b"z"))  # another file under that name now
     os.utime(c.wal / name, ns=(1, 1))
     assert not acknowledged(argv)
