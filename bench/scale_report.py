@@ -33,7 +33,8 @@ def table(rows: dict[tuple, dict]) -> str:
     head = ("| source | data | op | peak RSS, tree (MB) | seawall VmHWM (MB) | wall (s) | MB/s | CPU (s) "
             "| load 1-min before → after | heavy lock | commit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    order = sorted(rows.values(), key=lambda r: (list(SOURCES).index(r["source"]), r["commit"] != first_commit(rows),
+    commits = commit_order(rows)
+    order = sorted(rows.values(), key=lambda r: (list(SOURCES).index(r["source"]), commits.index(r["commit"]),
                                                  r["data_bytes"], OPS.index(r["op"])))
     for r in order:
         data = r["data_bytes"]
@@ -46,8 +47,12 @@ def table(rows: dict[tuple, dict]) -> str:
     return "\n".join(lines)
 
 
-def first_commit(rows: dict[tuple, dict]) -> str:
-    return min(rows.values(), key=lambda r: r["at"])["commit"]
+def commit_order(rows: dict[tuple, dict]) -> list[str]:
+    """Commits in the order they were first measured (the baseline first)."""
+    first: dict[str, str] = {}
+    for r in sorted(rows.values(), key=lambda r: r["at"]):
+        first.setdefault(r["commit"], r["at"])
+    return list(first)
 
 
 def _x(row: dict) -> float:
@@ -63,9 +68,9 @@ def plot(rows: dict[tuple, dict], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = first_commit(rows)
-    commits = sorted({k[3] for k in rows}, key=lambda c: c != first)
-    fig, axes = plt.subplots(1, len(SOURCES), figsize=(14, 4.6), sharey=True)
+    commits = commit_order(rows)
+    styles = dict(zip(commits, ("-", "--", ":", "-."), strict=False))
+    fig, axes = plt.subplots(1, len(SOURCES), figsize=(15, 5))
     colors = dict(zip(OPS, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
     for ax, (source, title) in zip(axes, SOURCES.items(), strict=True):
         for commit in commits:
@@ -74,13 +79,14 @@ def plot(rows: dict[tuple, dict], png: Path) -> None:
                              if k[0] == source and k[2] == op and k[3] == commit)
                 if pts:
                     ax.plot(*zip(*pts, strict=True), marker="o", color=colors[op],
-                            linestyle="-" if commit == first else "--", label=f"{op} ({commit})")
+                            linestyle=styles.get(commit, ":"), label=f"{op} ({commit})")
         ax.set_title(title)
         ax.set_xlabel("files (thousands)" if source == "files" else "data size (GB)")
         ax.grid(alpha=0.3)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, max(r["tree_peak"] for r in rows.values()) / MB * 1.08)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("peak RSS of the seawall process tree (MB)")
+    for ax in axes:
+        ax.set_ylabel("peak RSS of the seawall process tree (MB)")
     fig.suptitle("seawall CLI peak memory vs data size (local vaults, 2 shared cores)")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -89,7 +95,8 @@ def plot(rows: dict[tuple, dict], png: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", nargs="+", default=[str(REPO / "bench" / f) for f in
-                                                     ("scale_results.json", "scale_results_files.json")])
+                                                     ("scale_results.json", "scale_results_files.json",
+                                                                 "scale_results_packs.json")])
     ap.add_argument("--png", default=str(REPO / "bench" / "scale_memory.png"))
     args = ap.parse_args()
     rows = latest([row for path in args.results if Path(path).exists() for row in json.loads(Path(path).read_text())])
