@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 
 @pytest.fixture(autouse=True, scope="session")
 def prefect_harness():
+    # Imported here, not at the top: it loads Prefect's whole server (~2 CPU-s), and every xdist
+    # worker imports every test module to collect it, most of them never running these tests.
+    from prefect.testing.utilities import prefect_test_harness
+
     with prefect_test_harness(server_startup_timeout=120):
         yield

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from blocks.drill import DrillObjectives, PostgresNode, TrafficSwitchBlock
 from flows.failover_drill import failover_drill
@@ -34,6 +33,10 @@ from seawall.postgres.cluster import LocalCluster, free_port, make_private_dir
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_harness():
+    # Imported here, not at the top: it loads Prefect's whole server (~2 CPU-s), and every xdist
+    # worker imports every test module to collect it, most of them never running these tests.
+    from prefect.testing.utilities import prefect_test_harness
+
     with prefect_test_harness(server_startup_timeout=120):
         yield
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from blocks.vault import VaultTarget
 from flows.restore_verification import verify_restore
@@ -51,6 +51,10 @@ INSERT INTO orders (customer_id, amount, note) SELECT 1 + g % 2000, (g % 997) / 
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_harness():
+    # Imported here, not at the top: it loads Prefect's whole server (~2 CPU-s), and every xdist
+    # worker imports every test module to collect it, most of them never running these tests.
+    from prefect.testing.utilities import prefect_test_harness
+
     with prefect_test_harness(server_startup_timeout=120):
         yield
 
@@ -100,11 +104,15 @@ def _artifact(key: str) -> str:
 
 
 def _no_scratch_left(before: set[str]) -> None:
-    """No seawall-verify-* folder left in the temp dir and no postgres running from one."""
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    """No seawall-verify-* folder left in the temp dir and no postgres running from one.
+
+    The temp dir is this test process's own (tests/conftest.py), so another xdist worker's or another
+    run's scratch cluster is neither counted nor mistaken for ours.
+    """
+    tmp = Path(tempfile.gettempdir())
     assert {p.name for p in tmp.glob("seawall-verify-*")} <= before
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "seawall-verify-" not in ps
+    assert f"{tmp}/seawall-verify-" not in ps
 
 
 class _WithoutSystemPostgres(type(Path())):
@@ -113,7 +121,7 @@ class _WithoutSystemPostgres(type(Path())):
 
 
 def _verify_dirs() -> set[str]:
-    return {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("seawall-verify-*")}
+    return {p.name for p in Path(tempfile.gettempdir()).glob("seawall-verify-*")}
 
 
 # ---- logical --------------------------------------------------------------------------------------
