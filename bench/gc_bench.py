@@ -1,7 +1,9 @@
 """GC benchmark: mark-and-sweep of a vault with many chunks, against the time to list them.
 
 Acceptance (issue 9): GC of a vault with 100k chunks completes within 2x the time of listing
-those objects, both measured in the same run on the same store. Chunk objects are small random
+those objects, both measured in the same run on the same store. The chunks are written as loose
+format v1 objects (`chunks/`), which GC still handles; packs (format v2) are measured by
+`bench/packs_bench.py`. Chunk objects are small random
 blobs written straight through the store (GC never reads data chunks, only manifests and
 file-tree indexes), so 100k of them are made in seconds; manifests reference all but a
 `garbage` fraction of them, which GC must delete.
