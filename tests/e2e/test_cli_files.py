@@ -85,9 +85,8 @@ def test_corrupt_chunk_names_backup_and_object(cli, tree, tmp_path):
     good = cli("backup", "files", str(other), "--vault", url, "--json").json()["backup_id"]
     for b in cli("verify", "--vault", url, "--json").json()["backups"]:
         assert b["ok"]
-    chunk_files = sorted((tmp_path / "vault" / "chunks").rglob("*"))
-    chunk_files = [p for p in chunk_files if p.is_file()]
-    victim = max(chunk_files, key=lambda p: p.stat().st_size)  # a data chunk of the big tree
+    packs = [p for p in sorted((tmp_path / "vault" / "data").rglob("*")) if p.is_file()]
+    victim = max(packs, key=lambda p: p.stat().st_size)  # the big tree's pack (each backup writes its own)
     _flip_byte(victim)
     result = cli("verify", "--vault", url, "--read-data", "--json")
     assert result.code == ExitCode.INTEGRITY
