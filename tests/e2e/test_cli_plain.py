@@ -108,7 +108,7 @@ def test_exit_codes_and_usage_errors_without_prefect(plain, tmp_path):
         assert run.code == ExitCode.USAGE, run.err
         assert text in run.err and "Traceback" not in run.err and len(run.err.strip().splitlines()) == 1
         _no_prefect(run)
-    chunk = max((p for p in (tmp_path / "vault" / "chunks").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    chunk = max((p for p in (tmp_path / "vault" / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     data = bytearray(chunk.read_bytes())
     data[60] ^= 1
     chunk.write_bytes(bytes(data))

@@ -63,7 +63,7 @@ def test_verify_flow_fails_on_corruption(target: VaultTarget, tmp_path: Path):
     source = tmp_path / "src"
     make_sample_tree(source)
     manifest = backup_files(str(source), target)
-    victim = max((p for p in (tmp_path / "vault" / "chunks").rglob("*") if p.is_file()),
+    victim = max((p for p in (tmp_path / "vault" / "data").rglob("*") if p.is_file()),
                  key=lambda p: p.stat().st_size)
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
