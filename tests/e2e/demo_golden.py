@@ -7,7 +7,7 @@ import re
 
 BEGIN, END = "----- runbook demo-shop -----", "----- end of runbook -----"
 _RULES = [
-    (re.compile(r"/tmp/seawall-demo-[A-Za-z0-9_]+"), "<DEMO>"),
+    (re.compile(r"/(?:[\w.-]+/)*seawall-demo-[A-Za-z0-9_]+"), "<DEMO>"),  # under $TMPDIR (one per xdist worker)
     (re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4}"), "<VERIFICATION>"),
     (re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}"), "<BACKUP>"),
     (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC"), "<TIME> UTC"),
