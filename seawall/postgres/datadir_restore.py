@@ -11,9 +11,7 @@ user, with the mode and mtime they had; directories get their mode once their fi
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from seawall.manifest import Manifest, StreamRef
 from seawall.postgres import binaries
 from seawall.postgres.tablespaces import write_map
 from seawall.postgres.tarextract import server_owner
+from seawall.sources.files import _FilePool
 from seawall.sources.tree import Entry, iter_entries
 from seawall.streams import ChunkReader
 from seawall.vault import Vault
@@ -41,23 +40,23 @@ def restore_datadir_files(vault: Vault, manifest: Manifest, datadir: Path, *, pr
     roots = [(tree_name(None), datadir)] + [(tree_name(ts["oid"]), loc) for ts, loc in tablespaces or []]
     owner = server_owner()
     count = 0
-    with ChunkReader(vault, workers=workers, prefetch=12) as reader, ChunkReader(vault, workers=1) as index, \
-            _Writers(workers) as pool:
+    with ChunkReader(vault, workers=workers, prefetch=12) as reader, ChunkReader(vault, workers=1) as index:
         for name, root in roots:
             dirs = []
-            for entry in iter_entries(index.iter_stream(manifest.stream(name))):
-                dest = root if entry.path == "." else root / entry.path
-                if entry.type == "d":
-                    dest.mkdir(mode=0o700, exist_ok=True)
-                    dirs.append((dest, entry))
-                elif entry.type == "l":
-                    os.symlink(entry.target, dest)
-                    if owner:
-                        os.chown(dest, *owner, follow_symlinks=False)
-                elif entry.type == "f":
-                    pool.submit(_write_file, reader, entry, dest, owner, progress)
-                    count += 1
-            pool.wait()
+            with _FilePool(workers) as pool:  # one pool per tree: its wait() ends it
+                for entry in iter_entries(index.iter_stream(manifest.stream(name))):
+                    dest = root if entry.path == "." else root / entry.path
+                    if entry.type == "d":
+                        dest.mkdir(mode=0o700, exist_ok=True)
+                        dirs.append((dest, entry))
+                    elif entry.type == "l":
+                        os.symlink(entry.target, dest)
+                        if owner:
+                            os.chown(dest, *owner, follow_symlinks=False)
+                    elif entry.type == "f":
+                        pool.submit(_write_file, reader, entry, dest, owner, progress)
+                        count += 1
+                pool.wait()
             for dest, entry in reversed(dirs):
                 _meta(dest, entry, owner)
     _write_text(datadir / "backup_label", manifest.source["backup_label"], owner)
@@ -98,42 +97,6 @@ def _write_text(path: Path, text: str, owner: tuple[int, int] | None) -> None:
         os.chown(path, *owner)
     else:
         binaries.chown_to_server_user(path)
-
-
-class _Writers:
-    """A bounded pool of file writes; the first failure is raised by `submit` or `wait`."""
-
-    def __init__(self, workers: int):
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="seawall-pgwrite")
-        self._slots = threading.BoundedSemaphore(workers * 4)
-        self._futures: list[Future[None]] = []
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> _Writers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def submit(self, fn: Callable[..., None], *args: object) -> None:
-        if self._error is not None:
-            raise self._error
-        self._slots.acquire()
-        fut = self._pool.submit(fn, *args)
-        fut.add_done_callback(self._done)
-        self._futures.append(fut)
-
-    def _done(self, fut: Future[None]) -> None:
-        if self._error is None and not fut.cancelled() and fut.exception() is not None:
-            self._error = fut.exception()
-        self._slots.release()
-
-    def wait(self) -> None:
-        for fut in self._futures:
-            fut.exception()
-        self._futures.clear()
-        if self._error is not None:
-            raise self._error
 
 
 # ---- pg_verifybackup ------------------------------------------------------------------------------
