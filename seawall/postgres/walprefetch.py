@@ -21,7 +21,6 @@ import logging
 import os
 import shlex
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -186,16 +185,10 @@ class GetDaemon:
         self.fetched = 0
 
     def run(self) -> int:
-        from seawall.postgres.walpushd import log
+        from seawall.postgres.walpushd import claim, log
 
-        lock = self.spool.try_lock()
-        if lock is None:
+        if claim(self.spool, self.stop) is None:
             return 0
-        os.ftruncate(lock, 0)
-        os.write(lock, f"{os.getpid()}\n".encode())
-        if threading.current_thread() is threading.main_thread():  # (tests run it on a thread)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.stop.set())
         try:
             archive = self.open_archive()
             seg_size = archive.seg_size

@@ -54,14 +54,8 @@ class PushDaemon:
 
     def run(self) -> int:
         """Run until idle; returns an exit code (0 also when another daemon already runs)."""
-        lock = self.spool.try_lock()
-        if lock is None:
+        if claim(self.spool, self.stop) is None:
             return 0
-        os.ftruncate(lock, 0)
-        os.write(lock, f"{os.getpid()}\n".encode())
-        if threading.current_thread() is threading.main_thread():  # (tests run it on a thread)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.stop.set())
         try:
             archive = self.open_archive()
         except SeawallError as exc:
@@ -178,6 +172,22 @@ class PushDaemon:
         for name in [n for n in self.failures if n not in waiting]:
             self.failures.pop(name)
             self.spool.remove("error", name)
+
+
+def claim(spool: SpoolDir, stop: threading.Event) -> int | None:
+    """Become the spool's daemon: its lock (pid written in it) and SIGTERM/SIGINT setting `stop`.
+
+    None when another daemon holds the lock.
+    """
+    lock = spool.try_lock()
+    if lock is None:
+        return None
+    os.ftruncate(lock, 0)
+    os.write(lock, f"{os.getpid()}\n".encode())
+    if threading.current_thread() is threading.main_thread():  # (tests run it on a thread)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    return lock
 
 
 def log(message: str) -> None:
