@@ -51,7 +51,7 @@ def lifecycle_problems(policy: Any) -> list[tuple[tuple, str]]:
 
 
 def _vault_problems(policy: Any, name: str, vault: Any) -> list[tuple[tuple, str]]:
-    from seawall.policy import _human
+    from seawall.policy.fields import human as _human
 
     out: list[tuple[tuple, str]] = []
     if vault.url is not None and urlsplit(vault.url).scheme != "s3":
@@ -74,7 +74,7 @@ def _vault_problems(policy: Any, name: str, vault: Any) -> list[tuple[tuple, str
 
 
 def _retention_problems(policy: Any, vault_name: str, step: Any, row: Any) -> list[str]:
-    from seawall.policy import _human
+    from seawall.policy.fields import human as _human
 
     out = []
     for ds_name, ds in policy.datasets.items():
