@@ -14,28 +14,30 @@ a `latest` restore cannot stop at a hole, nor read another timeline's segment in
 PostgreSQL's own failures ("recovery ended before configured recovery target was reached"...) are
 read from the server log. On failure the half-restored data directory is removed (its log stays).
 
-Recovery targets and the settings rendered from them live in `seawall.postgres.targets` (re-exported
-here).
+Recovery targets and the settings rendered from them live in `seawall.postgres.targets`, the data
+directory's preparation and filling in `recovery_files`, reading the server log in `recovery_log`
+(the names callers imported from here are re-exported).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seawall.errors import ConfigError, IntegrityError, NoSpaceError, PermanentError, SeawallError
+from seawall.errors import ConfigError, NoSpaceError, PermanentError
 from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
-from seawall.postgres.datadir_restore import is_datadir_backup, restore_datadir_files
-from seawall.postgres.physical import BASE_STREAM, KIND
+from seawall.postgres.physical import KIND
+from seawall.postgres.recovery_files import Progress as Progress  # re-exported: it lived here
+from seawall.postgres.recovery_files import discard_datadir, prepare_datadir, require_empty, write_recovery_config
+from seawall.postgres.recovery_files import drop_settings as drop_settings  # re-exported: it lived here
+from seawall.postgres.recovery_files import extract_base as extract_base  # re-exported: checks import it here
+from seawall.postgres.recovery_log import RecoveryLog, diagnose_failure, new_timeline, read_log
 from seawall.postgres.recovery_modes import CopyOptions as CopyOptions  # re-exported: callers import it here
 from seawall.postgres.recovery_modes import ServerStopped, check_wal_path, finish_settings, wait_for_end
 from seawall.postgres.restore_delta import (
@@ -44,26 +46,19 @@ from seawall.postgres.restore_delta import (
     prepare_delta_datadir,
     write_datadir_delta,
 )
-from seawall.postgres.tablespaces import MANIFEST as TS_MANIFEST
-from seawall.postgres.tablespaces import discard_locations, plan_locations, prepare_locations, write_map
-from seawall.postgres.tablespaces import stream_name as ts_stream_name
-from seawall.postgres.tarextract import extract_stream
+from seawall.postgres.tablespaces import discard_locations, plan_locations, prepare_locations
+from seawall.postgres.targets import REPLACED_SETTINGS as REPLACED_SETTINGS  # re-exported: it lived here
+from seawall.postgres.targets import TARGET_KINDS as TARGET_KINDS  # re-exported: it lived here
 from seawall.postgres.targets import (
-    REPLACED_SETTINGS,
     RecoveryTarget,
     archive_command,
     check_target,
     recovery_settings,
     restore_command,
 )
-from seawall.postgres.targets import TARGET_KINDS as TARGET_KINDS  # re-exported: it lived here
 from seawall.postgres.targets import default_seawall_bin as default_seawall_bin  # re-exported: it lived here
-from seawall.postgres.wal import WalArchive, check_continuity
 from seawall.postgres.walprefetch import WalPrefetcher, spool_dir_for, spooled_command
-from seawall.streams import ChunkReader
 from seawall.vault import Vault
-
-Progress = Callable[[int], None]
 
 
 def check_backup(manifest: Manifest) -> None:
@@ -72,172 +67,6 @@ def check_backup(manifest: Manifest) -> None:
     if manifest.status != BackupStatus.DONE:
         raise ConfigError(f"backup {manifest.backup_id} is {manifest.status}, not complete",
                           hint="pick a DONE backup from `seawall list`")
-
-
-# ---- the data directory ---------------------------------------------------------------------------
-def require_empty(directory: str | os.PathLike, what: str = "data directory") -> Path:
-    """The absolute path of `directory`; ConfigError if it exists and is not an empty directory."""
-    path = Path(directory).absolute()
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"{what} {path} is not empty", hint="restore into a new or empty directory")
-    return path
-
-
-def prepare_datadir(datadir: str | os.PathLike) -> tuple[Path, bool]:
-    """Create `datadir` 0700 for the server user; returns (path, whether it existed empty).
-
-    Raises:
-        ConfigError: it exists and is not an empty directory (nothing is touched).
-    """
-    path = require_empty(datadir)
-    existed = path.exists()
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-    binaries.chown_to_server_user(path)
-    return path, existed
-
-
-def discard_datadir(path: Path, keep_empty: bool | None) -> None:
-    """Remove a half-restored data directory (recreated empty if it existed before); None: leave it
-    (a delta restore's directory was the user's; running the restore again finishes it)."""
-    if keep_empty is None:
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    if keep_empty:
-        path.mkdir(mode=0o700, exist_ok=True)
-        binaries.chown_to_server_user(path)
-
-
-def extract_base(vault: Vault, manifest: Manifest, datadir: Path, *, progress: Progress | None = None,
-                 workers: int = 4, writeback: bool = True,
-                 tablespaces: list[tuple[dict[str, Any], Path]] | None = None, rewrite_map: bool = True) -> int:
-    """Stream `base.tar` from the vault into `datadir`; returns the number of members extracted.
-
-    The chunks go straight into the files (`seawall.postgres.tarextract`, not tarfile: see there
-    why), owned by the server OS user; the stream's size and hash are checked at its end.
-    `writeback=False` for a copy that is deleted soon (verification): no disk writes started early.
-    `tablespaces` (`tablespaces.plan_locations`, locations prepared): each tablespace's tar goes into
-    its location and `tablespace_map` is rewritten to point there (unless `rewrite_map` is False:
-    pg_verifybackup checks that file too); the backup's separate `backup_manifest`, if any, is written.
-    """
-    if is_datadir_backup(manifest):  # files, not a tar: see seawall.postgres.datadir_backup for the format
-        return restore_datadir_files(vault, manifest, datadir, progress=progress, workers=workers,
-                                     tablespaces=tablespaces, rewrite_map=rewrite_map)
-    members = 0
-    with ChunkReader(vault, workers=workers, prefetch=12) as reader:
-        chunks = reader.iter_stream(manifest.stream(BASE_STREAM))
-        members += extract_stream(_counted(chunks, progress) if progress else chunks, datadir, writeback=writeback)
-        for ts, location in tablespaces or []:
-            chunks = reader.iter_stream(manifest.stream(ts_stream_name(ts["oid"])))
-            members += extract_stream(_counted(chunks, progress) if progress else chunks, location,
-                                      writeback=writeback)
-        if any(s.name == TS_MANIFEST for s in manifest.streams):
-            with open(datadir / TS_MANIFEST, "wb") as out:
-                for chunk in reader.iter_stream(manifest.stream(TS_MANIFEST)):
-                    out.write(chunk)
-            binaries.chown_to_server_user(datadir / TS_MANIFEST)
-    if tablespaces and rewrite_map:
-        write_map(datadir, tablespaces)
-    return members
-
-
-def _counted(chunks: Iterator[bytes], progress: Progress) -> Iterator[bytes]:
-    for chunk in chunks:
-        progress(len(chunk))
-        yield chunk
-
-
-def drop_settings(conf: Path, pattern: re.Pattern[str]) -> None:
-    """Remove copied settings we replace: PostgreSQL refuses two recovery targets even if one is ''."""
-    if conf.exists():
-        lines = conf.read_text().splitlines(keepends=True)
-        conf.write_text("".join(ln for ln in lines if not pattern.match(ln)))
-
-
-def write_recovery_config(datadir: Path, settings: dict[str, Any], *, standby: bool = False) -> LocalCluster:
-    cluster = LocalCluster(datadir, settings.get("port"), socket_dir=str(datadir.parent / f"{datadir.name}.sock"))
-    cluster.socket_dir.mkdir(mode=0o700, exist_ok=True)
-    binaries.chown_to_server_user(cluster.socket_dir)
-    drop_settings(datadir / "postgresql.auto.conf", REPLACED_SETTINGS)
-    cluster.configure({**settings, "port": cluster.port})
-    signal_file = datadir / ("standby.signal" if standby else "recovery.signal")
-    signal_file.touch()
-    binaries.chown_to_server_user(signal_file)
-    (datadir / ("recovery.signal" if standby else "standby.signal")).unlink(missing_ok=True)
-    return cluster
-
-
-# ---- running recovery ----------------------------------------------------------------------------
-_RESTORED = re.compile(r'restored log file "([0-9A-F]{24})" from archive')
-
-
-@dataclass
-class RecoveryLog:
-    """What the server log says about this recovery."""
-
-    text: str
-
-    @property
-    def last_restored(self) -> str | None:
-        found = _RESTORED.findall(self.text)
-        return found[-1] if found else None
-
-    def line(self, needle: str) -> str | None:
-        for ln in self.text.splitlines():
-            if needle in ln:
-                return ln.split(":  ", 1)[-1].strip()
-        return None
-
-    def fatal(self) -> str | None:
-        """The last FATAL/PANIC of the server itself (not a client refused while it started)."""
-        noise = ("the database system is starting up", "the database system is not yet accepting connections",
-                 "the database system is shutting down")
-        found = [ln for ln in self.text.splitlines()
-                 if ("FATAL:" in ln or "PANIC:" in ln) and not any(n in ln for n in noise)]
-        return found[-1].split(":  ", 1)[-1].strip() if found else None
-
-
-def read_log(cluster: LocalCluster, offset: int) -> RecoveryLog:
-    try:
-        with open(cluster.logfile, "rb") as fh:
-            fh.seek(offset)
-            return RecoveryLog(fh.read().decode("utf-8", "replace"))
-    except OSError:
-        return RecoveryLog("")
-
-
-def _archive_gap(vault: Vault, manifest: Manifest) -> tuple[str | None, str | None]:
-    """(first lost segment, newest archived) between the backup's start and the newest WAL."""
-    try:
-        report = check_continuity(WalArchive(vault), from_segment=manifest.source.get("start_wal_file"),
-                                  seg_size=manifest.source.get("wal_segment_size"))
-    except (ValueError, SeawallError):
-        return None, None
-    return (report.lost[0] if report.lost else None), report.newest
-
-
-def diagnose_failure(log: RecoveryLog, vault: Vault, manifest: Manifest, target: RecoveryTarget,
-                     where: str) -> SeawallError:
-    """The error for a recovery that stopped the server, from its log and the archive."""
-    last = log.last_restored or "none"
-    lost, newest = _archive_gap(vault, manifest)
-    if log.line("before consistent recovery point"):
-        return ConfigError(f"target {target} is before the oldest point backup {manifest.backup_id} can reach "
-                           f"({manifest.source.get('stop_lsn')}){where}", hint="pick a later target")
-    if lost:
-        return IntegrityError(f"PITR to {target} failed: WAL segment {lost} is missing from the archive "
-                              f"(last restored: {last}, newest archived: {newest}){where}",
-                              hint="the archive is broken there: restore to an earlier target or a newer backup")
-    if log.line("recovery ended before configured recovery target was reached"):
-        return ConfigError(f"PITR to {target} failed: the target is after the newest archived WAL "
-                           f"(last restored: {last}, newest archived: {newest}){where}",
-                           hint="pick an earlier target, or archive more WAL (pg_switch_wal()) and retry")
-    if log.line("could not locate required checkpoint record") or log.line("WAL ends before"):
-        return IntegrityError(f"the WAL backup {manifest.backup_id} needs is missing from the archive "
-                              f"({manifest.source.get('start_wal_file')}..{manifest.source.get('stop_wal_file')}, "
-                              f"last restored: {last}){where}")
-    fatal = log.fatal() or "the server stopped during recovery"
-    return PermanentError(f"PITR to {target} failed: {fatal}{where}")
 
 
 def _passphrase_file(datadir: Path, passphrase: str) -> Path:
@@ -399,11 +228,5 @@ def _summary(cluster: LocalCluster, log: RecoveryLog, manifest: Manifest, target
     return {"backup_id": manifest.backup_id, "datadir": str(cluster.datadir), "port": cluster.port,
             "conninfo": cluster.conninfo(), "socket_dir": str(cluster.socket_dir), "target": str(target),
             "last_restored_wal": log.last_restored, "recovery_stop": log.line("recovery stopping"),
-            "last_transaction": log.line("last completed transaction"), "timeline": _new_timeline(log),
+            "last_transaction": log.line("last completed transaction"), "timeline": new_timeline(log),
             "running": running, "seconds": round(seconds, 3), "logfile": str(cluster.logfile)}
-
-
-def _new_timeline(log: RecoveryLog) -> int | None:
-    line = log.line("selected new timeline ID")
-    m = re.search(r"selected new timeline ID: (\d+)", line or "")
-    return int(m[1]) if m else None
