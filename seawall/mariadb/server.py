@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -21,33 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from seawall.errors import ConfigError, PermanentError, RetryableError
+from seawall.localserver import ServerProcess, as_user, chown_tree, find_tool, refuse_busy_port, server_user
 
 INSTALL_HINT = "install the server: apt-get install mariadb-server mariadb-backup mariadb-client"
 
 
 def tool(name: str) -> str:
     """Path of a MariaDB program, or ConfigError naming the package to install."""
-    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise ConfigError(f"{name} not found", hint=INSTALL_HINT)
+    return find_tool(name, INSTALL_HINT, ("/usr/sbin", "/usr/bin"))
 
 
 def os_user() -> str | None:
     """The OS user servers run as when we are root (None when we are not: run as ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    return os.environ.get("SEAWALL_MARIADB_OS_USER", "mysql")
+    return server_user("SEAWALL_MARIADB_OS_USER", "mysql")
 
 
 def chown_to_server_user(path: Path) -> None:
-    user = os_user()
-    if user:
-        entry = pwd.getpwnam(user)
-        for root, dirs, files in os.walk(path):
-            for name in [*dirs, *files]:
-                os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
+    chown_tree(path, os_user())
 
 
 def require_reachable(path: Path) -> None:
@@ -63,24 +52,13 @@ def require_reachable(path: Path) -> None:
                           "there", hint="pick a directory under one it can reach (e.g. /var/tmp or /srv)")
 
 
-def _as_server_user(argv: list[str]) -> list[str]:
-    user = os_user()
-    return ["runuser", "-u", user, "--", *argv] if user else argv
-
-
 def free_port() -> int:
     from seawall.postgres.cluster import free_port as pick
 
     return pick()
 
 
-def _port_in_use(port: int) -> bool:
-    from seawall.postgres.cluster import port_in_use
-
-    return port_in_use(port)
-
-
-class LocalServer:
+class LocalServer(ServerProcess):
     """A MariaDB server on this machine with its own data directory under `root`.
 
     Example:
@@ -121,7 +99,7 @@ class LocalServer:
         chown_to_server_user(root)
         argv = [tool("mariadb-install-db"), "--no-defaults", f"--datadir={server.datadir}",
                 "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"]
-        result = subprocess.run(_as_server_user(argv), capture_output=True, text=True, check=False)
+        result = subprocess.run(as_user(argv, os_user()), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             shutil.rmtree(root, ignore_errors=True)
             last = (result.stderr or result.stdout).strip().splitlines()[-1:]
@@ -141,13 +119,11 @@ class LocalServer:
         return args
 
     def start(self, *, timeout: float = 60) -> None:
-        if _port_in_use(self.port):
-            raise ConfigError(f"port {self.port} is already in use", hint="choose a free port")
+        refuse_busy_port(self.port)
         if self.binlog:
             (self.root / "binlog").mkdir(exist_ok=True)
         chown_to_server_user(self.root)
-        self.proc = subprocess.Popen(_as_server_user(self.argv()), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.spawn(self.argv(), os_user())
         self.wait_ready(timeout=timeout)
 
     def wait_ready(self, *, timeout: float = 60) -> None:
@@ -188,9 +164,6 @@ class LocalServer:
             return f"mysql://{auth}@localhost/{quote(database, safe='')}?socket={quote(str(self.socket), safe='/')}"
         return f"mysql://{auth}@127.0.0.1:{self.port}/{quote(database, safe='')}"
 
-    def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, *, timeout: float = 60) -> None:
         """Clean shutdown (SIGTERM), then SIGKILL if it lingers."""
         if not self.is_running():
@@ -201,20 +174,3 @@ class LocalServer:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def remove(self) -> None:
-        """Kill the server and delete the whole directory (nothing in it is kept: no clean shutdown)."""
-        self.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return " | ".join(self.logfile.read_text(errors="replace").strip().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"

@@ -8,43 +8,27 @@ can ask for `DEBUG DIGEST`.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pwd
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from seawall.errors import ConfigError, PermanentError, RetryableError
+from seawall.errors import PermanentError, RetryableError
+from seawall.localserver import ServerProcess, chown_tree, find_tool, refuse_busy_port, server_user
 
 INSTALL_HINT = "install the server: apt-get install redis-server redis-tools"
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
-    if not path:
-        raise ConfigError(f"{name} not found", hint=INSTALL_HINT)
-    return path
+    return find_tool(name, INSTALL_HINT)
 
 
 def _os_user() -> str | None:
-    return os.environ.get("SEAWALL_REDIS_OS_USER", "redis") if os.geteuid() == 0 else None
+    return server_user("SEAWALL_REDIS_OS_USER", "redis")
 
 
-def _chown(path: Path) -> None:
-    user = _os_user()
-    if user:
-        entry = pwd.getpwnam(user)
-        for root, dirs, files in os.walk(path):
-            for name in [*dirs, *files]:
-                os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
-class LocalRedis:
+class LocalRedis(ServerProcess):
     """A redis-server with its own directory.
 
     Example:
@@ -71,11 +55,15 @@ class LocalRedis:
     def rdb(self) -> Path:
         return self.root / "dump.rdb"
 
+    @property
+    def logfile(self) -> Path:
+        return self.root / "redis.log"
+
     def argv(self) -> list[str]:
         args = [tool("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket",
                 str(self.socket), "--unixsocketperm", "700", "--dir", str(self.root), "--save", "",
                 "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no",
-                "--logfile", str(self.root / "redis.log"), "--enable-debug-command", "local",
+                "--logfile", str(self.logfile), "--enable-debug-command", "local",
                 # A replica's full sync (redis-cli --rdb) starts at once instead of waiting 5 s for
                 # more replicas (Redis 7's default diskless-sync delay).
                 "--repl-diskless-sync-delay", "0"]
@@ -84,15 +72,9 @@ class LocalRedis:
         return args
 
     def start(self, *, timeout: float = 60) -> None:
-        from seawall.postgres.cluster import port_in_use
-
-        if port_in_use(self.port):
-            raise ConfigError(f"port {self.port} is already in use", hint="choose a free port")
-        _chown(self.root)
-        user = _os_user()
-        argv = ["runuser", "-u", user, "--", *self.argv()] if user else self.argv()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        refuse_busy_port(self.port)
+        chown_tree(self.root, _os_user())
+        self.spawn(self.argv(), _os_user())
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -128,19 +110,3 @@ class LocalRedis:
         from seawall.redis.conn import RedisConn
 
         return RedisConn(socket=str(self.socket), password=SecretStr(self.password) if self.password else None)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def remove(self) -> None:
-        self.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return " | ".join((self.root / "redis.log").read_text(errors="replace").strip().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
