@@ -5,13 +5,16 @@ endpoint in this process, almost always means a wrong URL, port or host name: re
 hides the typo, so it is a `ConfigError` (exit 2 at once). Once the endpoint answered, the same
 failure is an outage (a server restarting, a network blip) and stays a `RetryableError` under the
 retry policy. Translators (S3, PostgreSQL, SSH) call `mark_reached` after a successful call and
-`unreachable` to classify a failed connection.
+`unreachable` to classify a failed connection; the database ones (PostgreSQL, MariaDB, Redis) share
+`first_contact`, which does both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Callable, Iterator
 
 from seawall.errors import ConfigError, RetryableError, SeawallError
 
@@ -86,3 +89,38 @@ def unreachable(endpoint: str, exc: BaseException, message: str, *, hint: str) -
         return RetryableError(f"{message}: {why} (it answered before: retrying)",
                               hint="transient; Prefect tasks retry this automatically")
     return ConfigError(f"{message}: {why}", hint=hint)
+
+
+def _never_answered(exc: BaseException) -> bool:
+    return False
+
+
+@contextlib.contextmanager
+def first_contact(what: str, endpoint: str | None, errors: tuple[type[BaseException], ...],
+                  classify: Callable[[BaseException], Exception], *, hint: str,
+                  answered: Callable[[BaseException], bool] = _never_answered) -> Iterator[None]:
+    """The shape every database translator shares: `errors` raised in the block become `classify(exc)`.
+
+    With `endpoint` (a connection attempt), a failure that shows the server was never reached is
+    `unreachable`'s ConfigError instead; one that shows it `answered` (e.g. an SQLSTATE: it spoke,
+    if only to refuse) counts as reached, as does a block that ends without error.
+
+    Args:
+        what: What was being done, naming the server (never the password).
+        endpoint: The `mark_reached` key, or None when this is not a connection attempt.
+        errors: The SDK's exception types to translate (the SDK is imported by the caller, late).
+        classify: The seawall error for one of them.
+        hint: What to check when the server was never reached.
+        answered: Whether an exception proves the server answered.
+    """
+    try:
+        yield
+    except errors as exc:
+        if endpoint is not None:
+            if answered(exc):
+                mark_reached(endpoint)
+            elif (first := unreachable(endpoint, exc, what, hint=hint)) is not None:
+                raise first from exc
+        raise classify(exc) from exc
+    if endpoint is not None:
+        mark_reached(endpoint)

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from pydantic import SecretStr
 
 from seawall.errors import AuthError, ConfigError, PermanentError, RetryableError
-from seawall.reach import mark_reached, unreachable
+from seawall.reach import first_contact
 
 SCHEMES = ("mysql", "mariadb")
 
@@ -136,8 +136,7 @@ def classify_pymysql(exc: BaseException, what: str) -> Exception:
     return PermanentError(message)
 
 
-@contextlib.contextmanager
-def translate_pymysql_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+def translate_pymysql_errors(what: str, *, endpoint: str | None = None) -> contextlib.AbstractContextManager[None]:
     """Map PyMySQL exceptions to seawall's families, naming `what`.
 
     Args:
@@ -147,15 +146,10 @@ def translate_pymysql_errors(what: str, *, endpoint: str | None = None) -> Itera
     """
     import pymysql
 
-    try:
-        yield
-    except (pymysql.err.Error, ConnectionError, TimeoutError) as exc:
-        first = unreachable(endpoint, exc, what, hint="check the host and port in the DSN, and that MariaDB "
-                            "runs there") if endpoint is not None else None
-        if first is not None:
-            raise first from exc
+    def classify(exc: BaseException) -> Exception:
         if isinstance(exc, pymysql.err.Error):
-            raise classify_pymysql(exc, what) from exc
-        raise RetryableError(f"{what}: {exc}") from exc
-    if endpoint is not None:
-        mark_reached(endpoint)
+            return classify_pymysql(exc, what)
+        return RetryableError(f"{what}: {exc}")  # a socket error below PyMySQL: the link dropped
+
+    return first_contact(what, endpoint, (pymysql.err.Error, ConnectionError, TimeoutError), classify,
+                         hint="check the host and port in the DSN, and that MariaDB runs there")

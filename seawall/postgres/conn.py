@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
 
 from seawall.errors import AuthError, ConfigError, PermanentError, RetryableError
-from seawall.reach import mark_reached, unreachable
+from seawall.reach import first_contact
 from seawall.redact import add_conninfo_secret, add_secret
 
 
@@ -113,27 +112,17 @@ def classify_psycopg(exc: BaseException, what: str) -> Exception:
     return PermanentError(message)
 
 
-@contextlib.contextmanager
-def translate_psycopg_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+def translate_psycopg_errors(what: str, *, endpoint: str | None = None) -> contextlib.AbstractContextManager[None]:
     """Map psycopg exceptions to RetryableError / PermanentError families, naming `what`.
 
     Args:
         what: What was being done, naming the server (never the password).
         endpoint: Set when connecting: a refused connection or unknown host before this server
             ever answered is a ConfigError (exit 2 at once, `seawall.reach`), later a RetryableError.
+            An error with an SQLSTATE means the server answered, if only to refuse.
     """
     import psycopg
 
-    try:
-        yield
-    except psycopg.Error as exc:
-        if endpoint is not None and not getattr(exc, "sqlstate", None):
-            first = unreachable(endpoint, exc, what, hint="check the host and port in the DSN, and that "
-                                "PostgreSQL runs there")
-            if first is not None:
-                raise first from exc
-        elif endpoint is not None:
-            mark_reached(endpoint)  # the server answered, if only to refuse
-        raise classify_psycopg(exc, what) from exc
-    if endpoint is not None:
-        mark_reached(endpoint)
+    return first_contact(what, endpoint, (psycopg.Error,), lambda exc: classify_psycopg(exc, what),
+                         hint="check the host and port in the DSN, and that PostgreSQL runs there",
+                         answered=lambda exc: bool(getattr(exc, "sqlstate", None)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -17,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import SecretStr
 
 from seawall.errors import AuthError, ConfigError, PermanentError, RetryableError
-from seawall.reach import mark_reached, unreachable
+from seawall.reach import first_contact
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,7 @@ def classify_redis(exc: BaseException, what: str) -> Exception:
     return PermanentError(message)
 
 
-@contextlib.contextmanager
-def translate_redis_errors(what: str, *, endpoint: str | None = None) -> Iterator[None]:
+def translate_redis_errors(what: str, *, endpoint: str | None = None) -> contextlib.AbstractContextManager[None]:
     """Map redis-py exceptions to seawall's families, naming `what`.
 
     Args:
@@ -114,13 +112,5 @@ def translate_redis_errors(what: str, *, endpoint: str | None = None) -> Iterato
     """
     import redis
 
-    try:
-        yield
-    except redis.RedisError as exc:
-        first = unreachable(endpoint, exc, what, hint="check the host and port in the URL, and that Redis "
-                            "runs there") if endpoint is not None else None
-        if first is not None:
-            raise first from exc
-        raise classify_redis(exc, what) from exc
-    if endpoint is not None:
-        mark_reached(endpoint)
+    return first_contact(what, endpoint, (redis.RedisError,), lambda exc: classify_redis(exc, what),
+                         hint="check the host and port in the URL, and that Redis runs there")
