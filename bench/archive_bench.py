@@ -56,8 +56,8 @@ def private(path: Path, text: str | None = None, mode: int = 0o600) -> Path:
 
 
 class Bench:
-    def __init__(self, root: Path, jobs: int):
-        self.root, self.jobs = root, jobs
+    def __init__(self, root: Path, jobs: int, sample_every: float = 0.5):
+        self.root, self.jobs, self.sample_every = root, jobs, sample_every
         self.pass_file = private(root / "passphrase", PASSPHRASE)
         self.cluster = LocalCluster.create(root, settings={
             "archive_mode": "on", "archive_command": "true", "wal_level": "replica", "max_wal_size": "2GB",
@@ -140,7 +140,7 @@ class Bench:
         stop = threading.Event()
 
         def sample() -> None:
-            while not stop.wait(1.0):
+            while not stop.wait(self.sample_every):
                 samples.append(len(self.ready()))
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -221,8 +221,9 @@ def tps(out: str) -> float:
     return 0.0
 
 
-def order(rep: int) -> list[str]:
-    return list(TOOLS[rep % 3:] + TOOLS[:rep % 3])
+def order(rep: int, tools: tuple[str, ...] = TOOLS) -> list[str]:
+    """The tools in round `rep`'s order: rotated by one each round (split runs pass --first-rep)."""
+    return [tool for tool in TOOLS[rep % 3:] + TOOLS[:rep % 3] if tool in tools]
 
 
 def summary(rows: list[dict], key: str) -> dict[str, Any]:
@@ -242,12 +243,22 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=20, help="pgbench -i -s")
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--only", default="kt", help="k: keep-up, t: throughput")
+    ap.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ",".join(TOOLS))
+    ap.add_argument("--first-rep", type=int, default=0,
+                    help="number of the first round (its tool order): split runs continue the rotation")
+    ap.add_argument("--sample", type=float, default=0.5, help="seconds between backlog samples (keep-up)")
     ap.add_argument("--json")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="only merge the reports of split runs into --json")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge, args.json)
+    tools = tuple(args.tools.split(","))
+    if set(tools) - set(TOOLS):
+        ap.error(f"unknown tool in --tools: {args.tools}")
     root = make_private_dir("archive-bench-")
     report: dict[str, Any] = {"uptime_start": os.getloadavg(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                                          time.gmtime())}
-    bench = Bench(root, args.jobs)
+    bench = Bench(root, args.jobs, args.sample)
     try:
         report["pgbackrest"] = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True).stdout.strip()
         pgbench(bench.cluster, "-i", "-s", str(args.scale), "-q")
@@ -256,12 +267,12 @@ def main() -> None:
         names = bench.premake(args.segments) if "t" in args.only else []
         # Rounds, each with every measure once: a run cut short (the shared machine's benchmark
         # lock) still has whole rounds. The order of the tools rotates from round to round.
-        for rep in range(args.reps):
-            tools = order(rep)
+        for rep in range(args.first_rep, args.first_rep + args.reps):
+            ordered = order(rep, tools)
             if "k" in args.only:
-                for tool in tools:
+                for tool in ordered:
                     record(report, "keep_up", bench.keep_up(tool, rep, args.seconds), bench, args.json)
-            for tool in tools if names else ():
+            for tool in ordered if names else ():
                 record(report, "throughput", bench.throughput(tool, rep, names), bench, args.json)
     finally:
         report["uptime_end"] = os.getloadavg()
@@ -282,6 +293,22 @@ def record(report: dict[str, Any], measure: str, row: dict[str, Any], bench: Ben
     rows.append(row)
     report[measure].update({k: summary(rows, k) for k in KEYS[measure]})
     save(path, report)
+
+
+def merge(paths: list[str], out: str | None) -> None:
+    """One report from several split runs: every row kept, medians over all of them."""
+    report: dict[str, Any] = {"merged": paths, "runs": []}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        report["runs"].append({k: part.get(k) for k in ("started", "uptime_start", "uptime_end", "pgbackrest")})
+        for measure in KEYS:
+            rows = report.setdefault(measure, {}).setdefault("rows", [])
+            rows.extend(part.get(measure, {}).get("rows", []))
+    for measure in KEYS:
+        rows = report[measure]["rows"]
+        report[measure].update({k: summary(rows, k) for k in KEYS[measure]})
+    print(json.dumps({m: {k: report[m][k] for k in KEYS[m]} for m in KEYS}, indent=1))
+    save(out, report)
 
 
 def save(path: str | None, report: dict[str, Any]) -> None:

@@ -15,9 +15,9 @@ FAST_COMMANDS = {"wal-push", "wal-get", "wal-async"}
 def main() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["wal-push"] and "--async" in argv:
-        from seawall.postgres.walspool import acknowledged
+        from seawall.postgres.walack import acknowledged
 
-        if acknowledged(argv[1:]):  # the push daemon is ahead: answered before any other import
+        if acknowledged(argv[1:]):  # the push daemon's word on this file: answered before any other import
             sys.exit(0)
     from seawall import redact
 

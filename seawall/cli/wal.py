@@ -162,12 +162,14 @@ def _daemon_args(args: argparse.Namespace, command: str, wal_dir: str, spool) ->
 
 def push(args: argparse.Namespace) -> int:
     if args.async_:
+        from seawall.postgres import walack
         from seawall.postgres.walasync import push_async
 
         wal_dir = os.path.dirname(os.path.abspath(args.path))
         spool = _spool(args, "push", wal_dir)
+        timeout = max(1.0, args.timeout - walack.spent)  # the fast path may have waited already
         outcome = push_async(args.path, spool, _daemon_args(args, "wal-push-daemon", wal_dir, spool),
-                             timeout=args.timeout)
+                             timeout=timeout)
     else:
         outcome = _archive(args).push(args.path, sysid=args.sysid)
     if outcome != "archived":

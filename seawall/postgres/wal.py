@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from seawall.crypto import ObjType
+from seawall.crypto import ObjType, sealed_size_max
 from seawall.errors import ConfigError, ConflictError, IntegrityError, ObjectNotFound
 from seawall.postgres import walnames
 from seawall.vault import Vault
@@ -175,14 +175,14 @@ class WalArchive:
             raise ConfigError(f"cannot read WAL file {path}: {exc.strerror}") from None
         return self.push_bytes(path.name, data, sysid=sysid)
 
-    def push_bytes(self, name: str, data: bytes, *, sysid: str | None = None) -> str:
+    def push_bytes(self, name: str, data: bytes | memoryview, *, sysid: str | None = None) -> str:
         """`push` for a file already read (the async pusher reads and stats one descriptor)."""
         _validate_name(name)
         file_sysid, seg_size = self._identify(name, data, sysid)
         self.bind(file_sysid, seg_size)
         return self.put(name, data, file_sysid)
 
-    def _identify(self, name: str, data: bytes, sysid: str | None) -> tuple[str, int | None]:
+    def _identify(self, name: str, data: bytes | memoryview, sysid: str | None) -> tuple[str, int | None]:
         """(system identifier, segment size) of a file about to be pushed."""
         if walnames.is_segment(name.removesuffix(".partial")):
             header = read_segment_header(data, name)
@@ -199,13 +199,20 @@ class WalArchive:
             found = bound.system_identifier
         return found, None
 
-    def put(self, name: str, data: bytes, sysid: str) -> str:
+    def put(self, name: str, data: bytes | memoryview, sysid: str) -> str:
         """Store `data` as `name` unless present; an identical copy counts as success."""
         key = self.key(name, sysid)
-        keyring = self.vault.keyring
-        if self.vault.store.put_if_absent(key, keyring.seal(ObjType.WAL, key, data)):
+        keyring, store = self.vault.keyring, self.vault.store
+        # Sealed straight into the store's reusable (local: page-aligned, written with O_DIRECT)
+        # buffer where it has one: no fresh 16 MiB of ciphertext and no page-cache copy per segment.
+        out = store.write_buffer(sealed_size_max(len(data)))
+        if out is not None:
+            sealed = out[:keyring.seal_into(ObjType.WAL, key, data, out)]
+        else:
+            sealed = keyring.seal(ObjType.WAL, key, data)
+        if store.put_if_absent(key, sealed):
             return "archived"
-        existing = keyring.open(ObjType.WAL, key, self.vault.store.get(key))
+        existing = keyring.open(ObjType.WAL, key, store.get(key))
         if keyring.chunk_id(existing) == keyring.chunk_id(data):
             return "already archived"
         if name.endswith(".partial"):

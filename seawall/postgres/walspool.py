@@ -24,31 +24,18 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
 import sys
-import zlib
 
-# seawall.errors is imported where an error is raised: the acknowledgement fast path
-# (`acknowledged`, before the CLI's own imports) must cost little more than the interpreter's start.
+# The acknowledgement fast path (before the CLI's own imports) is `seawall.postgres.walack`; this
+# module is the rest of the spool, imported once a call has to wait for or start the daemon.
+from seawall.postgres.walack import SPOOL_ENV, default_root, matches, read_ok, spool_key  # noqa: F401 (re-exported)
 
-SPOOL_ENV = "SEAWALL_SPOOL"
 MIN_FREE = 1 << 20  # below this much free space the spool counts as full: status files need room
-_SEGMENT = re.compile(r"[0-9A-F]{24}")
+_HEX = frozenset("0123456789ABCDEF")
 
 
 def is_segment(name: str) -> bool:
-    return bool(_SEGMENT.fullmatch(name))
-
-
-def default_root() -> str:
-    tmp = os.environ.get("TMPDIR") or "/tmp"
-    return os.environ.get(SPOOL_ENV) or os.path.join(tmp, f"seawall-spool-{os.getuid()}")
-
-
-def spool_key(wal_dir: str, vault_url: str) -> str:
-    """A short stable name for (this cluster's pg_wal, this vault): crc32 of both, twice seeded."""
-    text = f"{os.path.realpath(wal_dir)}\0{vault_url}".encode()
-    return f"{zlib.crc32(text):08x}{zlib.crc32(text[::-1]):08x}"
+    return len(name) == 24 and _HEX.issuperset(name)
 
 
 def _private_dir(path: str) -> None:
@@ -109,14 +96,7 @@ class SpoolDir:
 
     def ok_matches(self, name: str, st: os.stat_result) -> bool:
         """True if `name` was pushed and the file now at %p is the very file that was pushed."""
-        try:
-            with open(self.sub("ok", name)) as fh:
-                if os.fstat(fh.fileno()).st_uid != os.getuid():  # only our daemon's word counts (the
-                    return False  # fast path reads before prepare() has checked the directories)
-                fields = fh.read().split(" ", 3)
-        except OSError:
-            return False
-        return fields[:3] == [str(st.st_ino), str(st.st_size), str(st.st_mtime_ns)]
+        return matches(read_ok(self.sub("ok", name)), st)
 
     def outcome(self, name: str) -> str:
         """What the daemon's push of `name` found ("archived", "already archived", ...)."""
@@ -237,35 +217,3 @@ def stop_daemon(pid: int, spool_path: str, wait: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-# ---- the fast path: a file the daemon already pushed ----------------------------------------------
-_VALUED = {"--vault", "--passphrase-file", "--sysid", "--spool", "--jobs", "--idle", "--timeout"}
-_FLAGS = {"--async", "--debug"}
-
-
-def acknowledged(argv: list[str]) -> bool:
-    """True if `wal-push ARGV --async` may answer 0 at once: the daemon recorded this very file as
-    archived. Runs before the CLI imports anything else (no argparse, no redaction, no error
-    classes): with the daemon ahead of PostgreSQL, this is all most archive_command calls do.
-    Anything unusual (an option it does not know, another outcome) returns False and the full path
-    decides."""
-    options, positional, args = {}, [], iter(argv)
-    for arg in args:
-        if arg in _VALUED:
-            options[arg] = next(args, None)
-        elif arg.startswith("-") and arg not in _FLAGS:
-            return False
-        elif arg not in _FLAGS:
-            positional.append(arg)
-    vault = options.get("--vault") or os.environ.get("SEAWALL_VAULT")
-    if len(positional) != 1 or not vault:
-        return False
-    path = os.path.abspath(positional[0])
-    wal_dir, name = os.path.split(path)
-    spool = SpoolDir.of(os.path.abspath(options.get("--spool") or default_root()), "push", wal_dir, vault)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return spool.ok_matches(name, st) and spool.outcome(name) == "archived"

@@ -158,7 +158,9 @@ class LocalStore(ObjectStore):
     def _write_tmp(self, path: str, data: bytes | memoryview, *, sync: bool = True) -> str:
         view = memoryview(data)
         # Only our own buffers are aligned; a misused one fails with EINVAL and is written cached.
-        direct = self._direct and not sync and isinstance(view.obj, mmap.mmap) and len(view) >= DIRECT_MIN
+        # Synced writes too: a WAL segment sealed into `write_buffer` skips the page cache, and its
+        # fsync then has only metadata left to write.
+        direct = self._direct and isinstance(view.obj, mmap.mmap) and len(view) >= DIRECT_MIN
         tmp, fd, direct = self._open_tmp(path, direct)
         try:
             if self._owner:

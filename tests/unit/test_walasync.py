@@ -131,7 +131,7 @@ def test_bad_async_options_are_one_line_exit_2(argv: list[str], expected: str,
 
 
 def test_the_fast_path_answers_only_for_the_very_file_the_daemon_pushed(tmp_path: Path) -> None:
-    from seawall.postgres.walspool import acknowledged
+    from seawall.postgres.walack import acknowledged
 
     c = Cluster(tmp_path)
     name = c.ready(20)
