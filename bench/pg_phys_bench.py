@@ -1,7 +1,7 @@
 """Physical backup and restore of PostgreSQL: seawall's CLI vs pg_basebackup and pgBackRest 2.45, same run.
 
-    flock /tmp/seawall-heavy.lock .venv/bin/python -m bench.pg_phys_bench --size-mb 1000 --reps 3 \\
-        --json bench/out/pg-phys-1g.json
+    /work/wt/gate bench .venv/bin/python -m bench.pg_phys_bench --size-mb 1000 --reps 3 \\
+        --json bench/out/pg-phys-1g.json     # (gate: the machine alone; any quiet machine will do)
     .venv/bin/python -m bench.pg_phys_bench --size-mb 100 --reps 1      # a smoke run (~2 min)
 
 One throwaway primary (`bench.pg_common.start_primary`: Debian PostgreSQL 15 as `postgres`, data
@@ -13,7 +13,8 @@ scrypt unlock included). Per repetition k (the order of the tools alternates):
 
 2. full backup: `seawall backup postgres --mode physical` into a fresh vault vs `pg_basebackup -Ft
    -X fetch -D - > /dev/null` (target <= 1.5x) and `pgbackrest backup --type=full` (<= 0.8x);
-3. `datagen.mutate(0.01)` (1% of the rows of every table), then the next seawall backup of the same
+3. `datagen.mutate(0.01)` (1% of the rows of every table), a CHECKPOINT, the archiver caught up (as
+   before the fulls), then the next seawall backup of the same
    dataset (incremental) vs that full's wall (<= 0.3x), pgBackRest `--type=incr` beside it; the
    primary's `pg_dumpall --data-only` is hashed as the reference;
 4. restores to `--target immediate`, each until the copy is promoted: seawall's full restore of the
@@ -128,6 +129,12 @@ class PhysBench(RestoreSteps):
 
         run["rows_changed"] = datagen.mutate(p.conninfo(DB), 0.01, pattern=self.args.pattern, seed=100 + k)
         p.sql("CHECKPOINT")
+        # The change wrote ~100 MB of WAL: let the archiver (one wal-push and one pgbackrest process per
+        # segment) catch up before the incrementals, as it had before the fulls; otherwise whichever
+        # tool goes first shares the two cores with it, and the incremental/full ratio measures that.
+        t0 = time.perf_counter()
+        p.switch_and_wait_archived()
+        run["archive_catch_up_s"] = time.perf_counter() - t0
         for tool in (("seawall", "pgbackrest") if first else ("pgbackrest", "seawall")):
             if tool == "seawall":
                 run["incr_s"], incr = self.seawall_backup(url)
@@ -199,7 +206,7 @@ def main() -> None:
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
     bench = PhysBench(args)
-    bench.res["command"] = " ".join(["flock /tmp/seawall-heavy.lock .venv/bin/python -m bench.pg_phys_bench",
+    bench.res["command"] = " ".join(["/work/wt/gate bench .venv/bin/python -m bench.pg_phys_bench",
                                      *sys.argv[1:]])
     bench.res["uptime_before"] = uptime()
     log(bench.res["uptime_before"])

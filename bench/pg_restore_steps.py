@@ -151,6 +151,6 @@ class RestoreSteps:
         run["checks"] = checks
         run["identical"] = all(c["dump_equal"] and c["amcheck_rc"] == 0 for c in checks.values())
         log(f"rep {k}: restore seawall full {run['restore_full_s']:.1f}s, delta {run['restore_delta_s']:.1f}s "
-            f"({(run.get('delta_report') or {}).get('delta', {})}); "
+            f"({(run.get('delta_report') or {}).get('files', {})}); "
             f"pgbackrest full {run['pgbackrest_restore_s']:.1f}s, delta {run['pgbackrest_delta_s']:.1f}s; "
             f"identical {run['identical']} {checks}")

@@ -54,7 +54,7 @@ from typing import Any
 from seawall.errors import ConfigError, IntegrityError, ObjectNotFound
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, Manifest
-from seawall.postgres import physical
+from seawall.postgres import pgpages, physical
 from seawall.postgres.backup_wal import archives_here, push_needed
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
 from seawall.postgres.datadir import PG_CONTROL, read_system_identifier, relation_fork, walk
@@ -167,6 +167,8 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
         RetryableError: the server went away or archiving is stuck.
     """
     facts = physical.read_facts(conn)
+    if facts.data_checksums:
+        pgpages.preload()  # numpy, for the page checks, while we wait for the server below
     archiver = primary_of(conn, primary_dsn) if facts.in_recovery else conn
     physical.preflight(physical.read_facts(archiver) if facts.in_recovery else facts, archiver.display())
     physical.require_archiver_ok(archiver)

@@ -74,6 +74,16 @@ def test_bad_pages_names_a_flipped_byte_and_skips_new_and_recent_pages() -> None
     assert pgpages.bad_pages(bytes(junk), 9, start_lsn=4 << 32) == [9]
 
 
+def test_max_lsn_reads_every_whole_page_header_without_numpy() -> None:
+    lsns = [0x1_0000_0000, 7, 0xFFFF_FFFF_0000_0001, 0x2_0000_0010]
+    data = b"".join(_page(1, lsn=lsn) for lsn in lsns)
+    assert pgpages.max_lsn(data) == (max(lsns), min(lsns))
+    assert pgpages.max_lsn(memoryview(data)[8192:3 * 8192 + 100]) == (lsns[2], lsns[1])  # partial page left out
+    assert pgpages.max_lsn(data[:8191]) == (0, 0)
+    vectorised = pgpages.page_lsns(pgpages.pages(data))
+    assert pgpages.max_lsn(bytearray(data)) == (int(vectorised.max()), int(vectorised.min()))
+
+
 def _tree(root: Path, files: dict[str, bytes]) -> None:
     for rel, data in files.items():
         path = root / rel
