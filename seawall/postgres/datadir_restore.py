@@ -5,7 +5,8 @@ The backup's format is described in `seawall.postgres.datadir_backup`. This writ
 `tablespaces.plan_locations` chose); then `backup_label` and `tablespace_map` (with the locations
 used) from the manifest, which make PostgreSQL start recovery at the backup's checkpoint and link
 `pg_tblspc/<oid>` to the locations. Files are written by `workers` threads, owned by the server OS
-user, with the mode and mtime they had; directories get their mode once their files are in.
+user, with the mode and mtime they had; directories get their mode once their files are in. What
+was written is recorded (`seawall.sources.delta_hints`) for a later `--delta` restore into it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from seawall.manifest import Manifest, StreamRef
 from seawall.postgres import binaries
 from seawall.postgres.tablespaces import write_map
 from seawall.postgres.tarextract import server_owner
+from seawall.sources import delta_hints
 from seawall.sources.files import _FilePool
 from seawall.sources.tree import Entry, iter_entries
 from seawall.streams import ChunkReader
@@ -40,6 +42,8 @@ def restore_datadir_files(vault: Vault, manifest: Manifest, datadir: Path, *, pr
     roots = [(tree_name(None), datadir)] + [(tree_name(ts["oid"]), loc) for ts, loc in tablespaces or []]
     owner = server_owner()
     count = 0
+    delta_hints.forget(vault, datadir)
+    recorder = delta_hints.Recorder()  # what a later --delta restore into this directory may skip reading
     with ChunkReader(vault, workers=workers, prefetch=12) as reader, ChunkReader(vault, workers=1) as index:
         for name, root in roots:
             dirs = []
@@ -56,9 +60,12 @@ def restore_datadir_files(vault: Vault, manifest: Manifest, datadir: Path, *, pr
                     elif entry.type == "f":
                         pool.submit(_write_file, reader, entry, dest, owner, progress)
                         count += 1
+                        if root == datadir:
+                            recorder.add(entry.path, entry.chunks)
                 pool.wait()
             for dest, entry in reversed(dirs):
                 _meta(dest, entry, owner)
+    recorder.save(vault, datadir)
     _write_text(datadir / "backup_label", manifest.source["backup_label"], owner)
     if tablespaces and rewrite_map:
         write_map(datadir, tablespaces)

@@ -111,7 +111,7 @@ def write_datadir_delta(vault: Vault, manifest: Manifest, datadir: Path, *, jobs
 
     owner = server_owner()
     stats = restore_tree_delta(vault, manifest, datadir, workers=jobs, trust_mtime=trust_mtime, progress=progress,
-                               stream=tree_name(None), owner=owner)
+                               stream=tree_name(None), owner=owner, hints=True)
     for name in ("backup_label", "tablespace_map"):
         if manifest.source.get(name):
             path = datadir / name

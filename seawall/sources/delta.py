@@ -14,7 +14,10 @@ pages costs a read and a hash of 1 GiB (~0.6 s per core here) and the fetch of a
 (database pages); an insertion that shifts the rest of a file only costs more fetched chunks,
 never a wrong result. `trust_mtime` (`--delta-trust-mtime`) is the documented shortcut: a file
 with the backup's size and nanosecond mtime is kept unread (it is not proof: a tool that restores
-mtimes after writing can fool it).
+mtimes after writing can fool it). A data directory restored by seawall before (full or delta)
+skips most of the reading safely: `seawall.sources.delta_hints` recorded each file's inode, size,
+mtime, ctime and chunks at the end of that restore, and a file whose four values are unchanged holds
+those chunks (only a write sets a ctime, and none can set it back), so only the chunk lists are compared.
 
 Safety:
 - Two passes. `prune` first removes what the backup does not have, and every object whose kind
@@ -42,7 +45,8 @@ from pathlib import Path
 
 from seawall.errors import ConfigError
 from seawall.manifest import ChunkRef, Manifest
-from seawall.sources import fidelity
+from seawall.sources import delta_hints, fidelity
+from seawall.sources.delta_hints import RestoreHints, chunk_offsets
 from seawall.sources.files import TREE_STREAM, _FilePool, _link, _restore_file, _set_meta
 from seawall.sources.tree import Entry, PreviousIndex, iter_entries
 from seawall.streams import ChunkReader
@@ -61,6 +65,7 @@ class DeltaStats:
     files_written: int = 0  # new files, and files where at least one chunk (or the size) differed
     files_unchanged: int = 0
     files_trusted: int = 0  # kept unread by size + mtime (trust_mtime)
+    files_hinted: int = 0  # known from the last restore's hints (`seawall.sources.delta_hints`): not read
     chunks_fetched: int = 0
     bytes_fetched: int = 0
     bytes_compared: int = 0  # bytes of existing files read and hashed
@@ -164,8 +169,13 @@ def differing_chunks(fd: int, chunks: list[ChunkRef], chunk_id: Callable[[memory
 
 
 def sync_file(reader: ChunkReader, entry: Entry, dest: Path, stats: DeltaStats, *,
-              trust_mtime: bool = False, progress: Progress | None = None) -> bool:
-    """Make `dest` hold `entry`'s bytes, fetching only the chunks that differ; True if it wrote."""
+              trust_mtime: bool = False, progress: Progress | None = None,
+              hints: RestoreHints | None = None) -> bool:
+    """Make `dest` hold `entry`'s bytes, fetching only the chunks that differ; True if it wrote.
+
+    What `dest` holds now is read and hashed, unless `hints` know it (untouched since the restore
+    that recorded them: then only the recorded chunk list is compared with the entry's).
+    """
     try:
         st = os.lstat(dest)  # pass 1 left a regular file here, or nothing
     except FileNotFoundError:
@@ -177,10 +187,20 @@ def sync_file(reader: ChunkReader, entry: Entry, dest: Path, stats: DeltaStats, 
     if trust_mtime and st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns:
         stats.add(files_trusted=1)
         return False
+    known = hints.content(entry.path, st) if hints is not None else None
+    if known is not None:
+        missing = _not_at_offsets(known, entry.chunks)
+        stats.add(files_hinted=1)
+        if not missing and st.st_size == entry.size:  # nothing to write: not even opened
+            stats.add(files_unchanged=1)
+            if progress:
+                progress(entry.size)
+            return False
     fd = _open_quietly(dest)
     try:
-        missing, read = differing_chunks(fd, entry.chunks, reader.vault.keyring.chunk_id)
-        stats.add(bytes_compared=read)
+        if known is None:
+            missing, read = differing_chunks(fd, entry.chunks, reader.vault.keyring.chunk_id)
+            stats.add(bytes_compared=read)
         if missing and entry.holes is not None:  # sparse: a fresh copy keeps its holes
             os.close(fd)
             fd = -1
@@ -198,6 +218,17 @@ def sync_file(reader: ChunkReader, entry: Entry, dest: Path, stats: DeltaStats, 
     stats.add(files_written=int(changed), files_unchanged=int(not changed), chunks_fetched=len(missing),
               bytes_fetched=sum(ref[1] for _, ref in missing))
     return changed
+
+
+def _not_at_offsets(known: list[ChunkRef], chunks: list[ChunkRef]) -> list[tuple[int, ChunkRef]]:
+    """(offset, chunk) of each chunk of `chunks` the file holding `known` lacks at that offset."""
+    have = chunk_offsets(known)
+    out, offset = [], 0
+    for ref in chunks:
+        if have.get(offset) != (ref[0], ref[1]):
+            out.append((offset, ref))
+        offset += ref[1]
+    return out
 
 
 def _open_quietly(path: Path) -> int:
@@ -222,14 +253,15 @@ def _write_at(fd: int, reader: ChunkReader, missing: list[tuple[int, ChunkRef]])
 def restore_tree_delta(vault: Vault, manifest: Manifest, target: str | os.PathLike, *, workers: int = 3,
                        trust_mtime: bool = False, progress: Progress | None = None,
                        skipped: list[str] | None = None, stream: str = TREE_STREAM,
-                       owner: tuple[int, int] | None = None) -> DeltaStats:
+                       owner: tuple[int, int] | None = None, hints: bool = False) -> DeltaStats:
     """Make the folder `target` (existing or not) hold exactly the backup's tree; returns the counts.
 
     Paths the backup lacks are removed; files are compared chunk by chunk and only differing chunks
     written (see the module docstring); metadata (mode, owner as root, mtime, attributes) is set on
     everything, as `restore_tree` does. What the target refuses is appended to `skipped`.
     `stream` names the tree index (a physical backup has one per root); `owner` (uid, gid) replaces
-    the recorded owners (a data directory belongs to the server OS user of this host).
+    the recorded owners (a data directory belongs to the server OS user of this host). `hints`: use
+    and record `seawall.sources.delta_hints` (data directories: nothing else writes there unseen).
     """
     skipped = [] if skipped is None else skipped
     root = check_delta_root(target)
@@ -241,6 +273,10 @@ def restore_tree_delta(vault: Vault, manifest: Manifest, target: str | os.PathLi
                 entry.uid, entry.gid = owner
             yield entry
 
+    known = delta_hints.load(vault, root) if hints else None
+    if hints:
+        delta_hints.forget(vault, root)  # before anything changes: an interrupted restore leaves none
+    recorder = delta_hints.Recorder()
     with ChunkReader(vault, workers=1) as tree_reader:
         prune(root, entries(tree_reader), stats)
     root.mkdir(parents=True, exist_ok=True)
@@ -261,7 +297,10 @@ def restore_tree_delta(vault: Vault, manifest: Manifest, target: str | os.PathLi
                     _set_meta(dest, entry, as_root, skipped, follow=False)
             elif entry.type == "f":
                 stats.add(files=1, bytes=entry.size)
-                pool.submit(_sync_with_meta, reader, entry, dest, stats, trust_mtime, progress, as_root, skipped)
+                if hints:
+                    recorder.add(entry.path, entry.chunks)
+                pool.submit(_sync_with_meta, reader, entry, dest, stats, trust_mtime, progress, as_root, skipped,
+                            known)
             elif entry.type == "h":
                 links.append(entry)
             elif fidelity.make_special(str(dest), entry, as_root, skipped):
@@ -273,12 +312,15 @@ def restore_tree_delta(vault: Vault, manifest: Manifest, target: str | os.PathLi
         dest = root if entry.path == "." else root / entry.path
         if not meta_matches(dest, entry, as_root):
             _set_meta(dest, entry, as_root, skipped)
+    if hints:
+        recorder.save(vault, root)
     return stats
 
 
 def _sync_with_meta(reader: ChunkReader, entry: Entry, dest: Path, stats: DeltaStats, trust_mtime: bool,
-                    progress: Progress | None, as_root: bool, skipped: list[str]) -> None:
-    if sync_file(reader, entry, dest, stats, trust_mtime=trust_mtime, progress=progress) \
+                    progress: Progress | None, as_root: bool, skipped: list[str],
+                    hints: RestoreHints | None) -> None:
+    if sync_file(reader, entry, dest, stats, trust_mtime=trust_mtime, progress=progress, hints=hints) \
             or not meta_matches(dest, entry, as_root):
         _set_meta(dest, entry, as_root, skipped)
 

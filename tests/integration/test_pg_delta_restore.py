@@ -4,7 +4,9 @@ One primary archiving into a vault (module scope: the steps build on each other 
 each): a backup is restored with `-j 4` (same data as the primary: `pg_dumpall --data-only` equal,
 `pg_amcheck --heapallindexed` clean); the primary then changes (rows updated, a table dropped, one
 created, names with quotes, spaces and unicode) and the next backup is restored `--delta` into that
-stopped copy: the data equals the primary's again while only the changed files were written. A delta
+stopped copy: the data equals the primary's again while only the changed files were written, and the
+files untouched since the first restore (its hints) were not even read, but a byte changed behind an
+unchanged size and mtime was still found. A delta
 into a running cluster and into another cluster's data directory is refused with exit 2, untouched.
 """
 
@@ -115,6 +117,17 @@ def test_delta_restore_after_changes_is_identical_and_writes_only_changed_files(
     primary.cluster.execute("CHECKPOINT")
     second = backup(primary)
     expected = dump(primary.cluster)
+    # A byte changed with the size and mtime put back (what --delta-trust-mtime cannot see) in a file
+    # the server leaves alone and the full restore's hints know: its new ctime must send it to the
+    # compare. Left as is, the server would refuse to start (the map has a CRC).
+    fooled = copy.datadir / "global" / "pg_filenode.map"
+    st = fooled.stat()
+    with open(fooled, "r+b") as fh:
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(fooled, ns=(st.st_atime_ns, st.st_mtime_ns))
     done = restore(primary, second, copy.datadir, "--delta")
     delta = json.loads(done.stdout)["files"] if done.returncode == 0 else {}
     restored = copy_of(done)
@@ -127,6 +140,8 @@ def test_delta_restore_after_changes_is_identical_and_writes_only_changed_files(
     # the unchanged tables (12 x heap, fsm, vm...) and most of the catalog were left as they were
     assert 0 < delta["files_written"] < delta["files"] // 4, delta
     assert delta["removed"] >= 1 and delta["bytes_fetched"] < delta["bytes"] // 2, delta  # 1 MiB chunks
+    # files the copy's server did not touch since the full restore were known without reading them
+    assert delta["files_hinted"] > delta["files"] // 2 and delta["bytes_compared"] < delta["bytes"], delta
 
 
 def test_delta_refuses_a_running_cluster(primary, first) -> None:
