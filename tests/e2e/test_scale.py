@@ -206,7 +206,7 @@ def test_twenty_datasets_spread_over_two_workers_and_retention_waits_for_the_vau
         runs = {ds: _run(client, f"nightly-{ds}") for ds in order}
         finished = _wait_final(client, [r.id for r in runs.values()], timeout=600)
         retention = _wait_deployment_run(client, f"retention-{RETAINED}", timeout=60)
-        events = _events(client, since)
+        events = _settled_events(client, since)
     states = {ds: finished[r.id].state.type.value for ds, r in runs.items()}
     bad = {ds: (s, finished[runs[ds].id].state.message) for ds, s in states.items() if s != "COMPLETED"}
     assert not bad, bad
@@ -315,6 +315,18 @@ def _events(client, since: datetime) -> list:
     return events
 
 
+def _settled_events(client, since: datetime, timeout: float = 30) -> list:
+    """The events, once every slot acquisition has its release (events reach the server asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = _events(client, since)
+        acquired = {e.id for e in events if e.event == "prefect.concurrency-limit.acquired"}
+        released = {e.follows for e in events if e.event == "prefect.concurrency-limit.released"}
+        if acquired <= released or time.monotonic() > deadline:
+            return events
+        time.sleep(1)
+
+
 def _related(event, role: str) -> str | None:
     for resource in event.related:
         if resource.role == role:
@@ -374,8 +386,8 @@ def test_a_worker_killed_mid_backup_crashes_the_run_alerts_and_the_next_run_comp
     assert took >= holder + timedelta(seconds=LEASE_SECONDS), (holder, took)  # the dead holder's lease ran out
     listed = seawall(env, "list", "--vault", scale["vaults"][0], "--dataset", VICTIM, "--json")
     assert listed.returncode == 0, listed.stdout + listed.stderr
-    statuses = sorted(b["status"] for b in json.loads(listed.stdout)["backups"])
-    assert statuses == ["DONE", "STARTED"], statuses  # the killed backup never counts as restorable
+    statuses = [b["status"] for b in json.loads(listed.stdout)["backups"]]
+    assert statuses.count("DONE") == 1, statuses  # the rerun's; the killed backup never counts as restorable
     verified = seawall(env, "verify", "--vault", scale["vaults"][0], "--read-data")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     print(f"\nkilled {killed:%H:%M:%S}, crashed {crashed.state.timestamp:%H:%M:%S}, slot held since "
