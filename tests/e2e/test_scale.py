@@ -43,7 +43,7 @@ from tests.e2e.prefect_helpers import PASSPHRASE, ROOT, Sink, api, create_pool, 
 
 POOL = "seawall-scale"
 LEASE_SECONDS = 60  # SEAWALL_SLOT_LEASE_SECONDS on the workers: how long a killed holder keeps its slot
-UNRESPONSIVE = 45  # policy unresponsive_after (heartbeats every 30 s, Prefect's minimum)
+UNRESPONSIVE = 90  # policy unresponsive_after: three heartbeats (30 s, the minimum); 45 s crashed a healthy run
 DBS = ("app one", "shop's", "crm", "Ünï data", "billing", "ledger")  # logical datasets, 3 per vault
 RETAINED = "tree-a0"  # its retention runs after its backup, while vault A's other writes go on
 VICTIM = "pg-victim"  # the dataset whose run is killed mid-backup
