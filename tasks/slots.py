@@ -16,6 +16,12 @@ expires (`SEAWALL_SLOT_LEASE_SECONDS`, default 300, at least 60; renewed in the 
 holder lives) and the server's repossessor service frees it (every 15 s by default). The limits have
 no slot decay, on purpose: see `deployments.apply._limits`.
 
+A slot that stays taken anyway (a server restarted under a holder, a limit set by hand) must not
+hang a nightly: the wait is bounded (`SEAWALL_SLOT_WAIT_SECONDS`, default 3600). The run log says
+every minute how long it has waited and what the limit shows; past the bound the phase goes on
+under the vault's own lease with a warning naming the slot and the fix. A server error while asking
+(Prefect's own retries spent) does the same, for the same reason: the slot only schedules.
+
 Example:
     ```python
     from tasks.slots import vault_slot
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
 from tasks.mode import in_prefect_run
@@ -47,6 +54,9 @@ def slot_name(tags: list[str] | None) -> str | None:
 
 
 MIN_LEASE_SECONDS = 60.0  # the Prefect 3.8 server refuses shorter leases (422)
+WAIT_ENV = "SEAWALL_SLOT_WAIT_SECONDS"
+DEFAULT_WAIT_SECONDS = 3600.0  # a dataset an hour late for its turn already threatens its RPO
+PROGRESS_SECONDS = 60.0  # a "still waiting" line this often
 
 
 def lease_seconds() -> float:
@@ -55,6 +65,15 @@ def lease_seconds() -> float:
         return max(MIN_LEASE_SECONDS, float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_SECONDS)))
     except ValueError:
         return DEFAULT_LEASE_SECONDS
+
+
+def wait_seconds() -> float:
+    """How long a phase waits for its slot before going on under the vault lease alone
+    (`SEAWALL_SLOT_WAIT_SECONDS`; at least 1 s)."""
+    try:
+        return max(1.0, float(os.environ.get(WAIT_ENV, DEFAULT_WAIT_SECONDS)))
+    except ValueError:
+        return DEFAULT_WAIT_SECONDS
 
 
 def _current_slot() -> str | None:
@@ -72,14 +91,48 @@ def vault_slot() -> Iterator[str | None]:
     if name is None:
         yield None
         return
-    import time
+    with contextlib.ExitStack() as held:
+        yield name if _acquire(held, name) else None
 
+
+def _acquire(stack: contextlib.ExitStack, name: str) -> bool:
+    """Take the slot into `stack` within wait_seconds(); False (with a warning) when it did not come."""
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
     from prefect.logging import get_run_logger
 
-    logger, asked = get_run_logger(), time.monotonic()
+    logger, asked, limit = get_run_logger(), time.monotonic(), wait_seconds()
     logger.info("waiting for vault slot %s", name)
-    # Not strict: a limit deleted by hand leaves the vault leases alone in charge (with Prefect's warning).
-    with concurrency(name, occupy=1, lease_duration=lease_seconds(), strict=False):
+    while True:
+        left = asked + limit - time.monotonic()
+        try:
+            # Not strict: a limit deleted by hand leaves the vault leases alone in charge (with Prefect's warning).
+            stack.enter_context(concurrency(name, occupy=1, lease_duration=lease_seconds(), strict=False,
+                                            timeout_seconds=max(0.1, min(PROGRESS_SECONDS, left))))
+        except TimeoutError:
+            waited = time.monotonic() - asked
+            if waited >= limit:
+                logger.warning("vault slot %s not free after %.0f s (%s): going on under the vault's own lease; "
+                               "if no run writes to this vault, the slot is stuck (%s): README, 'A dead holder'",
+                               name, waited, WAIT_ENV, _occupancy(name))
+                return False
+            logger.info("still waiting for vault slot %s: %.0f s so far (%s)", name, waited, _occupancy(name))
+            continue
+        except ConcurrencySlotAcquisitionError as exc:
+            logger.warning("vault slot %s could not be asked for (%s): going on under the vault's own lease",
+                           name, str(exc).splitlines()[0])
+            return False
         logger.info("holding vault slot %s (waited %.1f s)", name, time.monotonic() - asked)
-        yield name
+        return True
+
+
+def _occupancy(name: str) -> str:
+    """What the server shows for the limit, for the log line (best effort)."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            limit = client.read_global_concurrency_limit_by_name(name)
+    except Exception as exc:  # a detail of a log line: the wait goes on either way
+        return f"limit unreadable: {type(exc).__name__}"
+    return f"{limit.active_slots} of {limit.limit} slots taken"

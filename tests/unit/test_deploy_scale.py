@@ -8,7 +8,7 @@ import pytest
 from deployments.apply import IMAGE_WORKDIR, PROJECT_ROOT, code_directory, pull_steps
 from deployments.build import build
 from seawall.policy import PolicyError, parse_policy
-from tasks.slots import lease_seconds, slot_name
+from tasks.slots import lease_seconds, slot_name, wait_seconds
 
 POLICY = """\
 version: 1
@@ -81,6 +81,17 @@ def test_slot_leases_are_never_shorter_than_the_server_takes(monkeypatch):
     assert lease_seconds() == 90.0
     monkeypatch.setenv("SEAWALL_SLOT_LEASE_SECONDS", "soon")
     assert lease_seconds() == 300.0
+
+
+def test_the_slot_wait_is_bounded_by_an_hour_unless_set(monkeypatch):
+    monkeypatch.delenv("SEAWALL_SLOT_WAIT_SECONDS", raising=False)
+    assert wait_seconds() == 3600.0
+    monkeypatch.setenv("SEAWALL_SLOT_WAIT_SECONDS", "20")
+    assert wait_seconds() == 20.0
+    monkeypatch.setenv("SEAWALL_SLOT_WAIT_SECONDS", "0")
+    assert wait_seconds() == 1.0
+    monkeypatch.setenv("SEAWALL_SLOT_WAIT_SECONDS", "forever")
+    assert wait_seconds() == 3600.0
 
 
 def test_flow_runs_work_in_place_never_in_a_copy():
