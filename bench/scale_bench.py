@@ -1,238 +1,49 @@
 """Memory at scale: peak RSS of the `seawall` CLI for backup, restore, copy and verify at 1-10 GB.
 
-Each operation runs as users run it, one `seawall` process, and is measured from outside:
-
-* **tree peak**: the highest sum of VmRSS over the `seawall` process and every descendant it has
-  at that moment (pg_basebackup, pg_ctl ...), sampled every 50 ms. Left out: the PostgreSQL
-  server a physical restore starts for recovery (and the `wal-get` it runs): that memory is the
-  database's; and a child between fork and exec, whose RSS is the parent's pages counted twice.
-* **seawall peak**: VmHWM of the `seawall` process itself (its kernel high-water mark, read at the
-  last sample), and `ru_maxrss` from wait4 (the largest single process of the tree, reaped children
-  included) as a cross-check.
-* wall time, CPU seconds, bytes, and the 1-minute load average before and after (the machine is
-  shared: 2 cores, several engineers), the time spent waiting for `/tmp/seawall-heavy.lock` (each
-  operation holds it, one at a time) and the commit measured.
+Each operation runs as users run it, one `seawall` process, and is measured from outside
+(bench/scale_measure.py): peak RSS of its process tree and its own high-water mark, wall and CPU
+time, bytes, the 1-minute load before and after, whether the machine was the benchmark's alone
+(`/work/wt/gate bench`) and the commit measured.
 
 Sources: a file tree (bench/scale_data.make_tree) and a PostgreSQL cluster backed up physically
 (bench/scale_data.make_cluster). Vaults are local folders; `copy` goes to a second local vault.
 Results are appended to a JSON file as they come (a long run that stops keeps what it measured);
 `python -m bench.scale_report` turns them into the table and the plot of bench/SCALE.md.
 
-The heavy lock is taken per step by this script (see `heavy_lock`); run it plainly, as root
-(PostgreSQL runs as the `postgres` user):
+Run it as root (PostgreSQL runs as the `postgres` user), through the gate on the shared machine:
 
-    .venv/bin/python -m bench.scale_bench --sources tree,pg --sizes 1G,4G,10G
+    /work/wt/gate bench .venv/bin/python -m bench.scale_bench --sources tree --sizes 1G,10G --nice 0
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench import scale_data
 from bench.common import MB, REPO, parse_size
 from bench.pg_common import private_dir, private_file
+from bench.scale_measure import Sample, count_files, du, free_bytes, git_commit, measure, mem_available
 from seawall.postgres.cluster import free_port, make_private_dir
 
 SEAWALL = str(Path(sys.executable).with_name("seawall"))
 PASSPHRASE = "scale bench passphrase"
-HEAVY_LOCK = "/tmp/seawall-heavy.lock"
 GB = 1_000_000_000
 # The vault's size against the data's, to check the disk before a backup: the tree's text half
 # compresses ~3x (0.63 measured), pgbench rows ~100x (a physical backup with its WAL: ~0.03).
 VAULT_SHARE = {"tree": 0.7, "files": 0.7, "pg": 0.1}
 
 
-@dataclass
-class Sample:
-    """What one measured operation cost."""
-
-    source: str
-    size: str
-    op: str
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    tree_peak: int = 0  # bytes: highest sum of VmRSS over the process tree at one moment
-    self_hwm: int = 0  # bytes: VmHWM of the seawall process
-    ru_maxrss: int = 0  # bytes: largest single process (wait4)
-    data_bytes: int = 0
-    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    lock_wait_s: float = 0.0
-    locked: bool = True  # held /tmp/seawall-heavy.lock while measured
-    commit: str = ""
-    at: str = ""
-    exit_code: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# ---- measuring one process -----------------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                out.extend(int(x) for x in fh.read().split())
-    except (OSError, ValueError):
-        pass
-    return out
-
-
-def _status(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return dict(line.split(":", 1) for line in fh if ":" in line)
-    except OSError:
-        return {}
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
-def _kb(status: dict[str, str], key: str) -> int:
-    return int(status.get(key, "0 kB").split()[0]) * 1024
-
-
-class TreeSampler(threading.Thread):
-    """Samples the RSS of a process and its descendants until stopped."""
-
-    def __init__(self, pid: int, interval: float = 0.05):
-        super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
-        self.tree_peak = self.self_hwm = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        own = _cmdline(self.pid)
-        while not self.done.is_set():
-            total, stack = 0, [self.pid]
-            while stack:
-                pid = stack.pop()
-                st = _status(pid)
-                if st.get("Name", "").strip() == "postgres":
-                    continue  # the database server a restore starts: not seawall's memory
-                if pid != self.pid and _cmdline(pid) == own:
-                    continue  # forked, not yet exec'd (a child run as another user is forked, not
-                    # vforked): its RSS counts the parent's pages a second time
-                total += _kb(st, "VmRSS")
-                if pid == self.pid:
-                    self.self_hwm = max(self.self_hwm, _kb(st, "VmHWM"))
-                stack.extend(_children(pid))
-            self.tree_peak = max(self.tree_peak, total)
-            self.done.wait(self.interval)
-
-
-def heavy_lock(timeout: float):
-    """The shared benchmark lock, held for one step (others need it between ours).
-
-    On this shared machine the lock is sometimes queued for half an hour (whole test suites hold
-    it): after `timeout` seconds the step runs without it (`locked` false in its row; the whole
-    benchmark runs at nice 10, so others' locked work keeps the CPU). Returns the open lock file,
-    or None.
-    """
-    fh = open(HEAVY_LOCK, "a")  # noqa: SIM115 (closed by the caller)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fh
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                fh.close()
-                return None
-            time.sleep(1)
-
-
-@contextlib.contextmanager
-def locked(timeout: float):
-    lock = heavy_lock(timeout)
-    try:
-        yield lock is not None
-    finally:
-        if lock is not None:
-            lock.close()
-
-
-def measure(sample: Sample, argv: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run one seawall command under the heavy lock; fill `sample`; return its --json output."""
-    t0 = time.perf_counter()
-    with locked(float(env["SCALE_LOCK_TIMEOUT"])) as sample.locked:
-        sample.lock_wait_s = time.perf_counter() - t0
-        sample.load_before = os.getloadavg()
-        sample.at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        out_path = Path(env["SCALE_TMP"]) / f"out-{time.monotonic_ns()}.json"
-        start = time.perf_counter()
-        with open(out_path, "w+") as out:
-            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE, text=True, cwd="/")
-            sampler = TreeSampler(proc.pid)
-            sampler.start()
-            err = proc.stderr.read() if proc.stderr else ""
-            _, status, usage = os.wait4(proc.pid, 0)
-            sample.wall_s = time.perf_counter() - start
-            sampler.done.set()
-            sampler.join()
-            out.seek(0)
-            text = out.read()
-        out_path.unlink()
-        sample.load_after = os.getloadavg()
-    sample.exit_code = os.waitstatus_to_exitcode(status)
-    sample.cpu_s = usage.ru_utime + usage.ru_stime
-    sample.ru_maxrss = usage.ru_maxrss * 1024
-    sample.tree_peak, sample.self_hwm = max(sampler.tree_peak, sampler.self_hwm), sampler.self_hwm
-    if sample.exit_code != 0:
-        raise RuntimeError(f"{' '.join(argv[:3])} exited {sample.exit_code}: {err.strip()[-1500:]}")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {}
-
-
 # ---- the run -------------------------------------------------------------------------------------
-def git_commit(repo: Path) -> str:
-    """The last commit that changed seawall/ in the checkout whose code `seawall` runs (+dirty if
-    seawall/ has edits): edits to bench/ alone do not change what is measured."""
-    out = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h", "--", "seawall"], capture_output=True,
-                         text=True)
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "seawall"], capture_output=True,
-                           text=True).stdout.strip()
-    return out.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def free_bytes(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def mem_available() -> int:
-    with open("/proc/meminfo") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
-
-
-def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def count_files(path: Path) -> int:
-    return sum(1 for p in path.rglob("*") if p.is_file())
-
-
 class Run:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -243,7 +54,7 @@ class Run:
         # a venv's bin/seawall runs the checkout the venv was synced from (editable install)
         self.commit = git_commit(Path(args.seawall).resolve().parents[2])
         self.env = {**os.environ, "SEAWALL_PASSPHRASE": PASSPHRASE, "SEAWALL_PREFECT": "off",
-                    "SCALE_TMP": str(self.work), "SCALE_LOCK_TIMEOUT": str(args.lock_timeout)}
+                    "SCALE_TMP": str(self.work)}
         self.env.pop("PREFECT_API_URL", None)
 
     def log(self, msg: str) -> None:
@@ -256,7 +67,7 @@ class Run:
         self.results.write_text(json.dumps(rows, indent=1) + "\n")
         self.log(f"{sample.source} {sample.size} {sample.op}: tree peak {sample.tree_peak / MB:.0f} MB, "
                  f"seawall {sample.self_hwm / MB:.0f} MB, {sample.wall_s:.0f} s, load {sample.load_before[0]:.1f}"
-                 f"{'' if sample.locked else ' (without the heavy lock)'}")
+                 f"{'' if sample.locked else ' (not alone: run it through /work/wt/gate bench)'}")
 
     def room(self, need: int, *, restore: bool = False) -> bool:
         """Whether `need` more bytes fit, leaving --min-free on the disk (or, for a restore into
@@ -339,8 +150,7 @@ class Run:
         if not self.room(parse_size(size)):
             return
         t0 = time.perf_counter()
-        with locked(self.args.lock_timeout):  # generating is CPU-heavy too
-            summary = scale_data.make_tree(data, parse_size(size))
+        summary = scale_data.make_tree(data, parse_size(size))
         self.log(f"tree {size}: {summary['files']} files, {summary['bytes'] / MB:.0f} MB "
                  f"({time.perf_counter() - t0:.0f} s to make)")
         url = self.new_vault(root, "vault")
@@ -359,8 +169,7 @@ class Run:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir()
         data = self.work / f"small-{count}"
-        with locked(self.args.lock_timeout):
-            summary = scale_data.make_small_files(data, n)
+        summary = scale_data.make_small_files(data, n)
         self.log(f"files {count}: {n} files, {summary['bytes'] / MB:.0f} MB")
         url = self.new_vault(root, "vault")
         restored = self.restore_target(root, f"files-{count}")
@@ -380,8 +189,7 @@ class Run:
             url = self.new_vault(root, "vault")
             pass_file = private_file(root / "passphrase", PASSPHRASE)
             t0 = time.perf_counter()
-            with locked(self.args.lock_timeout):
-                cluster, facts = scale_data.make_cluster(root, parse_size(size))
+            cluster, facts = scale_data.make_cluster(root, parse_size(size))
             self.log(f"pg {size}: pgbench -s {facts['pgbench_scale']}, {facts['cluster_bytes'] / MB:.0f} MB "
                      f"({time.perf_counter() - t0:.0f} s to load)")
             scale_data.start_archiving(cluster, scale_data.archive_command(self.seawall_bin, url, pass_file))
@@ -412,8 +220,6 @@ def main() -> None:
                     "restores are deleted right after they are measured)")
     ap.add_argument("--min-free-ram", type=parse_size, default=parse_size("6G"),
                     help="skip a restore into --restore-dir that would leave less MemAvailable (default 6G)")
-    ap.add_argument("--lock-timeout", type=float, default=20,
-                    help="seconds to wait for the heavy lock before a step runs without it (default 20)")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the whole run (default 10)")
     ap.add_argument("--seawall", default=SEAWALL, help="the seawall executable measured (default: this venv's)")
     ap.add_argument("--also", help="another seawall executable (e.g. a fix's checkout) to measure too, "

@@ -31,14 +31,14 @@ def latest(rows: list[dict]) -> dict[tuple, dict]:
 
 def table(rows: dict[tuple, dict]) -> str:
     head = ("| source | data | op | peak RSS, tree (MB) | seawall VmHWM (MB) | wall (s) | MB/s | CPU (s) "
-            "| load 1-min before → after | heavy lock | commit |")
+            "| load 1-min before → after | machine alone | commit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     commits = commit_order(rows)
     order = sorted(rows.values(), key=lambda r: (list(SOURCES).index(r["source"]), commits.index(r["commit"]),
                                                  r["data_bytes"], OPS.index(r["op"])))
     for r in order:
         data = r["data_bytes"]
-        lock = "held" if r.get("locked", True) else f"no ({r['lock_wait_s']:.0f} s tried)"
+        lock = "yes" if r.get("locked", True) else f"no ({r['lock_wait_s']:.0f} s tried)"
         size = f"{r['size']} files, {data / GB:.2f} GB" if r["source"] == "files" else f"{data / GB:.2f} GB"
         lines.append(f"| {r['source']} | {size} | {r['op']} | **{r['tree_peak'] / MB:.0f}** "
                      f"| {r['self_hwm'] / MB:.0f} | {r['wall_s']:.0f} | {data / MB / r['wall_s']:.0f} "
