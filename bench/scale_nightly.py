@@ -45,6 +45,7 @@ def one_nightly(ctx: dict, workers: int, rep: int) -> dict:
             wait_workers_online(client, names)
             runs = [start_run(client, f"nightly-{ds}") for ds in ctx["datasets"] if ds != VICTIM]
             finished = wait_final(client, [r.id for r in runs], timeout=1200)
+            wait_idle(client)  # the retention a backup triggered too: a killed holder would keep its slot
     finally:
         ctx["workers"].stop_all()
     bad = [r.name for r in finished.values() if r.state.type.value != "COMPLETED"]
@@ -53,6 +54,21 @@ def one_nightly(ctx: dict, workers: int, rep: int) -> dict:
     return {"workers": workers, "rep": rep, **nightly_figures(list(finished.values())),
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2), "alone": alone(),
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def wait_idle(client, timeout: float = 300) -> None:
+    """Until no flow run is pending or running."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+
+    busy = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PENDING", "RUNNING"])))
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 5:
+        if client.read_flow_runs(flow_run_filter=busy):
+            quiet_since = time.monotonic()
+        if time.monotonic() > deadline:
+            raise RuntimeError("flow runs still running")
+        time.sleep(1)
 
 
 def main() -> None:

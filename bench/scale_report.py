@@ -96,7 +96,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", nargs="+", default=[str(REPO / "bench" / f) for f in
                                                      ("scale_results.json", "scale_results_files.json",
-                                                                 "scale_results_packs.json")])
+                                                      "scale_results_packs.json", "scale_results_gated.json")])
     ap.add_argument("--png", default=str(REPO / "bench" / "scale_memory.png"))
     args = ap.parse_args()
     rows = latest([row for path in args.results if Path(path).exists() for row in json.loads(Path(path).read_text())])
