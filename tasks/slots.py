@@ -61,19 +61,24 @@ PROGRESS_SECONDS = 60.0  # a "still waiting" line this often
 
 def lease_seconds() -> float:
     """How long a dead holder keeps the slot (`SEAWALL_SLOT_LEASE_SECONDS`; at least 60 s)."""
-    try:
-        return max(MIN_LEASE_SECONDS, float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_SECONDS)))
-    except ValueError:
-        return DEFAULT_LEASE_SECONDS
+    return _seconds(LEASE_ENV, DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS)[0]
 
 
 def wait_seconds() -> float:
     """How long a phase waits for its slot before going on under the vault lease alone
     (`SEAWALL_SLOT_WAIT_SECONDS`; at least 1 s)."""
+    return _seconds(WAIT_ENV, DEFAULT_WAIT_SECONDS, 1.0)[0]
+
+
+def _seconds(env: str, default: float, minimum: float) -> tuple[float, str | None]:
+    """The variable's seconds (at least `minimum`), and what was wrong with it (None: nothing)."""
+    raw = os.environ.get(env)
+    if raw is None:
+        return default, None
     try:
-        return max(1.0, float(os.environ.get(WAIT_ENV, DEFAULT_WAIT_SECONDS)))
+        return max(minimum, float(raw)), None
     except ValueError:
-        return DEFAULT_WAIT_SECONDS
+        return default, f"{env}={raw!r} is not a number of seconds: using {default:.0f}; set it to e.g. 600"
 
 
 def _current_slot() -> str | None:
@@ -102,6 +107,9 @@ def _acquire(stack: contextlib.ExitStack, name: str) -> bool:
     from prefect.logging import get_run_logger
 
     logger, asked, limit = get_run_logger(), time.monotonic(), wait_seconds()
+    settings = ((LEASE_ENV, DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS), (WAIT_ENV, DEFAULT_WAIT_SECONDS, 1.0))
+    for problem in filter(None, (_seconds(*setting)[1] for setting in settings)):
+        logger.warning(problem)  # a typo in a worker's environment must not pass unseen
     logger.info("waiting for vault slot %s", name)
     while True:
         left = asked + limit - time.monotonic()

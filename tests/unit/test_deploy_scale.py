@@ -8,7 +8,7 @@ import pytest
 from deployments.apply import IMAGE_WORKDIR, PROJECT_ROOT, code_directory, pull_steps
 from deployments.build import build
 from seawall.policy import PolicyError, parse_policy
-from tasks.slots import lease_seconds, slot_name, wait_seconds
+from tasks.slots import _seconds, lease_seconds, slot_name, wait_seconds
 
 POLICY = """\
 version: 1
@@ -92,6 +92,10 @@ def test_the_slot_wait_is_bounded_by_an_hour_unless_set(monkeypatch):
     assert wait_seconds() == 1.0
     monkeypatch.setenv("SEAWALL_SLOT_WAIT_SECONDS", "forever")
     assert wait_seconds() == 3600.0
+    assert _seconds("SEAWALL_SLOT_WAIT_SECONDS", 3600.0, 1.0)[1] == (
+        "SEAWALL_SLOT_WAIT_SECONDS='forever' is not a number of seconds: using 3600; set it to e.g. 600")
+    monkeypatch.setenv("SEAWALL_SLOT_WAIT_SECONDS", "20")
+    assert _seconds("SEAWALL_SLOT_WAIT_SECONDS", 3600.0, 1.0) == (20.0, None)
 
 
 def test_flow_runs_work_in_place_never_in_a_copy():
