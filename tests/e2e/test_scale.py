@@ -80,12 +80,15 @@ def test_twenty_datasets_over_two_workers_slots_and_a_killed_worker(scale):
         # The retained dataset alone first: its backup's event starts its retention (as deployed).
         runs = {RETAINED: start_run(client, f"nightly-{RETAINED}")}
         wait_final(client, [runs[RETAINED].id], timeout=180)
+        _finished_runs(client, f"retention-{RETAINED}", timeout=120)
+        # Then a write that lasts, and a retention asking for the same vault meanwhile. The rest of the
+        # nightly comes after: waiting runs would take every worker slot before the retention got one.
         with table_locked(cluster, "app one"):
             runs[BLOCKER] = start_run(client, f"nightly-{BLOCKER}")
-            start_run(client, f"retention-{RETAINED}")  # queued before the nightly: it finds a worker
-            runs |= {ds: start_run(client, f"nightly-{ds}") for ds in sorted(scale["datasets"]) if ds not in runs}
             held = _wait_slot_holder(client, str(runs[BLOCKER].id), timeout=180)
+            start_run(client, f"retention-{RETAINED}")
             _wait_log(client, f"retention-{RETAINED}", "waiting for vault slot seawall-vault-region-a", held, 180)
+        runs |= {ds: start_run(client, f"nightly-{ds}") for ds in sorted(scale["datasets"]) if ds not in runs}
         finished = wait_final(client, [r.id for r in runs.values()], timeout=300)
         retentions = _finished_runs(client, f"retention-{RETAINED}", timeout=120)
         crashed, alert, again = _after_the_crash(client, scale, victim, freed)
