@@ -124,6 +124,16 @@ def _state(cluster: LocalCluster) -> tuple[bool, str] | None:
         return None
 
 
+def _accepting(cluster: LocalCluster) -> bool:
+    """Whether postmaster.pid's status line (its 8th) says connections are accepted: `ready`, or
+    `standby` (read-only, during hot-standby recovery). An unreadable or short file counts as yes."""
+    try:
+        lines = (Path(cluster.datadir) / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return True
+    return len(lines) < 8 or lines[7].strip() in ("ready", "standby")
+
+
 def _reached(mode: str, state: tuple[bool, str] | None) -> bool:
     if state is None:
         return False
@@ -147,9 +157,12 @@ def wait_for_end(cluster: LocalCluster, mode: str, timeout: float, *, grace: flo
             if mode == "shutdown" and "shutdown at recovery target" in cluster.log_tail(40):
                 return
             raise ServerStopped()
-        if running and _reached(mode, _state(cluster)):
+        # Ask only once the postmaster says it accepts connections (each refused attempt logs a FATAL
+        # line), then often: a restore ends when this sees the end, and a 0.25 s poll added 0.125 s
+        # on average to every restore (a tenth of a delta restore's wall).
+        if running and _accepting(cluster) and _reached(mode, _state(cluster)):
             return
-        time.sleep(0.25)
+        time.sleep(0.05)
     raise RetryableError(f"PostgreSQL in {cluster.datadir} still in recovery after {timeout:.0f}s",
                          hint="raise the timeout; see " + str(cluster.logfile))
 
