@@ -1,15 +1,18 @@
 """WAL archiving: `seawall wal-push --async` vs the synchronous `wal-push` vs pgBackRest's async archive-push.
 
-    flock /tmp/seawall-heavy.lock .venv/bin/python -m bench.archive_bench --reps 3 --seconds 120 \\
-        --segments 200 --json bench/out/archive.json           # ~30 min on a quiet 2-vCPU machine
-    .venv/bin/python -m bench.archive_bench --reps 1 --seconds 10 --segments 20   # smoke, ~3 min
+    for r in 0 1 2; do   # one round per gated run (~9 min each on a quiet 2-vCPU machine)
+      /work/wt/gate bench .venv/bin/python -m bench.archive_bench --reps 1 --first-rep $r --seconds 120 \\
+          --segments 200 --scale 20 --json bench/out/archive-r$r.json
+    done
+    .venv/bin/python -m bench.archive_bench --merge bench/out/archive-r[012].json --json bench/out/archive.json
+    .venv/bin/python -m bench.archive_bench --reps 1 --seconds 5 --segments 6 --scale 1   # smoke, ~1.5 min
 
 One PostgreSQL 15 primary (run as the `postgres` OS user, fsync on). The run is made of rounds
 (`--reps`); in each, every tool takes each measure once (the order rotates from round to round),
 each into a fresh vault / fresh pgBackRest archive, with `archive_command` switched by ALTER SYSTEM
 + reload. The JSON report is rewritten after every measure, so a run cut short keeps whole rounds.
 
-- keep-up: `pgbench -c 4 -j 2 -T SECONDS -n` at full speed (no rate limit); every second a sampler
+- keep-up: `pgbench -c 4 -j 2 -T SECONDS -n` at full speed (no rate limit); every 0.5 s a sampler
   counts `pg_wal/archive_status/*.ready` (segments complete but not yet archived) and reads
   pg_stat_archiver; reports the max behind, failures, WAL written, tps, time to drain after pgbench.
 - throughput: SEGMENTS segments written beforehand with archiving held back (real WAL from INSERTs

@@ -147,3 +147,41 @@ def test_the_fast_path_answers_only_for_the_very_file_the_daemon_pushed(tmp_path
     (c.wal / name).write_bytes(segment(20, fill=b"z"))  # another file under that name now
     os.utime(c.wal / name, ns=(1, 1))
     assert not acknowledged(argv)
+
+
+def test_the_fast_path_waits_for_the_running_daemon_and_steps_aside_on_an_error(cluster: Cluster) -> None:
+    from seawall.postgres.walack import acknowledged
+
+    argv = ["--async", "--vault", cluster.url, "--spool", cluster.spool.root, "--timeout", "20"]
+    lock = Path(cluster.spool.lock_path)  # its pid is written once the daemon (a thread here) holds it
+    deadline = time.monotonic() + 10
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    name = cluster.ready(30)  # the daemon runs: the call waits for its ok
+    assert acknowledged([str(cluster.wal / name), *argv])
+    cluster.done(name)
+
+    stuck = name_of(31)  # written but never marked .ready: the daemon never pushes it
+    (cluster.wal / stuck).write_bytes(segment(31))
+    started = time.monotonic()
+    assert not acknowledged([str(cluster.wal / stuck), *argv[:-1], "0.3"])  # --timeout: then the full path
+    assert 0.3 <= time.monotonic() - started < 5
+    cluster.spool.write_error(stuck, 1, False, "refused")  # a verdict against it: the full path reports it
+    started = time.monotonic()
+    assert not acknowledged([str(cluster.wal / stuck), *argv])
+    assert time.monotonic() - started < 1
+
+
+def test_a_whole_segment_is_sealed_in_the_aligned_buffer_and_written_past_the_page_cache(tmp_path: Path) -> None:
+    from tests.unit.test_local_direct_io import cached_pages
+
+    c = Cluster(tmp_path)
+    data = segment(40) + os.urandom(SEG // 2) + bytes(SEG // 2 - 8192)  # half noise: sealed ~8 MiB
+    archive = c.archive()
+    view = memoryview(bytearray(data))  # what the daemon passes: a view of its reused read buffer
+    assert archive.push_bytes(name_of(40), view) == "archived"
+    stored = Path(c.url.removeprefix("file://")) / archive.key(name_of(40))
+    in_cache, pages = cached_pages(stored)
+    assert pages > 2000 and in_cache <= 1  # only the unaligned tail went through the cache
+    assert c.archive().read(name_of(40)) == data
+    assert archive.push_bytes(name_of(40), view) == "already archived"
