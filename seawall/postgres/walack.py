@@ -21,7 +21,8 @@ import zlib
 
 SPOOL_ENV = "SEAWALL_SPOOL"
 VAULT_ENV = "SEAWALL_VAULT"
-LOCK_CHECK_EVERY = 0.2  # seconds between checks that the daemon still holds its lock
+LOCK_CHECK_EVERY = 0.2  # seconds between checks that the daemon still holds its lock (and spool space)
+MIN_FREE = 1 << 20  # below this much free space the spool counts as full: status files need room
 _VALUED = {"--vault", "--passphrase-file", "--sysid", "--spool", "--jobs", "--idle", "--timeout"}
 _FLAGS = {"--async", "--debug"}
 spent = 0.0  # seconds `acknowledged` waited in this process: the full path's --timeout is what is left
@@ -74,6 +75,14 @@ def daemon_running(spool_path: str) -> bool:
         os.close(fd)
 
 
+def spool_full(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < MIN_FREE
+
+
 def acknowledged(argv: list[str]) -> bool:
     """True if `wal-push ARGV --async` may answer 0: the daemon recorded this very file as archived
     (waiting for it while the daemon runs with nothing recorded against this file)."""
@@ -115,8 +124,8 @@ def _wait(spool: str, name: str, st: os.stat_result, deadline: float) -> bool:
         if os.path.exists(error) or os.path.exists(os.path.join(spool, "global.error")):
             return False  # the full path clears it and asks again, or reports it
         now = time.monotonic()
-        if now >= next_check:
-            if now > deadline or not daemon_running(spool):
+        if now >= next_check:  # a full spool: the daemon cannot record its verdict, the full path says so
+            if now > deadline or not daemon_running(spool) or spool_full(spool):
                 return False  # the full path starts one (or reports the timeout)
             next_check = now + LOCK_CHECK_EVERY
         time.sleep(pause)

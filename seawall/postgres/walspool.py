@@ -28,9 +28,15 @@ import sys
 
 # The acknowledgement fast path (before the CLI's own imports) is `seawall.postgres.walack`; this
 # module is the rest of the spool, imported once a call has to wait for or start the daemon.
-from seawall.postgres.walack import SPOOL_ENV, default_root, matches, read_ok, spool_key  # noqa: F401 (re-exported)
+from seawall.postgres.walack import (  # noqa: F401 (re-exported)
+    MIN_FREE,
+    SPOOL_ENV,
+    default_root,
+    matches,
+    read_ok,
+    spool_key,
+)
 
-MIN_FREE = 1 << 20  # below this much free space the spool counts as full: status files need room
 _HEX = frozenset("0123456789ABCDEF")
 
 
