@@ -183,6 +183,10 @@ class Workers:
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name)
+        if sig == signal.SIGKILL:  # flow-run processes have sessions of their own: the group kill misses them
+            for child in _descendants(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(child), signal.SIGKILL)
         if proc.poll() is None:
             os.killpg(proc.pid, sig)  # the worker and any flow-run process it started in its group
             try:
@@ -196,6 +200,17 @@ class Workers:
         """Idle workers end at once (SIGTERM makes a worker wait for its loops, ~10-20 s)."""
         for name in list(self.procs):
             self.stop(name, sig)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                kids = [int(k) for k in (task / "children").read_text().split()]
+                out += kids
+                stack += kids
+    return out
 
 
 # ---- reading Prefect's records -------------------------------------------------------------------
