@@ -39,6 +39,7 @@ MAGIC = b"SWL"
 FORMAT_VERSION = 1
 HEADER_LEN = 18
 MAX_PLAINTEXT = 64 << 20  # no sealed object may decompress beyond this (decompression bombs)
+SCRATCH_MAX = (4 << 20) + 64  # compressed payloads up to a largest chunk are decrypted in a reused buffer
 
 
 def sealed_size_max(plaintext_len: int) -> int:
@@ -147,9 +148,16 @@ class Keyring:
         if stored_type != obj_type:
             raise IntegrityError(f"object {name} has type {stored_type}, expected {obj_type}")
         nonce = bytes(blob[6:HEADER_LEN])
+        # A memoryview, not blob[HEADER_LEN:]: slicing bytes would copy the whole body first.
+        body, aad = memoryview(blob)[HEADER_LEN:], bytes(blob[:6]) + name.encode()
         try:
-            # A memoryview, not blob[HEADER_LEN:]: slicing bytes would copy the whole body first.
-            payload = self._enc.decrypt(nonce, memoryview(blob)[HEADER_LEN:], bytes(blob[:6]) + name.encode())
+            if compression == Compression.ZSTD and len(body) - 16 <= SCRATCH_MAX:
+                # Decrypted into this thread's reused buffer: only the decompressed copy is handed
+                # out, and `decrypt` would zero-fill a fresh one first (under the GIL).
+                payload = _scratch(len(body) - 16)
+                self._enc.decrypt_into(nonce, body, aad, payload)
+            else:
+                payload = self._enc.decrypt(nonce, body, aad)
         except InvalidTag:
             raise IntegrityError(f"object {name} failed authentication (corrupt or tampered)") from None
         if compression == Compression.NONE:
@@ -178,7 +186,15 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return _contexts.decompressor
 
 
-def _decompress_capped(name: str, payload: bytes) -> bytes:
+def _scratch(size: int) -> memoryview:
+    """`size` bytes of this thread's reused decryption buffer (kept up to SCRATCH_MAX)."""
+    buf = getattr(_contexts, "scratch", None)
+    if buf is None or len(buf) < size:
+        buf = _contexts.scratch = bytearray(max(size, 1 << 20))
+    return memoryview(buf)[:size]
+
+
+def _decompress_capped(name: str, payload: bytes | memoryview) -> bytes:
     try:
         size = zstandard.frame_content_size(payload)
     except zstandard.ZstdError as exc:

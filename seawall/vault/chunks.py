@@ -181,9 +181,9 @@ class ChunkStore:
         raise IntegrityError(f"chunk {chunk_id} is missing from {self.store.display_url} (not in the index; "
                              "if a pack holds it, `seawall repair index` rebuilds the index from the packs)")
 
-    def sealed_many(self, chunk_ids: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+    def sealed_many(self, chunk_ids: Iterable[str]) -> dict[str, tuple[str, bytes | memoryview]]:
         """Like `sealed` for many chunks, packed ones read with coalesced ranged GETs."""
-        out: dict[str, tuple[str, bytes]] = {}
+        out: dict[str, tuple[str, bytes | memoryview]] = {}
         packed = []
         for c in chunk_ids:
             loc = self.index.get(c)
@@ -198,7 +198,7 @@ class ChunkStore:
         out.update({c: (loc[0], got[c]) for c, loc in packed})
         return out
 
-    def open(self, chunk_id: str, where: str, blob: bytes) -> bytes:
+    def open(self, chunk_id: str, where: str, blob: bytes | memoryview) -> bytes:
         """Authenticate and decrypt a sealed chunk and check it against its id."""
         try:
             data = self.keyring.open(ObjType.CHUNK, chunk_id, blob)

@@ -71,15 +71,17 @@ class BlobReader:
                 self._segments.popitem(last=False)
             return seg, True
 
-    def read_many(self, items: Iterable[tuple[str, Location]]) -> dict[str, bytes]:
-        """Sealed bytes of many chunks: one ranged GET per run of neighbouring blobs in a pack."""
+    def read_many(self, items: Iterable[tuple[str, Location]]) -> dict[str, memoryview]:
+        """Sealed bytes of many chunks: one ranged GET per run of neighbouring blobs in a pack (views
+        into the bytes read: a caller keeping one keeps its whole run)."""
         by_pack: dict[str, list[tuple[int, int, str]]] = {}
         for chunk_id, (pack, offset, length) in items:
             by_pack.setdefault(pack, []).append((offset, length, chunk_id))
-        out: dict[str, bytes] = {}
+        out: dict[str, memoryview] = {}
         for pack, blobs in by_pack.items():
             for start, end, run in coalesce(sorted(blobs)):
-                data = self.store.get_range(pack, start, end - start)
+                # Views, not slices: slicing bytes copies every blob once more, holding the GIL.
+                data = memoryview(self.store.get_range(pack, start, end - start))
                 for offset, length, chunk_id in run:
                     out[chunk_id] = data[offset - start:offset - start + length]
         return out
