@@ -140,14 +140,10 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--incremental", action="store_true")
     p.add_argument("--workers", type=int, default=3)
     a = p.parse_args(argv)
-    if a.what == "zstd":
-        report = child_zstd(a.data)
-    elif a.what == "backup":
-        report = child_backup(a.url, a.data, a.incremental, a.workers)
-    elif a.what == "readpath":
-        report = child_readpath(a.url, a.backup_id, a.workers)
-    else:
-        report = child_restore(a.url, a.backup_id, a.target, a.workers)
+    report = {"zstd": lambda: child_zstd(a.data),
+              "backup": lambda: child_backup(a.url, a.data, a.incremental, a.workers),
+              "readpath": lambda: child_readpath(a.url, a.backup_id, a.workers),
+              "restore": lambda: child_restore(a.url, a.backup_id, a.target, a.workers)}[a.what]()
     print(json.dumps(report))
 
 
@@ -177,6 +173,13 @@ def child_summary(res: ChildResult, mb_in: float) -> dict:
     }
 
 
+def step(inputs: Path, args: list[str]) -> ChildResult:
+    """One measured child, after `sync` and with its inputs warm (see "Page cache")."""
+    settle()
+    warm(inputs)
+    return run_child(args)
+
+
 def one_rep(rep: int, data: Path, work: Path, data_bytes: int, workers: int, full_check: bool) -> dict:
     from seawall.vault import init_vault
 
@@ -184,49 +187,36 @@ def one_rep(rep: int, data: Path, work: Path, data_bytes: int, workers: int, ful
     vault_dir, restore_dir = work / f"vault-{rep}", work / f"restore-{rep}"
     url = f"file://{vault_dir}"
     init_vault(url, PASSPHRASE)  # default scrypt parameters, as `seawall init` uses
-    mb_in = data_bytes / MB
     w = ["--workers", str(workers)]
-
+    zstd = step(data, ["zstd", "--data", str(data)])
     settle()
     warm(data)
-    zres = run_child(["zstd", "--data", str(data)])
-    z = zres.report
+    copy_s = plain_copy(data, work / f"copy-{rep}")
+    first = step(data, ["backup", "--url", url, "--data", str(data), *w])
+    stored = vault_bytes(vault_dir)
+    second = step(data, ["backup", "--url", url, "--data", str(data), "--incremental", *w])
+    stored2 = vault_bytes(vault_dir)
+    backup_id = first.report["backup_id"]
+    readpath = step(vault_dir, ["readpath", "--url", url, "--backup-id", backup_id, *w])
+    restore = step(vault_dir, ["restore", "--url", url, "--backup-id", backup_id, "--target", str(restore_dir), *w])
+    settle()
+    check = check_restore(data, restore_dir, data_bytes, full_check)
+    return rep_result(rep, data_bytes / MB, zstd, copy_s, first, second, readpath, restore, stored, stored2) | {
+        "restore_check": check}
+
+
+def rep_result(rep: int, mb_in: float, zstd: ChildResult, copy_s: float, first: ChildResult, second: ChildResult,
+               readpath: ChildResult, restore: ChildResult, stored: tuple[int, int], stored2: tuple[int, int]) -> dict:
+    z = zstd.report
     baseline = {
-        "load_before": zres.load_before,
+        "load_before": zstd.load_before,
         "compress_mb_s": z["bytes"] / MB / z["compress_s"],
         "decompress_mb_s": z["bytes"] / MB / z["decompress_s"],
         "ratio": z["bytes"] / z["compressed"],
     }
-
-    settle()
-    warm(data)
-    copy_s = plain_copy(data, work / f"copy-{rep}")
-
-    settle()
-    warm(data)
-    first = run_child(["backup", "--url", url, "--data", str(data), *w])
-    stored = vault_bytes(vault_dir)
-
-    settle()
-    warm(data)
-    second = run_child(["backup", "--url", url, "--data", str(data), "--incremental", *w])
-    stored2 = vault_bytes(vault_dir)
-
-    settle()
-    warm(vault_dir)
-    backup_id = first.report["backup_id"]
-    readpath = run_child(["readpath", "--url", url, "--backup-id", backup_id, *w])
-
-    settle()
-    warm(vault_dir)
-    restore = run_child(["restore", "--url", url, "--backup-id", backup_id, "--target", str(restore_dir), *w])
-    settle()
-    check = check_restore(data, restore_dir, data_bytes, full_check)
-
     write, read = child_summary(first, mb_in), child_summary(readpath, mb_in)
-    restored = child_summary(restore, mb_in)
-    incr = child_summary(second, mb_in)
-    result = {
+    restored, incr = child_summary(restore, mb_in), child_summary(second, mb_in)
+    return {
         "rep": rep,
         "baseline_zstd1": baseline,
         "reference_cp_a": {"seconds": copy_s, "mb_s": mb_in / copy_s},
@@ -241,9 +231,7 @@ def one_rep(rep: int, data: Path, work: Path, data_bytes: int, workers: int, ful
             "share_of_first_process_wall": incr["process_wall_s"] / write["process_wall_s"],
         },
         "vault": {"objects": stored[0], "bytes": stored[1], "stats": first.report["stats"]},
-        "restore_check": check,
     }
-    return result
 
 
 def plain_copy(data: Path, target: Path) -> float:
@@ -271,39 +259,32 @@ def check_restore(data: Path, restored: Path, data_bytes: int, full: bool) -> st
 # ---- summary -------------------------------------------------------------------------------------
 
 
-def summarise(reps: list[dict]) -> dict:
-    def med(*keys: str) -> float:
-        values = []
-        for r in reps:
-            v = r
-            for k in keys:
-                v = v[k]
-            values.append(v)
-        return median(values)
+MEDIANS = {  # summary name: where each repetition has it
+    "zstd1_compress_mb_s": ("baseline_zstd1", "compress_mb_s"),
+    "zstd1_decompress_mb_s": ("baseline_zstd1", "decompress_mb_s"),
+    "zstd1_ratio": ("baseline_zstd1", "ratio"),
+    "write_mb_s": ("write", "mb_s"),
+    "write_ratio": ("write", "ratio_to_zstd1_compress"),
+    "write_cores_busy": ("write", "cpu_cores_busy"),
+    "cp_a_mb_s": ("reference_cp_a", "mb_s"),
+    "read_mb_s": ("read", "mb_s"),
+    "read_ratio": ("read", "ratio_to_zstd1_decompress"),
+    "read_cores_busy": ("read", "cpu_cores_busy"),
+    "restore_mb_s": ("restore", "mb_s"),
+    "restore_ratio_cp_a": ("restore", "ratio_to_cp_a"),
+    "incremental_s": ("incremental", "seconds"),
+    "incremental_process_wall_s": ("incremental", "process_wall_s"),
+    "incremental_share": ("incremental", "share_of_first_backup_time"),
+    "incremental_share_process_wall": ("incremental", "share_of_first_process_wall"),
+}
+MAXIMA = {"write_peak_rss_mb": ("write", "peak_rss_mb"), "read_peak_rss_mb": ("read", "peak_rss_mb"),
+          "restore_peak_rss_mb": ("restore", "peak_rss_mb"), "incremental_new_bytes": ("incremental", "new_bytes"),
+          "incremental_peak_rss_mb": ("incremental", "peak_rss_mb")}
 
-    s = {
-        "zstd1_compress_mb_s": med("baseline_zstd1", "compress_mb_s"),
-        "zstd1_decompress_mb_s": med("baseline_zstd1", "decompress_mb_s"),
-        "zstd1_ratio": med("baseline_zstd1", "ratio"),
-        "write_mb_s": med("write", "mb_s"),
-        "write_ratio": med("write", "ratio_to_zstd1_compress"),
-        "write_peak_rss_mb": max(r["write"]["peak_rss_mb"] for r in reps),
-        "write_cores_busy": med("write", "cpu_cores_busy"),
-        "cp_a_mb_s": med("reference_cp_a", "mb_s"),
-        "read_mb_s": med("read", "mb_s"),
-        "read_ratio": med("read", "ratio_to_zstd1_decompress"),
-        "read_peak_rss_mb": max(r["read"]["peak_rss_mb"] for r in reps),
-        "read_cores_busy": med("read", "cpu_cores_busy"),
-        "restore_mb_s": med("restore", "mb_s"),
-        "restore_ratio_cp_a": med("restore", "ratio_to_cp_a"),
-        "restore_peak_rss_mb": max(r["restore"]["peak_rss_mb"] for r in reps),
-        "incremental_s": med("incremental", "seconds"),
-        "incremental_process_wall_s": med("incremental", "process_wall_s"),
-        "incremental_share": med("incremental", "share_of_first_backup_time"),
-        "incremental_share_process_wall": med("incremental", "share_of_first_process_wall"),
-        "incremental_new_bytes": max(r["incremental"]["new_bytes"] for r in reps),
-        "incremental_peak_rss_mb": max(r["incremental"]["peak_rss_mb"] for r in reps),
-    }
+
+def summarise(reps: list[dict]) -> dict:
+    s = {name: median([r[a][b] for r in reps]) for name, (a, b) in MEDIANS.items()}
+    s |= {name: max(r[a][b] for r in reps) for name, (a, b) in MAXIMA.items()}
     s["targets"] = {
         "write >= 0.7x zstd1 compress": s["write_ratio"] >= TARGET_RATIO,
         "read >= 0.7x zstd1 decompress": s["read_ratio"] >= TARGET_RATIO,
