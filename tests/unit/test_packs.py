@@ -53,6 +53,23 @@ def test_packs_fill_to_the_target_size(vault: Vault, monkeypatch: pytest.MonkeyP
     assert len(sizes) == 3 and all(64 << 10 <= s < 80 << 10 for s in sizes[1:]) and sizes[0] < 64 << 10
 
 
+def test_pack_buffers_are_reused_and_leak_nothing_into_later_packs(vault: Vault,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEAWALL_PACK_SIZE", str(64 << 10))
+    made = []
+    real = vault.store.pack_buffer
+    monkeypatch.setattr(vault.store, "pack_buffer", lambda size: made.append(size) or real(size))
+    # Big chunks first, then small ones: a reused buffer still holds the old packs' bytes past the new end.
+    datas = [os.urandom(30_000) for _ in range(12)] + [os.urandom(900) for _ in range(40)]
+    ids = [vault.put_chunk(d)[0] for d in datas]
+    vault.commit_chunks()
+    packs = _keys(vault, "data/")
+    assert len(packs) >= 5 and len(made) < len(packs)  # later packs were built in earlier packs' buffers
+    for pack in packs:
+        parse_pack(vault.keyring, pack, vault.store.get(pack))  # each ends in its own header
+    assert vault.get_chunks(ids) == datas
+
+
 def test_parallel_writers_share_packs_and_lose_nothing(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEAWALL_PACK_SIZE", str(32 << 10))
     datas = [os.urandom(3000 + n) for n in range(200)]
