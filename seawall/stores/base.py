@@ -155,7 +155,8 @@ class ObjectStore(ABC):
 
         For content-addressed objects written in bulk (chunks): a backend may batch its
         durability work. The default is a plain `put`. A crash before `commit` may leave the object
-        absent, never present with partial content.
+        absent, never present with partial content. The caller may reuse `data` once this returns
+        (packs are built in reused buffers), so a backend that uploads later must copy it.
         """
         self.put(key, data)
 

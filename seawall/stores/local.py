@@ -275,13 +275,9 @@ class LocalStore(ObjectStore):
             raise os_error(exc, f"object {key} in {self.display_url}") from exc
 
     def view_range(self, key: str, offset: int, length: int) -> bytes | memoryview:
-        """The range mapped from the page cache rather than copied out of it (`pread` into fresh
-        memory cost 5x the CPU of a populated mapping here: a tenth of the vault's read path).
-
-        Objects are never changed in place (written aside, then renamed), so the mapped range,
-        cut at the size `fstat` gives, stays backed; only a file truncated by someone else while
-        mapped would fault (SIGBUS).
-        """
+        """The range mapped from the page cache, not copied (`pread` into fresh memory took 5x the CPU
+        here). Objects are never changed in place (written aside, then renamed): the range, cut at
+        the size `fstat` gives, stays backed; only a file truncated by another hand would fault."""
         if offset < 0 or length < 0:
             raise ValueError(f"invalid range {offset}+{length}")
         if length < MAP_MIN:
