@@ -133,11 +133,6 @@ class ObjectStore(ABC):
         """Default: the whole object, sliced (backends that can read a range override this)."""
         return self._get(key)[offset:offset + length]
 
-    def view_range(self, key: str, offset: int, length: int) -> bytes | memoryview:
-        """`get_range` as a read-only buffer that a store may map instead of copying (a local file's
-        page cache). Drop it once used: it may pin the mapping. Default: `get_range`."""
-        return self.get_range(key, offset, length)
-
     def stat(self, key: str) -> ObjectInfo | None:
         return self._stat(validate_key(key))
 

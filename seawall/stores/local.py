@@ -274,29 +274,6 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise os_error(exc, f"object {key} in {self.display_url}") from exc
 
-    def view_range(self, key: str, offset: int, length: int) -> bytes | memoryview:
-        """The range mapped from the page cache, not copied (`pread` into fresh memory took 5x the CPU
-        here). Objects are never changed in place (written aside, then renamed): the range, cut at
-        the size `fstat` gives, stays backed; only a file truncated by another hand would fault."""
-        if offset < 0 or length < 0:
-            raise ValueError(f"invalid range {offset}+{length}")
-        if length < MAP_MIN:
-            return self.get_range(key, offset, length)
-        try:
-            fd = os.open(self._path(validate_key(key)), os.O_RDONLY)
-            try:
-                length = max(0, min(length, os.fstat(fd).st_size - offset))
-                if length < MAP_MIN:
-                    return os.pread(fd, length, offset) if length else b""
-                start = offset - offset % mmap.ALLOCATIONGRANULARITY
-                mapped = mmap.mmap(fd, offset + length - start, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                                   prot=mmap.PROT_READ, offset=start)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise os_error(exc, f"object {key} in {self.display_url}") from exc
-        return memoryview(mapped)[offset - start:]  # the view keeps the mapping; unmapped with the last one
-
     def _stat(self, key: str) -> ObjectInfo | None:
         try:
             st = os.stat(self._path(key))
@@ -344,7 +321,6 @@ class LocalStore(ObjectStore):
 
 DIRECT_ALIGN = 4096  # buffer address, length and file offset of a direct write: any disk's block size
 DIRECT_MIN = 64 << 10  # below this a cached write costs little and a direct one waits for the disk
-MAP_MIN = 64 << 10  # `view_range` maps ranges from this size on; smaller ones are copied (cheaper than a mapping)
 
 
 def _direct_io_wanted() -> bool:

@@ -81,7 +81,7 @@ class BlobReader:
         for pack, blobs in by_pack.items():
             for start, end, run in coalesce(sorted(blobs)):
                 # Views, not slices: slicing bytes copies every blob once more, holding the GIL.
-                data = memoryview(self.store.view_range(pack, start, end - start))
+                data = memoryview(self.store.get_range(pack, start, end - start))
                 for offset, length, chunk_id in run:
                     out[chunk_id] = data[offset - start:offset - start + length]
         return out

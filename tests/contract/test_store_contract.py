@@ -250,18 +250,6 @@ def test_get_range(store: ObjectStore) -> None:
         store.get_range("../p", 0, 1)
 
 
-def test_view_range_reads_what_get_range_reads(store: ObjectStore) -> None:
-    """A store may map the range (local files) instead of copying it: same bytes, same edges."""
-    data = os.urandom(300_000)
-    store.put("packs/ab/p", data)
-    for offset, length in [(0, 10), (5_000, 200_000), (299_990, 100), (0, 300_000), (100_000, 0), (400_000, 10)]:
-        assert bytes(store.view_range("packs/ab/p", offset, length)) == data[offset:offset + length], (offset, length)
-    with pytest.raises(ObjectNotFound):
-        store.view_range("packs/ab/missing", 0, 100_000)
-    with pytest.raises(ConfigError):
-        store.view_range("../p", 0, 100_000)
-
-
 def test_delete_many(store: ObjectStore) -> None:
     keys = [f"chunks/{i % 7:02x}/k{i}" for i in range(40)]  # enough for the parallel default
     for key in keys:
