@@ -22,16 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from seawall.errors import ConfigError, PermanentError
+from seawall.errors import PermanentError
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStats, BackupStatus, Manifest, StreamRef, new_manifest
 from seawall.sources import fidelity
+from seawall.sources.files_restore import check_restore_target, restore_tree
+from seawall.sources.files_restore import link as _link
+from seawall.sources.files_restore import set_meta as _set_meta
 from seawall.sources.paths import check_source
-from seawall.sources.tree import Entry, PreviousIndex, count_and_reuse, iter_entries, uncount
+from seawall.sources.tree import TREE_STREAM, Entry, PreviousIndex, count_and_reuse, iter_entries, uncount
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
 
-TREE_STREAM = "tree"
+# The restore lives in seawall.sources.files_restore; its names stay importable from here, and so do
+# the helpers delta restores share (seawall.sources.delta).
+__all__ = ["TREE_STREAM", "_FilePool", "_link", "_restore_file", "_set_meta", "backup_tree", "check_restore_target",
+           "iter_tree", "restore_tree", "tree_size", "walk"]
+
 Progress = Callable[[int], None]
 
 
@@ -285,70 +292,7 @@ def iter_tree(vault: Vault, manifest: Manifest, reader: ChunkReader) -> Iterator
     yield from iter_entries(reader.iter_stream(ref))
 
 
-# ---- restore -----------------------------------------------------------------------------------
-
-
-def check_restore_target(target: str | os.PathLike) -> Path:
-    """The target must not exist or be an empty directory: a restore never overwrites."""
-    path = Path(target).absolute()
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        kind = "a symbolic link" if path.is_symlink() else "a file, not a folder"
-        raise ConfigError(f"restore target {path} is {kind}", hint="restore into a new or empty folder")
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"restore target {path} is not empty", hint="restore into a new or empty folder")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise ConfigError(f"restore target {path}: its parent {path.parent} is not a folder",
-                          hint="create the parent folder first, or pick another target")
-    return path
-
-
-def restore_tree(vault: Vault, manifest: Manifest, target: str | os.PathLike, *,
-                 progress: Progress | None = None, workers: int = 3, skipped: list[str] | None = None) -> int:
-    """Restore a files backup into `target`; returns the number of files written.
-
-    The calling thread walks the index, creating directories, symlinks and special files in order;
-    files are restored by `workers` threads at once (most files are one chunk, so parallelism across
-    files is what keeps both cores busy). Hard links are made once every file is written; directory
-    metadata is applied last, deepest first. What the target refuses (a device node without root,
-    an attribute it does not support) is appended to `skipped`.
-    """
-    skipped = [] if skipped is None else skipped
-    if manifest.kind != "files":
-        raise ConfigError(f"backup {manifest.backup_id} is a {manifest.kind} backup, not a file tree")
-    root = check_restore_target(target)
-    root.mkdir(parents=True, exist_ok=True)
-    dirs: list[Entry] = []
-    links: list[Entry] = []
-    as_root = os.geteuid() == 0
-    with ChunkReader(vault, workers=workers) as reader, ChunkReader(vault, workers=1) as tree_reader, \
-            _FilePool(workers) as pool:
-        for entry in iter_tree(vault, manifest, tree_reader):
-            dest = root if entry.path == "." else root / entry.path
-            if entry.type == "d":
-                dest.mkdir(exist_ok=True)
-                dirs.append(entry)
-            elif entry.type == "l":
-                os.symlink(entry.target, dest)
-                _set_meta(dest, entry, as_root, skipped, follow=False)
-            elif entry.type == "f":
-                pool.submit(_restore_file_with_meta, reader, entry, dest, progress, as_root, skipped)
-            elif entry.type == "h":
-                links.append(entry)
-            elif fidelity.make_special(str(dest), entry, as_root, skipped):
-                _set_meta(dest, entry, as_root, skipped)
-        count = pool.wait()
-    for entry in links:
-        _link(root, entry, skipped)
-    for entry in reversed(dirs):  # children first, so writing into a dir doesn't bump its mtime later
-        _set_meta(root if entry.path == "." else root / entry.path, entry, as_root, skipped)
-    return count
-
-
-def _link(root: Path, entry: Entry, skipped: list[str]) -> None:
-    try:
-        os.link(root / entry.target, root / entry.path, follow_symlinks=False)
-    except OSError as exc:
-        skipped.append(f"{entry.path}: hard link to {entry.target} not restored ({exc.strerror})")
+# ---- restore: seawall.sources.files_restore; the per-file path below serves delta restores ----------
 
 
 class _FilePool:
@@ -390,12 +334,6 @@ class _FilePool:
         return self._submitted
 
 
-def _restore_file_with_meta(reader: ChunkReader, entry: Entry, dest: Path, progress: Progress | None,
-                            as_root: bool, skipped: list[str]) -> None:
-    _restore_file(reader, entry, dest, progress)
-    _set_meta(dest, entry, as_root, skipped)
-
-
 def _restore_file(reader: ChunkReader, entry: Entry, dest: Path, progress: Progress | None) -> None:
     tmp = dest.parent / f".{dest.name}.seawall-partial"
     ref = StreamRef(name=entry.path, size=entry.size, hash=entry.hash or "", chunks=entry.chunks)
@@ -427,13 +365,3 @@ def _restore_sparse(pieces: Iterator[bytes], entry: Entry, tmp: Path, progress: 
                 progress(n)
     finally:
         os.close(fd)
-
-
-def _set_meta(path: Path, entry: Entry, as_root: bool, skipped: list[str], *, follow: bool = True) -> None:
-    if as_root:
-        os.chown(path, entry.uid, entry.gid, follow_symlinks=follow)
-    if entry.xattrs:  # after chown, which clears security.capability; before chmod (ACLs set mode bits)
-        fidelity.write_xattrs(str(path), entry, skipped)
-    if follow:  # a symlink's own mode is meaningless on Linux
-        os.chmod(path, entry.mode)
-    os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=follow)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from seawall.manifest import BackupStats, ChunkRef
 
+TREE_STREAM = "tree"  # the stream name of a tree's index in a manifest
+
 # One encoder for every line: json.dumps with options builds a new JSONEncoder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
