@@ -11,10 +11,10 @@ and forgetting the 5 oldest of the 10 plus GC (`restic forget --keep-last 5 --pr
 delete the manifests, `collect_garbage`): its time and the objects left. `uptime` is recorded
 before and after (a shared machine's load is part of the result).
 
-    flock /tmp/seawall-heavy.lock .venv/bin/python -m bench.packs_bench --files 100000 --reps 3 \
-        --json bench/out/packs.json
+    .venv/bin/python -m bench.packs_bench --files 100000 --reps 3 --json bench/out/packs.json
 
-Needs `restic` on PATH (Debian: apt-get install restic). Run it under `flock /tmp/seawall-heavy.lock`.
+Needs `restic` on PATH (Debian: apt-get install restic). Run it on a quiet machine: nothing else on
+the cores. `--targets local` / `--targets s3` and `--skip-gc` split a long run into parts.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def medians(reps: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in reps) for k in reps[0]}
 
 
-def compare(make_tools, data: Path, work: Path, counters, puts, reps: int, label: str) -> dict:
+def compare(make_tools, data: Path, work: Path, counters, puts, reps: int, label: str, gc: bool = True) -> dict:
     """Both tools, `reps` times alternating, each into fresh repositories; then GC on the last ones."""
     runs: dict[str, list[dict]] = {"restic": [], "seawall": []}
     tools: dict = {}
@@ -225,7 +225,7 @@ def compare(make_tools, data: Path, work: Path, counters, puts, reps: int, label
     out = {}
     for name in ("restic", "seawall"):
         out[name] = {**medians(runs[name]), "reps": runs[name]}
-    for name in ("seawall", "restic") if reps % 2 else ("restic", "seawall"):
+    for name in (("seawall", "restic") if reps % 2 else ("restic", "seawall")) if gc else ():
         out[name].update(measure_gc(tools[name], data, work, counters(tools[name])))
         print(label, "gc", name, {k: v for k, v in out[name].items() if k != "reps"}, flush=True)
     return out
@@ -249,7 +249,8 @@ def count_s3(endpoint: str, prefix: str, env: dict):
     return count
 
 
-def run(files: int, work: Path, seed: int, reps: int) -> dict:
+def run(files: int, work: Path, seed: int, reps: int, targets: tuple[str, ...] = ("local", "s3"),
+        gc: bool = True) -> dict:
     if not shutil.which("restic"):
         raise SystemExit("restic is not on PATH (apt-get install restic)")
     shutil.rmtree(work, ignore_errors=True)
@@ -268,7 +269,16 @@ def run(files: int, work: Path, seed: int, reps: int) -> dict:
     def local_count(tool):
         return count_files(Path(tool.repo if isinstance(tool, Restic) else tool.url.removeprefix("file://")))
 
-    result["local"] = compare(local_tools, data, work, local_count, lambda: 0, reps, "local")
+    if "local" in targets:
+        result["local"] = compare(local_tools, data, work, local_count, lambda: 0, reps, "local", gc)
+    if "s3" in targets:
+        result["s3"] = _s3(data, work, env, reps, gc)
+    result["uptime_after"] = _uptime()
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _s3(data: Path, work: Path, env: dict, reps: int, gc: bool) -> dict:
     moto = Moto(work)
     try:
         s3env = dict(env, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
@@ -287,12 +297,9 @@ def run(files: int, work: Path, seed: int, reps: int) -> dict:
             prefix = tool.repo.rsplit("/", 1)[1] if isinstance(tool, Restic) else tool.url.split("/")[3].split("?")[0]
             return count_s3(moto.url, prefix + "/", s3env)
 
-        result["s3"] = compare(s3_tools, data, work, s3_count, moto.puts, reps, "s3")
+        return compare(s3_tools, data, work, s3_count, moto.puts, reps, "s3", gc)
     finally:
         moto.stop()
-    result["uptime_after"] = _uptime()
-    shutil.rmtree(work, ignore_errors=True)
-    return result
 
 
 def _uptime() -> str:
@@ -302,6 +309,8 @@ def _uptime() -> str:
 def ratios(result: dict) -> dict:
     out = {}
     for target in ("local", "s3"):
+        if target not in result:
+            continue
         s, r = result[target]["seawall"], result[target]["restic"]
         out[target] = {k: round(s[k] / r[k], 2) if r[k] else None for k in r if k != "reps"}
     return out
@@ -317,9 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/seawall-packs-bench"))
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--targets", default="local,s3", help="comma-separated: local, s3 (to split long runs)")
+    p.add_argument("--skip-gc", action="store_true", help="leave out the 10-backup forget + GC step")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
-    result = run(a.files, a.workdir, a.seed, a.reps)
+    targets = tuple(t.strip() for t in a.targets.split(",") if t.strip())
+    if not targets or set(targets) - {"local", "s3"}:
+        p.error(f"--targets takes local and/or s3, not {a.targets!r}")
+    result = run(a.files, a.workdir, a.seed, a.reps, targets, not a.skip_gc)
     result["seawall_over_restic"] = ratios(result)
     print(json.dumps(result["seawall_over_restic"], indent=1))
     if a.json:
