@@ -75,6 +75,7 @@ def restore_tree(vault: Vault, manifest: Manifest, target: str | os.PathLike, *,
     root = check_restore_target(target)
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive(root):
+        check_restore_target(root)  # again, under the lock: another restore may have finished meanwhile
         _remove_leftovers(root)
         staging = root / f"{STAGING_PREFIX}{manifest.backup_id}"
         staging.mkdir()
