@@ -56,6 +56,22 @@ class Sink:
         self.server.shutdown()
 
 
+def two_region_policy(pool: str, a: str, b: str, *datasets: str, alerts: str = "") -> str:
+    """A policy on work pool `pool` with vaults region-a (at `a`) and region-b (`b`, the DR role).
+
+    `datasets`: blocks from `files_dataset`; `alerts`: the indented body of an `alerts:` section.
+    """
+    head = (f"version: 1\nwork_pool: {pool}\nvaults:\n  region-a: {{url: \"{a}\"}}\n"
+            f"  region-b: {{url: \"{b}\", role: dr}}\ndatasets:\n")
+    return head + "".join(datasets) + (f"alerts:\n{alerts}" if alerts else "")
+
+
+def files_dataset(name: str, path: str, *, rpo: str = "26h", cron: str = "0 2 * * *", extra: str = "") -> str:
+    """A `datasets:` entry backing up the folder `path` to region-a, copied to region-b (`extra`: more lines)."""
+    return (f"  {name}:\n    files: {{path: \"{path}\"}}\n    vault: region-a\n    copy_to: region-b\n{extra}"
+            f"    rpo: {rpo}\n    rto: 1h\n    schedule: {{cron: \"{cron}\", timezone: UTC}}\n")
+
+
 def seawall_env(server: dict) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
     return dict(base, PREFECT_API_URL=server["url"], PREFECT_HOME=server["home"], SEAWALL_PASSPHRASE=PASSPHRASE,

@@ -8,38 +8,27 @@ pipeline stopped fires the staleness alerts of its copy and of its verified rest
 
 from __future__ import annotations
 
-from tests.e2e.prefect_helpers import PASSPHRASE, ROOT, Sink, api, create_pool, seawall, seawall_env, wait_run
+from tests.e2e.prefect_helpers import (
+    PASSPHRASE,
+    ROOT,
+    Sink,
+    api,
+    create_pool,
+    files_dataset,
+    seawall,
+    seawall_env,
+    two_region_policy,
+    wait_run,
+)
 from tests.fixtures.prefect import process_worker, server_errors
 
 POOL = "seawall-alerts"
 
 
 def policy_text(a: str, b: str, gone: str, quiet: str) -> str:
-    return f"""\
-version: 1
-work_pool: {POOL}
-vaults:
-  region-a: {{url: "{a}"}}
-  region-b: {{url: "{b}", role: dr}}
-datasets:
-  site:
-    files: {{path: "{gone}"}}
-    vault: region-a
-    copy_to: region-b
-    rpo: 26h
-    rto: 1h
-    schedule: {{cron: "0 2 * * *", timezone: UTC}}
-  quiet:
-    files: {{path: "{quiet}"}}
-    vault: region-a
-    copy_to: region-b
-    rpo: 1m
-    rto: 1h
-    schedule: {{cron: "* * * * *", timezone: UTC}}
-alerts:
-  webhooks:
-    - url_env: SEAWALL_TEST_ALERT_HOOK
-"""
+    site = files_dataset("site", gone)
+    stopped = files_dataset("quiet", quiet, rpo="1m", cron="* * * * *")  # its pipeline never runs: stale
+    return two_region_policy(POOL, a, b, site, stopped, alerts="  webhooks:\n    - url_env: SEAWALL_TEST_ALERT_HOOK\n")
 
 
 def test_failure_alert_names_what_broke_and_staleness_fires_per_stage(prefect_server, tmp_path):

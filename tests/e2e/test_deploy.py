@@ -14,28 +14,25 @@ import subprocess
 import time
 import urllib.request
 
-from tests.e2e.prefect_helpers import PASSPHRASE, ROOT, SEAWALL, api, create_pool, seawall, seawall_env, wait_run
+from tests.e2e.prefect_helpers import (
+    PASSPHRASE,
+    ROOT,
+    SEAWALL,
+    api,
+    create_pool,
+    files_dataset,
+    seawall,
+    seawall_env,
+    two_region_policy,
+    wait_run,
+)
 from tests.fixtures.prefect import free_port, process_worker
 
 POOL = "seawall-e2e"
 
 
 def policy_text(a: str, b: str, src: str) -> str:
-    return f"""\
-version: 1
-work_pool: {POOL}
-vaults:
-  region-a: {{url: "{a}"}}
-  region-b: {{url: "{b}", role: dr}}
-datasets:
-  www:
-    files: {{path: "{src}"}}
-    vault: region-a
-    copy_to: region-b
-    rpo: 26h
-    rto: 1h
-    schedule: {{cron: "0 2 * * *", timezone: UTC}}
-"""
+    return two_region_policy(POOL, a, b, files_dataset("www", src))
 
 
 def scrape(port: int) -> str:

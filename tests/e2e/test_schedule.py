@@ -9,20 +9,13 @@ DML statement": the server ran, nothing ever fired).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from tests.e2e.prefect_helpers import create_pool
+from tests.e2e.prefect_helpers import PASSPHRASE, ROOT, create_pool, seawall, seawall_env
 from tests.fixtures.prefect import process_worker, server_errors
 
-ROOT = Path(__file__).resolve().parents[2]
-SEAWALL = str(Path(sys.executable).with_name("seawall"))
-PASSPHRASE = "correct horse"
 POOL = "seawall-cron"  # its own pool: no other test's worker picks these runs up
 
 
@@ -49,13 +42,10 @@ datasets:
     schedule: {{cron: "* * * * *", timezone: UTC}}
     verify: false
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
-    env.update(PREFECT_API_URL=prefect_server["url"], PREFECT_HOME=prefect_server["home"],
-               SEAWALL_PASSPHRASE=PASSPHRASE, PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env = seawall_env(prefect_server)
     create_pool(prefect_server, POOL)
     started = time.monotonic()
-    deployed = subprocess.run([SEAWALL, "deploy", "--policy", str(policy)], env=env, capture_output=True, text=True,
-                              timeout=120, cwd=tmp_path)
+    deployed = seawall(env, "deploy", "--policy", str(policy), cwd=tmp_path)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
     with process_worker(POOL, env, tmp_path / "worker.log", ROOT), \
