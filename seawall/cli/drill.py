@@ -5,7 +5,6 @@ Exit codes: 0 PASSED; 4 every step passed but an RTO/RPO objective was missed; 1
 original primary restored; the report says so); 2 bad input (same server twice, a standby of
 another cluster, an unknown or changed SSH host key, not a data directory). With `--json` the
 report is printed on stdout whatever the outcome.
-Until the lead registers it in `seawall.cli.app`, run it as `python -m seawall.cli.drill drill ...`.
 """
 
 from __future__ import annotations
