@@ -15,36 +15,22 @@ from __future__ import annotations
 
 import math
 
-from seawall.vault import init_vault, open_vault
+from seawall.vault import open_vault
 from tests.integration.crash_harness import (
     PASSPHRASE,
-    Crasher,
-    Seawall,
-    TreeVersions,
-    VaultChecker,
-    crash_seed,
+    crash_rig,
     done_ids,
     kills,
     lease_taken,
     write_triggers,
 )
-from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
 KILLS_PER_ROUND = 2
 
 
 def test_kill_backup_files(tmp_path, monkeypatch):
-    seed = crash_seed()
-    cli = Seawall(tmp_path)
-    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
-        monkeypatch.setenv(name, value)
-    crash = Crasher(cli, seed)
-    print(f"crash test seed: {seed}")
-    vault_dir = tmp_path / "vault é"
-    url = f"file://{vault_dir}"
-    vault = init_vault(url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
-    tree = TreeVersions(tmp_path / "source tree", crash.rng)
-    checker = VaultChecker(cli, tmp_path)
+    rig = crash_rig(tmp_path, monkeypatch)
+    crash, vault_dir, url, vault, tree, checker = rig.crash, rig.vault_dir, rig.url, rig.vault, rig.tree, rig.checker
     args = ("backup", "files", str(tree.root), "--vault", url, "--dataset", "www")
 
     def triggers():
@@ -76,15 +62,9 @@ def test_kill_backup_files(tmp_path, monkeypatch):
 
 def test_kill_backup_files_s3(tmp_path, s3_vault_url, monkeypatch):
     """The same on S3 (a moto server on loopback): kills between object PUTs, then a run that recovers."""
-    seed = crash_seed()
-    cli = Seawall(tmp_path)
-    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
-        monkeypatch.setenv(name, value)
-    crash = Crasher(cli, seed, default_seconds=2.5)
-    print(f"crash test seed: {seed}")
-    init_vault(s3_vault_url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
-    tree = TreeVersions(tmp_path / "source tree", crash.rng, small=40, large=1, large_size=256 << 10)
-    checker = VaultChecker(cli, tmp_path)
+    rig = crash_rig(tmp_path, monkeypatch, url=s3_vault_url, default_seconds=2.5, small=40, large=1,
+                    large_size=256 << 10)
+    crash, tree, checker = rig.crash, rig.tree, rig.checker
     args = ("backup", "files", str(tree.root), "--vault", s3_vault_url, "--dataset", "www")
 
     def run(outcome_of) -> bool:

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seawall.sources.files import backup_tree
-from seawall.vault import CONFIG_KEY, init_vault
+from seawall.vault import CONFIG_KEY
 from tests.integration.crash_harness import (
-    PASSPHRASE,
-    Crasher,
-    Seawall,
-    TreeVersions,
     Trigger,
-    VaultChecker,
-    crash_seed,
+    crash_rig,
     kills,
     lease_taken,
     new_object,
     write_triggers,
 )
-from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
 KILLS_PER_ROUND = 2
 
@@ -40,18 +33,10 @@ def copy_triggers(dest: Path) -> list[Trigger]:
 
 
 def test_kill_copy(tmp_path, monkeypatch):
-    seed = crash_seed()
-    cli = Seawall(tmp_path)
-    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
-        monkeypatch.setenv(name, value)
-    crash = Crasher(cli, seed)
-    print(f"crash test seed: {seed}")
-    src_url = f"file://{tmp_path / 'source vault'}"
+    rig = crash_rig(tmp_path, monkeypatch, vault_name="source vault")
+    crash, src_url, tree, checker = rig.crash, rig.url, rig.tree, rig.checker
     dest = tmp_path / "dr vault ü"
     dest_url = f"file://{dest}"
-    source = init_vault(src_url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
-    tree = TreeVersions(tmp_path / "source tree", crash.rng)
-    checker = VaultChecker(cli, tmp_path)
     args = ("copy", "--from", src_url, "--to", dest_url, "--init-dest")
 
     wanted = kills(6)
@@ -59,9 +44,7 @@ def test_kill_copy(tmp_path, monkeypatch):
     while crash.kills < wanted:
         assert rounds < 2 * wanted, f"{crash.context()}: only {crash.kills} of {rounds * KILLS_PER_ROUND} runs killed"
         for _ in range(2):  # two new backups per round: the copy has some work after its start-up
-            tree.mutate()
-            manifest = backup_tree(source, tree.root, "www", parent=source.latest_backup("www"))
-            tree.record({manifest.backup_id})
+            rig.add_backup()
         for _ in range(KILLS_PER_ROUND):
             outcome = crash.kill(*args, triggers=copy_triggers(dest))
             if not outcome.killed:

@@ -18,39 +18,26 @@ import shutil
 from pathlib import Path
 
 from seawall.crypto import ObjType
-from seawall.sources.files import backup_tree
-from seawall.vault import init_vault, open_vault
+from seawall.vault import open_vault
 from seawall.vault.index import INDEX_PREFIX, decode_index, write_index
 from seawall.vault.packs import PACK_PREFIX, BlobEntry
 from tests.integration.crash_harness import (
     PASSPHRASE,
-    Crasher,
-    Seawall,
-    TreeVersions,
-    VaultChecker,
-    crash_seed,
+    Rig,
+    crash_rig,
     kills,
     lease_taken,
     new_object,
     object_deleted,
 )
-from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
 
-def _vault(tmp_path: Path, monkeypatch, seed: int) -> tuple[Seawall, Crasher, str, Path, TreeVersions]:
-    cli = Seawall(tmp_path)
-    for name, value in cli.settings().items():
-        monkeypatch.setenv(name, value)
-    crash = Crasher(cli, seed)
-    folder = tmp_path / "vault ø"
-    url = f"file://{folder}"
-    vault = init_vault(url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
-    tree = TreeVersions(tmp_path / "source tree", crash.rng, small=80)
-    for n in range(2):
-        if n:
-            tree.mutate()
-        tree.record({backup_tree(vault, tree.root, "www", parent=vault.latest_backup("www")).backup_id})
-    return cli, crash, url, folder, tree
+def _vault(tmp_path: Path, monkeypatch) -> Rig:
+    """A vault with two DONE backups of two versions of a tree."""
+    rig = crash_rig(tmp_path, monkeypatch, vault_name="vault ø", small=80)
+    rig.add_backup(mutate=False)
+    rig.add_backup()
+    return rig
 
 
 def _index_files(folder: Path) -> list[Path]:
@@ -87,9 +74,8 @@ def _wrong_offset(folder: Path, url: str) -> None:
 
 
 def test_verify_reports_and_repair_rebuilds(tmp_path, monkeypatch):
-    seed = crash_seed()
-    cli, _, url, folder, tree = _vault(tmp_path, monkeypatch, seed)
-    checker = VaultChecker(cli, tmp_path)
+    rig = _vault(tmp_path, monkeypatch)
+    cli, url, folder, tree, checker = rig.cli, rig.url, rig.vault_dir, rig.tree, rig.checker
     for damage in (_lose_index, _flip_byte, _wrong_offset):
         damage(folder, url)
         verify = cli.run("verify", "--vault", url, "--read-data")
@@ -101,10 +87,8 @@ def test_verify_reports_and_repair_rebuilds(tmp_path, monkeypatch):
 
 
 def test_kill_repair_index(tmp_path, monkeypatch):
-    seed = crash_seed()
-    print(f"crash test seed: {seed}")
-    cli, crash, url, folder, tree = _vault(tmp_path, monkeypatch, seed)
-    checker = VaultChecker(cli, tmp_path)
+    rig = _vault(tmp_path, monkeypatch)
+    crash, url, folder, tree, checker = rig.crash, rig.url, rig.vault_dir, rig.tree, rig.checker
     args = ("repair", "index", "--vault", url)
 
     def triggers():

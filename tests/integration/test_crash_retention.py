@@ -19,23 +19,17 @@ import os
 from pathlib import Path
 
 from seawall.manifest import BackupStatus
-from seawall.sources.files import backup_tree
-from seawall.vault import Vault, init_vault, open_vault
+from seawall.vault import Vault, open_vault
 from tests.integration.crash_harness import (
     PASSPHRASE,
-    Crasher,
-    Seawall,
-    TreeVersions,
     Trigger,
-    VaultChecker,
-    crash_seed,
+    crash_rig,
     delete_triggers,
     kills,
     lease_taken,
     new_object,
     write_triggers,
 )
-from tests.unit.builders import FAST_SCRYPT, SMALL_CHUNKER
 
 KILLS_PER_ROUND = 2
 
@@ -47,32 +41,17 @@ def manifest_deleted(vault_dir: Path) -> Trigger:
     return Trigger("first manifest deleted", lambda: len(os.listdir(folder)) < before)
 
 
-def add_backup(vault: Vault, tree: TreeVersions) -> None:
-    """One more DONE backup of a new tree version (in this process: setup, not under test)."""
-    tree.mutate()
-    manifest = backup_tree(vault, tree.root, "www", parent=vault.latest_backup("www"))
-    tree.record({manifest.backup_id})
-
-
 def newest(vault: Vault, count: int) -> set[str]:
     done = vault.list_backups("www", status=BackupStatus.DONE)
     return {m.backup_id for m in done[-count:]}
 
 
 def test_kill_retention_apply(tmp_path, monkeypatch):
-    seed = crash_seed()
-    cli = Seawall(tmp_path)
-    for name, value in cli.settings().items():  # in-process steps use the same cache and pack size
-        monkeypatch.setenv(name, value)
-    crash = Crasher(cli, seed)
-    print(f"crash test seed: {seed}")
-    vault_dir = tmp_path / "vault é"
-    url = f"file://{vault_dir}"
-    vault = init_vault(url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
-    tree = TreeVersions(tmp_path / "source tree", crash.rng)
-    checker = VaultChecker(cli, tmp_path)
+    rig = crash_rig(tmp_path, monkeypatch)
+    cli, crash, vault_dir, url, vault, tree, checker = (rig.cli, rig.crash, rig.vault_dir, rig.url, rig.vault,
+                                                        rig.tree, rig.checker)
     for _ in range(2):
-        add_backup(vault, tree)
+        rig.add_backup()
     # A backup killed once it holds its lease: a dead holder's lease and a STARTED manifest.
     tree.mutate()
     backup = cli.kill_during("backup", "files", str(tree.root), "--vault", url, "--dataset", "www",
@@ -87,7 +66,7 @@ def test_kill_retention_apply(tmp_path, monkeypatch):
     rounds = 0
     while crash.kills < wanted:
         assert rounds < 2 * wanted, f"{crash.context()}: only {crash.kills} of {rounds * KILLS_PER_ROUND} runs killed"
-        add_backup(vault, tree)
+        rig.add_backup()
         # One backup through the CLI: after a killed prune it must break the dead holder's exclusive
         # lease at once (its PID is gone), not wait or exit 5.
         tree.mutate()
