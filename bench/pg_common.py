@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ SEAWALL_BIN = str(Path(sys.executable).with_name("seawall"))
 PASSPHRASE = "pg-bench-passphrase"
 STANZA = "bench"
 MB = 1_000_000
+DB = "shop"  # the realistic database (seawall.postgres.datagen) both benchmarks back up
 
 
 # ---- measured child processes -------------------------------------------------------------------
@@ -291,3 +293,25 @@ def remove_cluster_dir(cluster: LocalCluster) -> None:
     shutil.rmtree(cluster.socket_dir, ignore_errors=True)
     with contextlib.suppress(OSError):
         cluster.logfile.unlink()
+
+
+# ---- small shared helpers ------------------------------------------------------------------------
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def new_vault(root: Path, name: str) -> str:
+    from seawall.vault import init_vault
+
+    path = private_dir(root / name)
+    url = f"file://{path}"
+    init_vault(url, PASSPHRASE)  # default scrypt cost: what a real vault pays per wal-push / wal-get
+    return url
+
+
+def pg_tool(name: str) -> str:
+    return binaries.tool(name)

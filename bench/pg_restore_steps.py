@@ -12,41 +12,27 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import statistics
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.pg_common import SEAWALL_BIN, Primary, measure, private_dir, remove_cluster_dir, restored_cluster, settle
+from bench.pg_common import DB as DB  # re-exported: bench.pg_phys_bench imports these from here
+from bench.pg_common import (
+    SEAWALL_BIN,
+    Primary,
+    measure,
+    private_dir,
+    remove_cluster_dir,
+    restored_cluster,
+    settle,
+)
+from bench.pg_common import log as log
+from bench.pg_common import med as med
+from bench.pg_common import new_vault as new_vault
+from bench.pg_common import pg_tool as pg_tool
 from seawall.postgres.cluster import LocalCluster, free_port
 from seawall.postgres.recovery_modes import wait_for_end
-
-DB = "shop"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def new_vault(root: Path, name: str) -> str:
-    from bench.pg_common import PASSPHRASE
-    from seawall.vault import init_vault
-
-    path = private_dir(root / name)
-    url = f"file://{path}"
-    init_vault(url, PASSPHRASE)  # default scrypt cost: what a real vault pays per wal-push / wal-get
-    return url
-
-
-def pg_tool(name: str) -> str:
-    from seawall.postgres import binaries
-
-    return binaries.tool(name)
 
 
 class RestoreSteps:
