@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deployments.events import emit_completed
+from flows.finish import finish_backup
 from seawall.configs.mariadb import as_mariadb_source
 from seawall.configs.postgres import as_postgres_source
 from seawall.configs.redis import as_redis_source
@@ -14,8 +14,6 @@ from seawall.manifest import Manifest, new_backup_id
 from seawall.naming import dataset_for_path
 from tasks.files import backup_files_task, preflight_files
 from tasks.postgres import backup_postgres_task, check_method, check_mode, default_dataset, preflight_postgres
-from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
-from tasks.report import publish_backup_report
 from tasks.runtime import flow, label_run
 from tasks.sources import (
     archive_binlogs_task,
@@ -49,13 +47,7 @@ def backup_files(path: str, vault: VaultTarget | str, dataset: str | None = None
     dataset = dataset or dataset_for_path(path)
     label_run(dataset)
     preflight_files(path, target)
-    manifest = backup_files_task(target, path, dataset, new_backup_id())
-    publish_backup_report(manifest)
-    verdict = check_backup_anomaly(target, manifest)
-    if verdict.suspicious:
-        alert_suspicious_backup(manifest, verdict, target.display())
-    emit_completed("backup", manifest, target.display())
-    return manifest
+    return finish_backup(backup_files_task(target, path, dataset, new_backup_id()), target)
 
 
 @flow(name="backup-postgres", stage="backup", log_prints=True)
@@ -86,22 +78,7 @@ def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode
         physical = {"method": check_method(method), "full": full, "primary_dsn": primary_dsn}
     preflight_postgres(source, target, mode, physical)
     manifest = backup_postgres_task(source, target, mode, dataset, new_backup_id(), jobs, with_passwords, physical)
-    publish_backup_report(manifest)
-    verdict = check_backup_anomaly(target, manifest)
-    if verdict.suspicious:
-        alert_suspicious_backup(manifest, verdict, target.display())
-    emit_completed("backup", manifest, target.display())
-    return manifest
-
-
-def _finish(manifest: Manifest, target) -> Manifest:
-    """The end every backup flow shares: report, anomaly check, completion event."""
-    publish_backup_report(manifest)
-    verdict = check_backup_anomaly(target, manifest)
-    if verdict.suspicious:
-        alert_suspicious_backup(manifest, verdict, target.display())
-    emit_completed("backup", manifest, target.display())
-    return manifest
+    return finish_backup(manifest, target)
 
 
 @flow(name="backup-mariadb", stage="backup", log_prints=True)
@@ -121,7 +98,7 @@ def backup_mariadb(source: MariaDBSource | str, vault: VaultTarget | str, mode: 
     dataset = dataset or default_mariadb_dataset(source, mode)
     label_run(dataset)
     preflight_mariadb(source, target)
-    return _finish(backup_mariadb_task(source, target, mode, dataset, new_backup_id()), target)
+    return finish_backup(backup_mariadb_task(source, target, mode, dataset, new_backup_id()), target)
 
 
 @flow(name="archive-mariadb-binlogs", stage="backup", log_prints=True)
@@ -154,4 +131,4 @@ def backup_redis(source: RedisSource | str, vault: VaultTarget | str, dataset: s
     dataset = dataset or default_redis_dataset(source)
     label_run(dataset)
     preflight_redis(source, target)
-    return _finish(backup_redis_task(source, target, dataset, new_backup_id()), target)
+    return finish_backup(backup_redis_task(source, target, dataset, new_backup_id()), target)

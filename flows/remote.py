@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deployments.events import emit_completed
+from flows.finish import finish_backup
 from seawall.configs.ssh import as_ssh_host
 from seawall.configs.vault import as_vault_target
 from seawall.errors import ConfigError
 from seawall.manifest import Manifest, new_backup_id
 from seawall.naming import dataset_for_remote
 from seawall.ssh import is_ssh_url, parse_ssh_url
-from tasks.readiness import alert_suspicious_backup, check_backup_anomaly
 from tasks.remote_files import backup_remote_files_task, preflight_remote_files, restore_to_remote_task
-from tasks.report import publish_backup_report
 from tasks.runtime import flow, label_run
 
 if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
@@ -60,12 +58,7 @@ def backup_remote_files(host: SshHost | str, vault: VaultTarget | str, path: str
     label_run(dataset)
     preflight_remote_files(ssh_host, path, target)
     manifest = backup_remote_files_task(ssh_host, path, target, dataset, new_backup_id(), exclude, one_file_system)
-    publish_backup_report(manifest)
-    verdict = check_backup_anomaly(target, manifest)
-    if verdict.suspicious:
-        alert_suspicious_backup(manifest, verdict, target.display())
-    emit_completed("backup", manifest, target.display())
-    return manifest
+    return finish_backup(manifest, target)
 
 
 @flow(name="restore-to-remote", stage="restore", log_prints=True)
