@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,3 +84,27 @@ def run_flow(flow_fn: Any, **params: Any) -> Any:
     API (checked first). Console logging stays quiet unless --verbose; exceptions propagate."""
     start_runtime(State.verbose or State.debug)
     return flow_fn(**params)
+
+
+def run_reported(flow_fn: Any, params: dict[str, Any], *, failure: type[Exception], show: Callable[[Any], None],
+                 json_out: bool, progress: bool = False) -> None:
+    """Run a flow whose result is a report (a drill's, a verification's) and print it: with `--json`
+    as JSON, else by `show`. A `failure` that carries its report prints it too, then exits with
+    the failure's code (`--json`: the JSON is the whole output; else the error line follows)."""
+    from seawall.cli.output import print_json, progress_bars
+
+    try:
+        with progress_bars(progress):
+            report = run_flow(flow_fn, **params)
+    except failure as exc:
+        failed = getattr(exc, "report", None)
+        if failed is not None:
+            if json_out:
+                print_json(failed.model_dump(mode="json"))
+                raise typer.Exit(exc.exit_code) from None
+            show(failed)
+        raise
+    if json_out:
+        print_json(report.model_dump(mode="json"))
+    else:
+        show(report)

@@ -14,8 +14,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from seawall.cli.common import JsonOpt, load_passphrase, model, run_flow, vault_param
-from seawall.cli.output import console, fail, handled_errors, print_json
+from seawall.cli.common import JsonOpt, load_passphrase, model, run_reported, vault_param
+from seawall.cli.output import console, fail, handled_errors
 from seawall.units import human_seconds
 
 drill_app = typer.Typer(no_args_is_help=True, help="Failover and restore drills with measured RTO/RPO.")
@@ -50,19 +50,7 @@ def _ssh_host(spec: str, identity: Path | None, known_hosts: Path | None):
 def _run_and_print(flow_fn, json_out: bool, **params) -> None:
     from seawall.drill.state import DrillFailed
 
-    try:
-        report = run_flow(flow_fn, **params)
-    except DrillFailed as exc:
-        if exc.report is not None:
-            if json_out:
-                print_json(exc.report.model_dump(mode="json"))
-                raise typer.Exit(exc.exit_code) from None
-            _print_report(exc.report)
-        raise
-    if json_out:
-        print_json(report.model_dump(mode="json"))
-    else:
-        _print_report(report)
+    run_reported(flow_fn, params, failure=DrillFailed, show=_print_report, json_out=json_out)
 
 
 @drill_app.command("failover")

@@ -22,10 +22,10 @@ from seawall.cli.common import (
     load_passphrase,
     model,
     open_vault_cli,
-    run_flow,
+    run_reported,
     vault_param,
 )
-from seawall.cli.output import console, exit_if_corrupt, fail, handled_errors, print_json, progress_bars
+from seawall.cli.output import console, exit_if_corrupt, fail, handled_errors, print_json
 from seawall.units import human_seconds
 
 _STATUS_COLOUR = {"pass": "green", "fail": "red", "error": "red", "VERIFIED": "green", "FAILED": "red"}
@@ -78,20 +78,8 @@ def verify_restore_cmd(
         params = dict(vault=vault_param(vault), dataset=dataset, backup=backup, target_time=parse_time(target_time),
                       scratch=model("postgres")(dsn=scratch_dsn) if scratch_dsn else None, scratch_port=scratch_port,
                       suites=str(suites.absolute()) if suites else None, jobs=jobs)
-        try:
-            with progress_bars(not json_out):
-                report = run_flow(verify_restore, **params)
-        except VerificationFailed as exc:
-            if exc.report is not None:
-                if json_out:
-                    print_json(exc.report.model_dump(mode="json"))
-                    raise typer.Exit(exc.exit_code) from None
-                _print_report(exc.report)
-            raise
-        if json_out:
-            print_json(report.model_dump(mode="json"))
-        else:
-            _print_report(report)
+        run_reported(verify_restore, params, failure=VerificationFailed, show=_print_report, json_out=json_out,
+                     progress=not json_out)
 
 
 def _age_cell(age: float | None) -> str:
