@@ -14,6 +14,7 @@ from seawall.cli.common import (
     JsonOpt,
     PassFileOpt,
     VaultOpt,
+    check_dataset,
     load_passphrase,
     open_vault_cli,
     run_flow,
@@ -102,10 +103,7 @@ def backup_files_cmd(path: str = typer.Argument(..., help="Folder to back up, or
         from seawall.sources.paths import check_source
 
         check_source(str(path.absolute()))  # usage errors before any flow machinery starts
-        if dataset:
-            from seawall.manifest import validate_dataset
-
-            validate_dataset(dataset)
+        check_dataset(dataset)
         from flows.backup import backup_files
 
         with progress_bars(not json_out):

@@ -58,6 +58,15 @@ def open_vault_cli(url: str, passphrase_file: Path | None) -> Vault:
     return Vault.open(open_store(url), load_passphrase(passphrase_file))
 
 
+def check_dataset(dataset: str | None) -> None:
+    """A usage error for a bad `--dataset` before any flow machinery starts (pydantic: imported late,
+    it is not on `--help`'s path)."""
+    if dataset:
+        from seawall.manifest import validate_dataset
+
+        validate_dataset(dataset)
+
+
 def model(kind: str) -> Any:
     """The class a flow parameter of this kind is built from: a block in Prefect mode, else the
     configuration model (no Prefect import). Kinds: vault, postgres, ssh, node, switch, objectives."""

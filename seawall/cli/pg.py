@@ -11,7 +11,16 @@ from pathlib import Path
 
 import typer
 
-from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, model, run_flow, vault_param
+from seawall.cli.common import (
+    JsonOpt,
+    PassFileOpt,
+    VaultOpt,
+    check_dataset,
+    load_passphrase,
+    model,
+    run_flow,
+    vault_param,
+)
 from seawall.cli.output import console, fail, handled_errors, print_json, progress_bars
 from seawall.errors import ExitCode
 from seawall.units import human_bytes, human_seconds
@@ -51,10 +60,7 @@ def backup_postgres_cmd(
     """Back up PostgreSQL: one database (logical, with the roles it needs) or the whole cluster (physical)."""
     with handled_errors():
         load_passphrase(passphrase_file)
-        if dataset:
-            from seawall.manifest import validate_dataset
-
-            validate_dataset(dataset)  # usage errors before any flow machinery starts
+        check_dataset(dataset)
         if method not in ("datadir", "basebackup"):
             fail(f"--method takes datadir or basebackup, not {method!r}")
         from flows.backup import backup_postgres

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import typer
 
-from seawall.cli.common import JsonOpt, PassFileOpt, VaultOpt, load_passphrase, model, run_flow, vault_param
+from seawall.cli.common import (
+    JsonOpt,
+    PassFileOpt,
+    VaultOpt,
+    check_dataset,
+    load_passphrase,
+    model,
+    run_flow,
+    vault_param,
+)
 from seawall.cli.output import console, fail, handled_errors, print_json, progress_bars
 from seawall.units import human_bytes, human_seconds
 
@@ -67,10 +76,7 @@ def backup_mariadb_cmd(
     """Back up MariaDB/MySQL: one database (logical) or the whole server (physical, on its host)."""
     with handled_errors():
         load_passphrase(passphrase_file)
-        if dataset:
-            from seawall.manifest import validate_dataset  # pydantic: not on --help's path
-
-            validate_dataset(dataset)  # usage errors before any flow machinery starts
+        check_dataset(dataset)
         from flows.backup import backup_mariadb
 
         with progress_bars(not json_out):
@@ -88,10 +94,7 @@ def backup_redis_cmd(
     """Snapshot a Redis server (RDB) into the vault."""
     with handled_errors():
         load_passphrase(passphrase_file)
-        if dataset:
-            from seawall.manifest import validate_dataset
-
-            validate_dataset(dataset)
+        check_dataset(dataset)
         from flows.backup import backup_redis
 
         with progress_bars(not json_out):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from seawall.cli.common import load_passphrase, model, run_flow, vault_param
+from seawall.cli.common import check_dataset, load_passphrase, model, run_flow, vault_param
 from seawall.cli.output import console, handled_errors, print_json, progress_bars
 from seawall.errors import ConfigError, ExitCode
 from seawall.units import human_bytes, human_seconds
@@ -37,10 +37,7 @@ def backup_ssh_cmd(url: str, vault: str, dataset: str | None, identity: Path | N
     """Back up a folder on an SSH host; exits 4 (partial) when some items were skipped."""
     with handled_errors():
         load_passphrase(passphrase_file)
-        if dataset:
-            from seawall.manifest import validate_dataset
-
-            validate_dataset(dataset)  # usage errors before any flow machinery starts
+        check_dataset(dataset)
         from flows.remote import backup_remote_files
         from seawall.cli.app import manifest_row
         from seawall.ssh import parse_ssh_url
