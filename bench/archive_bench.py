@@ -1,7 +1,7 @@
 """WAL archiving: `seawall wal-push --async` vs the synchronous `wal-push` vs pgBackRest's async archive-push.
 
     for r in 0 1 2; do   # one round per gated run (~9 min each on a quiet 2-vCPU machine)
-      /work/wt/gate bench .venv/bin/python -m bench.archive_bench --reps 1 --first-rep $r --seconds 120 \\
+      bench/gate bench .venv/bin/python -m bench.archive_bench --reps 1 --first-rep $r --seconds 120 \\
           --segments 200 --scale 20 --json bench/out/archive-r$r.json
     done
     .venv/bin/python -m bench.archive_bench --merge bench/out/archive-r[012].json --json bench/out/archive.json

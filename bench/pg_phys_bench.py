@@ -1,6 +1,6 @@
 """Physical backup and restore of PostgreSQL: seawall's CLI vs pg_basebackup and pgBackRest 2.45, same run.
 
-    /work/wt/gate bench .venv/bin/python -m bench.pg_phys_bench --size-mb 1000 --reps 3 \\
+    bench/gate bench .venv/bin/python -m bench.pg_phys_bench --size-mb 1000 --reps 3 \\
         --json bench/out/pg-phys-1g.json     # (gate: the machine alone; any quiet machine will do)
     .venv/bin/python -m bench.pg_phys_bench --size-mb 100 --reps 1      # a smoke run (~2 min)
 
@@ -206,7 +206,7 @@ def main() -> None:
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt("SIGTERM")))
     bench = PhysBench(args)
-    bench.res["command"] = " ".join(["/work/wt/gate bench .venv/bin/python -m bench.pg_phys_bench",
+    bench.res["command"] = " ".join(["bench/gate bench .venv/bin/python -m bench.pg_phys_bench",
                                      *sys.argv[1:]])
     bench.res["uptime_before"] = uptime()
     log(bench.res["uptime_before"])

@@ -3,7 +3,7 @@
 Each operation runs as users run it, one `seawall` process, and is measured from outside
 (bench/scale_measure.py): peak RSS of its process tree and its own high-water mark, wall and CPU
 time, bytes, the 1-minute load before and after, whether the machine was the benchmark's alone
-(`/work/wt/gate bench`) and the commit measured.
+(`bench/gate bench`) and the commit measured.
 
 Sources: a file tree (bench/scale_data.make_tree) and a PostgreSQL cluster backed up physically
 (bench/scale_data.make_cluster). Vaults are local folders; `copy` goes to a second local vault.
@@ -12,7 +12,7 @@ Results are appended to a JSON file as they come (a long run that stops keeps wh
 
 Run it as root (PostgreSQL runs as the `postgres` user), through the gate on the shared machine:
 
-    /work/wt/gate bench .venv/bin/python -m bench.scale_bench --sources tree --sizes 1G,10G --nice 0
+    bench/gate bench .venv/bin/python -m bench.scale_bench --sources tree --sizes 1G,10G --nice 0
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Run:
         self.results.write_text(json.dumps(rows, indent=1) + "\n")
         self.log(f"{sample.source} {sample.size} {sample.op}: tree peak {sample.tree_peak / MB:.0f} MB, "
                  f"seawall {sample.self_hwm / MB:.0f} MB, {sample.wall_s:.0f} s, load {sample.load_before[0]:.1f}"
-                 f"{'' if sample.locked else ' (not alone: run it through /work/wt/gate bench)'}")
+                 f"{'' if sample.locked else ' (not alone: run it through bench/gate bench)'}")
 
     def room(self, need: int, *, restore: bool = False) -> bool:
         """Whether `need` more bytes fit, leaving --min-free on the disk (or, for a restore into

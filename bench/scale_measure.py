@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-QUIET_LOCK = "/tmp/seawall-quiet.lock"  # /work/wt/gate: a benchmark holds it exclusively, tests shared
+QUIET_LOCK = "/tmp/seawall-quiet.lock"  # bench/gate: a benchmark holds it exclusively, tests shared
 
 
 @dataclass
@@ -110,7 +110,7 @@ class TreeSampler(threading.Thread):
 
 
 def alone() -> bool:
-    """Whether a benchmark holds the machine through `/work/wt/gate bench` (its exclusive lock on the
+    """Whether a benchmark holds the machine through `bench/gate bench` (its exclusive lock on the
     quiet lock file: a shared one cannot be taken), i.e. whether this step ran without tests beside it."""
     with open(QUIET_LOCK, "a") as fh:
         try:

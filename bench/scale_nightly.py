@@ -14,7 +14,7 @@ at once, as the cron tick does, and waits until all are final. Figures from Pref
 The first nightly backs everything up in full; the later ones find no change (incremental). Run it
 as root (PostgreSQL runs as the `postgres` user), through the gate on the shared machine:
 
-    /work/wt/gate bench .venv/bin/python -m bench.scale_nightly --workers 1,2 --reps 2
+    bench/gate bench .venv/bin/python -m bench.scale_nightly --workers 1,2 --reps 2
 """
 
 from __future__ import annotations
