@@ -188,3 +188,24 @@ def run_tool(argv: list[str], conn: MyConn, what: str, consume: Callable[[Any], 
             err.seek(0)
             raise tool_error(Path(argv[0]).name, err.read().decode(errors="replace"), f"{what} {conn.display()}")
     return out
+
+
+def feed_tool(argv: list[str], feed: Callable[[Any], None]) -> tuple[int, str]:
+    """Run `argv` with `feed` writing its stdin (the counterpart of `run_tool`); returns (exit code, stderr).
+
+    A tool that stops reading (BrokenPipeError) ends the feed: its own exit code and stderr say why.
+    """
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            feed(proc.stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.wait()
+        err.seek(0)
+        return proc.returncode, err.read().decode(errors="replace")

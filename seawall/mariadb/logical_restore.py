@@ -13,37 +13,20 @@ a database it created is dropped, an empty one it was given is emptied again.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from seawall.errors import ConfigError, IntegrityError
 from seawall.manifest import BackupStatus, Manifest
 from seawall.mariadb.conn import MyConn, translate_pymysql_errors
 from seawall.mariadb.dumpstream import DATA_OPTIONS, EMPTY_CHECKSUM, PLACEHOLDER, Batcher, digest_tables
-from seawall.mariadb.logical import KIND, SCHEMA_STREAM, TABLE_PREFIX, run_tool, tool_error
+from seawall.mariadb.logical import KIND, SCHEMA_STREAM, TABLE_PREFIX, feed_tool, run_tool, tool_error
 from seawall.mariadb.server import tool
 from seawall.streams import ChunkReader
+from seawall.tablecheck import TableCheck
 from seawall.vault import Vault
 
 Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class TableCheck:
-    """One table's figures: recorded in the manifest vs found in the restored database."""
-
-    table: str
-    rows_expected: int
-    rows_actual: int | None
-    checksum_expected: str
-    checksum_actual: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.rows_expected == self.rows_actual and self.checksum_expected == self.checksum_actual
 
 
 # ---- target database ----------------------------------------------------------------------------
@@ -107,22 +90,10 @@ def _feed(stdin, vault: Vault, manifest: Manifest, progress: Progress | None) ->
 def _run_client(target: MyConn, feed: Callable[[Any], None]) -> None:
     argv = [tool("mariadb"), "--batch", "--binary-mode", "--default-character-set=utf8mb4", "--max-allowed-packet=64M",
             f"--database={target.database}"]
-    with target.option_file() as opts, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([argv[0], f"--defaults-extra-file={opts}", *argv[1:]], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            feed(proc.stdin)
-            proc.stdin.close()
-        except BrokenPipeError:  # the client stopped reading: its own error says why
-            pass
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        proc.wait()
-        if proc.returncode != 0:
-            err.seek(0)
-            raise tool_error("mariadb", err.read().decode(errors="replace"), f"restoring into {target.display()}")
+    with target.option_file() as opts:  # credentials as the first option, never as arguments
+        code, err = feed_tool([argv[0], f"--defaults-extra-file={opts}", *argv[1:]], feed)
+    if code != 0:
+        raise tool_error("mariadb", err, f"restoring into {target.display()}")
 
 
 def restore_logical(vault: Vault, manifest: Manifest, target: MyConn | str, *, progress: Progress | None = None,

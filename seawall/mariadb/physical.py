@@ -26,7 +26,7 @@ from seawall.errors import ConfigError, IntegrityError
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, Manifest, new_manifest
 from seawall.mariadb.conn import MyConn, translate_pymysql_errors
-from seawall.mariadb.logical import tool_error
+from seawall.mariadb.logical import feed_tool, tool_error
 from seawall.mariadb.server import chown_to_server_user, tool
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
@@ -125,27 +125,16 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | Path, *,
 
 
 def _extract(vault: Vault, manifest: Manifest, datadir: Path, progress: Progress | None) -> None:
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([tool("mbstream"), "-x", "-C", str(datadir)], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            with ChunkReader(vault) as reader:
-                for data in reader.iter_stream(manifest.stream(STREAM)):
-                    proc.stdin.write(data)
-                    if progress:
-                        progress(len(data))
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        proc.wait()
-        if proc.returncode != 0:
-            err.seek(0)
-            raise IntegrityError(f"mbstream could not extract backup {manifest.backup_id}: "
-                                 f"{err.read().decode(errors='replace').strip()[-300:]}")
+    def feed(stdin) -> None:
+        with ChunkReader(vault) as reader:
+            for data in reader.iter_stream(manifest.stream(STREAM)):
+                stdin.write(data)
+                if progress:
+                    progress(len(data))
+
+    code, err = feed_tool([tool("mbstream"), "-x", "-C", str(datadir)], feed)
+    if code != 0:
+        raise IntegrityError(f"mbstream could not extract backup {manifest.backup_id}: {err.strip()[-300:]}")
 
 
 def _run(argv: list[str], what: str, where: Path) -> None:

@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from seawall.errors import ConfigError, IntegrityError
@@ -33,25 +32,11 @@ from seawall.postgres.logical import KIND, TOC, tool_error
 from seawall.postgres.roles import RoleOptions
 from seawall.postgres.tablestats import table_stats
 from seawall.streams import ChunkReader
+from seawall.tablecheck import TableCheck
 from seawall.vault import Vault
 
 Progress = Callable[[int], None]
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-
-
-@dataclass(frozen=True)
-class TableCheck:
-    """One table's figures: recorded in the manifest vs found in the restored database."""
-
-    table: str
-    rows_expected: int
-    rows_actual: int | None
-    checksum_expected: str
-    checksum_actual: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.rows_expected == self.rows_actual and self.checksum_expected == self.checksum_actual
 
 
 # ---- target database ----------------------------------------------------------------------------
