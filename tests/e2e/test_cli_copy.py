@@ -22,11 +22,9 @@ import boto3
 from seawall.errors import ExitCode
 from seawall.postgres.binaries import chown_to_server_user
 from seawall.postgres.cluster import LocalCluster, free_port
-from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import wait_archived
 from seawall.stores.s3 import parse_s3_url
 from tests.e2e.conftest import SEAWALL
-from tests.fixtures.postgres import ArchivedCluster
+from tests.fixtures.postgres import ArchivedCluster, switch_and_archive
 
 MiB = 1 << 20
 
@@ -63,11 +61,6 @@ def _insert(cluster: LocalCluster, tag: str, n: int = 200) -> None:
                     (tag, n), dbname="app")
 
 
-def _switch(cluster: LocalCluster) -> None:
-    segment = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(cluster.conninfo()), segment, timeout=60)
-
-
 def test_pg_backup_and_wal_copied_restore_pitr_in_the_second_region(s3_vault_url_b, cli,
                                                                     pg_archived: ArchivedCluster, pg_workdir):
     pg, src = pg_archived.cluster, pg_archived.vault_url
@@ -83,8 +76,8 @@ def test_pg_backup_and_wal_copied_restore_pitr_in_the_second_region(s3_vault_url
     pg.execute("SELECT pg_create_restore_point('p1')")
     time.sleep(1.1)
     _insert(pg, "C")
-    _switch(pg)
-    _switch(pg)
+    switch_and_archive(pg)
+    switch_and_archive(pg)
 
     dr_pass = _secret_file(pg_workdir / "dr-passphrase", "the DR region's own passphrase")
     copy = cli("copy", "--from", src, "--to", s3_vault_url_b, "--init-dest", "--dest-passphrase-file", str(dr_pass),

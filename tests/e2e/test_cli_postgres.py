@@ -11,10 +11,8 @@ import time
 
 from seawall.errors import ExitCode
 from seawall.postgres.cluster import LocalCluster, free_port
-from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import wait_archived
 from tests.fixtures import pg_weird
-from tests.fixtures.postgres import ArchivedCluster
+from tests.fixtures.postgres import ArchivedCluster, switch_and_archive
 
 
 def _seed(cluster: LocalCluster) -> None:
@@ -30,12 +28,6 @@ def _insert(cluster: LocalCluster, tag: str, n: int = 200) -> None:
         (tag, n),
         dbname="app",
     )
-
-
-def _switch(cluster: LocalCluster) -> str:
-    segment = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(cluster.conninfo()), segment, timeout=60)
-    return segment
 
 
 def _tags(datadir: str, port: int, socket_dir: str | None = None) -> dict[str, int]:
@@ -73,8 +65,8 @@ def test_physical_backup_pitr_and_wal_check(cli, pg_archived: ArchivedCluster, p
     pg.execute("SELECT pg_create_restore_point('p1')")
     time.sleep(1.1)
     _insert(pg, "C")
-    _switch(pg)
-    _switch(pg)
+    switch_and_archive(pg)
+    switch_and_archive(pg)
 
     port = free_port()
     datadir = pg_workdir / "pitr-p1"

@@ -332,9 +332,9 @@ def test_restore_drill_from_dr_vault(pg_archived, prefect_server) -> None:
     from seawall import heartbeat
     from seawall.drill.state import VaultStateStore, load_report
     from seawall.postgres.conn import PgConn
-    from seawall.postgres.physical import backup_physical, wait_archived
+    from seawall.postgres.physical import backup_physical
     from seawall.vault import open_vault
-    from tests.fixtures.postgres import PASSPHRASE
+    from tests.fixtures.postgres import PASSPHRASE, switch_and_archive
 
     cluster = pg_archived.cluster
     cluster.execute("CREATE TABLE t (id serial PRIMARY KEY, v text)")
@@ -344,8 +344,7 @@ def test_restore_drill_from_dr_vault(pg_archived, prefect_server) -> None:
     for _ in range(4):
         time.sleep(0.3)
         heartbeat.beat(PgConn(cluster.conninfo()))
-    segment = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(cluster.conninfo()), segment, timeout=60)
+    switch_and_archive(cluster)
     vault = VaultTarget(url=pg_archived.vault_url, passphrase=PASSPHRASE)
     report = restore_drill(vault, "pg-dr", rto_seconds=600, seed=7)
     assert report.kind == "restore" and report.status == "PASSED" and report.rto_met is True

@@ -11,10 +11,10 @@ from pathlib import Path
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
 from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import backup_physical, wait_archived
+from seawall.postgres.physical import backup_physical
 from seawall.postgres.recovery import RecoveryTarget, restore_physical
 from seawall.vault import open_vault
-from tests.fixtures.postgres import PASSPHRASE, ArchivedCluster
+from tests.fixtures.postgres import PASSPHRASE, ArchivedCluster, switch_and_archive
 
 
 def _pgbench(cluster: LocalCluster, *args: str) -> subprocess.Popen:
@@ -50,8 +50,7 @@ def test_backup_under_pgbench_then_pitr_to_a_recorded_time(pg_archived: Archived
     time.sleep(0.05)
     more = _pgbench(primary, "-c", "1", "-t", "200", "-n")
     assert more.wait(timeout=300) == 0
-    segment = primary.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(primary.conninfo()), segment, timeout=60)
+    switch_and_archive(primary)
 
     result = restore_physical(vault, manifest, pg_workdir / "copy",
                               target=RecoveryTarget.parse(f"time:{at.isoformat()}"),

@@ -20,11 +20,11 @@ from seawall.errors import ConfigError, IntegrityError, NoSpaceError, RetryableE
 from seawall.manifest import BackupStatus
 from seawall.postgres.cluster import LocalCluster
 from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import KIND, backup_physical, wait_archived
+from seawall.postgres.physical import KIND, backup_physical
 from seawall.postgres.recovery import RecoveryTarget, restore_physical
 from seawall.postgres.wal import WalArchive
 from seawall.vault import open_vault
-from tests.fixtures.postgres import PASSPHRASE, ArchivedCluster
+from tests.fixtures.postgres import PASSPHRASE, ArchivedCluster, switch_and_archive
 
 
 def _vault(pg: ArchivedCluster):
@@ -33,13 +33,6 @@ def _vault(pg: ArchivedCluster):
 
 def _insert(cluster: LocalCluster, tag: str, n: int = 100) -> None:
     cluster.execute("INSERT INTO t (tag, payload) SELECT %s, md5(g::text) FROM generate_series(1, %s) g", (tag, n))
-
-
-def _switch_and_archive(cluster: LocalCluster) -> str:
-    """Close the current segment and wait until it is archived; returns its name."""
-    segment = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(cluster.conninfo()), segment, timeout=60)
-    return segment
 
 
 def _restore(pg: ArchivedCluster, manifest, workdir: Path, name: str, target: str, **kwargs) -> dict:
@@ -78,7 +71,7 @@ def test_pitr_to_restore_point_latest_and_time(seeded: ArchivedCluster, pg_workd
     between = cluster.execute("SELECT clock_timestamp()")[0][0]
     time.sleep(1.1)
     _insert(cluster, "C")
-    _switch_and_archive(cluster)
+    switch_and_archive(cluster)
 
     assert _tags(_restore(seeded, manifest, pg_workdir, "r-p1", "name:p1")) == {"A": 100, "B": 100}
     latest = _restore(seeded, manifest, pg_workdir, "r-latest", "latest")
@@ -157,12 +150,12 @@ def test_lost_segment_breaks_pitr_past_it_with_a_clear_error(seeded: ArchivedClu
     vault = _vault(seeded)
     manifest = backup_physical(vault, PgConn(cluster.conninfo()), "pg-phys")
     _insert(cluster, "B")
-    lost = _switch_and_archive(cluster)
+    lost = switch_and_archive(cluster)
     _insert(cluster, "C")
-    _switch_and_archive(cluster)
+    switch_and_archive(cluster)
     after = cluster.execute("SELECT clock_timestamp()")[0][0]
     _insert(cluster, "D")
-    _switch_and_archive(cluster)
+    switch_and_archive(cluster)
     vault.store.delete(WalArchive(vault).key(lost))
 
     with pytest.raises(IntegrityError, match=f"{lost} is missing from the archive"):
@@ -175,7 +168,7 @@ def test_lost_segment_breaks_pitr_past_it_with_a_clear_error(seeded: ArchivedClu
 
 def test_target_after_newest_wal_fails_clearly(seeded: ArchivedCluster, pg_workdir: Path) -> None:
     manifest = backup_physical(_vault(seeded), PgConn(seeded.cluster.conninfo()), "pg-phys")
-    _switch_and_archive(seeded.cluster)
+    switch_and_archive(seeded.cluster)
     with pytest.raises(ConfigError, match="after the newest archived WAL"):
         _restore(seeded, manifest, pg_workdir, "r-future", "time:2999-01-01T00:00:00Z")
     assert not (pg_workdir / "r-future").exists()

@@ -13,10 +13,10 @@ from seawall.errors import ConfigError
 from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster
 from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import backup_physical, wait_archived
+from seawall.postgres.physical import backup_physical
 from seawall.postgres.recovery import CopyOptions, RecoveryTarget, restore_physical
 from seawall.vault import open_vault
-from tests.fixtures.postgres import PASSPHRASE, ArchivedCluster
+from tests.fixtures.postgres import PASSPHRASE, ArchivedCluster, switch_and_archive
 
 CHECKSUM = "SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM \"Spaced Tbl\" t"
 
@@ -53,8 +53,7 @@ def test_tablespace_backup_and_pitr_with_a_map(pg_archived: ArchivedCluster, pg_
     expected = primary.execute(CHECKSUM)[0]
     time.sleep(0.05)
     primary.execute("DELETE FROM \"Spaced Tbl\" WHERE id <= 100")
-    segment = primary.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(primary.conninfo()), segment, timeout=60)
+    switch_and_archive(primary)
 
     kwargs = {"vault_url": pg_archived.vault_url, "passphrase_file": pg_archived.passphrase_file}
     busy = _private(pg_workdir / "busy")

@@ -29,12 +29,12 @@ import pytest
 from seawall.errors import ConfigError, ExitCode, IntegrityError
 from seawall.postgres.cluster import LocalCluster, make_private_dir
 from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import backup_physical, wait_archived
+from seawall.postgres.physical import backup_physical
 from seawall.postgres.recovery import CopyOptions, RecoveryTarget, restore_physical
 from seawall.postgres.wal import WalArchive
 from seawall.postgres.windows import wal_check_for_backups
 from seawall.vault import open_vault
-from tests.fixtures.postgres import PASSPHRASE, SEAWALL_BIN, _private_file
+from tests.fixtures.postgres import PASSPHRASE, SEAWALL_BIN, _private_file, switch_and_archive
 
 
 @dataclass
@@ -62,12 +62,6 @@ class History:
 
 def _insert(cluster: LocalCluster, tag: str) -> None:
     cluster.execute("INSERT INTO t (tag) SELECT %s FROM generate_series(1, 10)", (tag,))
-
-
-def _switch(cluster: LocalCluster) -> str:
-    segment = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(cluster.conninfo()), segment, timeout=60)
-    return segment
 
 
 def _attach(result: dict) -> LocalCluster:
@@ -114,32 +108,32 @@ def _build(h: History) -> None:
     h.b1 = backup_physical(h.vault, PgConn(p.conninfo()), "pg").backup_id
     _insert(p, "B")
     p.execute("SELECT pg_create_restore_point('branch')")
-    _switch(p)
+    switch_and_archive(p)
 
     c2 = _attach(h.restore("c2", h.b1, "name:branch", copy=CopyOptions(archive=True)))
     h.copies.append(c2)
     _insert(c2, "X2")
     c2.execute("SELECT pg_create_restore_point('on_tl2')")
-    h.tl2_segments.append(_switch(c2))
+    h.tl2_segments.append(switch_and_archive(c2))
     _insert(c2, "Y2")
-    h.tl2_segments.append(_switch(c2))  # the one deleted later: a TL2 segment with later ones archived
+    h.tl2_segments.append(switch_and_archive(c2))  # the one deleted later: a TL2 segment with later ones archived
     _insert(c2, "W2")
     c2.execute("SELECT pg_create_restore_point('late_tl2')")
-    h.tl2_segments.append(_switch(c2))
+    h.tl2_segments.append(switch_and_archive(c2))
     h.b2 = backup_physical(h.vault, PgConn(c2.conninfo()), "pg").backup_id
     _insert(c2, "V2")
     c2.execute("SELECT pg_create_restore_point('after_b2')")
-    _switch(c2)
+    switch_and_archive(c2)
 
     c3 = _attach(h.restore("c3", h.b1, "name:branch", timeline="current", copy=CopyOptions(archive=True)))
     h.copies.append(c3)
     _insert(c3, "Z3")
     c3.execute("SELECT pg_create_restore_point('on_tl3')")
-    _switch(c3)
+    switch_and_archive(c3)
 
     _insert(p, "C")
     p.execute("SELECT pg_create_restore_point('on_tl1')")
-    _switch(p)
+    switch_and_archive(p)
 
 
 def test_the_copies_archived_their_timelines(history: History) -> None:

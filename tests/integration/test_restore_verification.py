@@ -30,11 +30,11 @@ from seawall.postgres import binaries
 from seawall.postgres.cluster import LocalCluster, port_in_use
 from seawall.postgres.conn import PgConn
 from seawall.postgres.logical import backup_logical
-from seawall.postgres.physical import backup_physical, wait_archived
+from seawall.postgres.physical import backup_physical
 from seawall.vault import Vault, open_vault
 from tasks.verification import artifact_key
 from tests.fixtures.postgres import PASSPHRASE as PG_PASSPHRASE
-from tests.fixtures.postgres import ArchivedCluster
+from tests.fixtures.postgres import ArchivedCluster, switch_and_archive
 from tests.unit.builders import FAST_SCRYPT, PASSPHRASE, SMALL_CHUNKER
 
 SCHEMA_SQL = """
@@ -256,11 +256,6 @@ def test_checks_take_the_costliest_tables_first(pg_cluster):
 
 
 # ---- physical -------------------------------------------------------------------------------------
-def _switch(cluster: LocalCluster) -> None:
-    segment = cluster.execute("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
-    wait_archived(PgConn(cluster.conninfo()), segment, timeout=60)
-
-
 @pytest.fixture
 def physical(pg_archived: ArchivedCluster) -> tuple[VaultTarget, list[datetime]]:
     """A physical backup of a cluster with an `app` database, then heartbeats over ~3 s, archived."""
@@ -274,7 +269,7 @@ def physical(pg_archived: ArchivedCluster) -> tuple[VaultTarget, list[datetime]]
     for _ in range(6):
         time.sleep(0.5)
         beats.append(heartbeat.beat(app))
-    _switch(cluster)
+    switch_and_archive(cluster)
     return VaultTarget(url=pg_archived.vault_url, passphrase=PG_PASSPHRASE), beats
 
 
