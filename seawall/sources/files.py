@@ -151,12 +151,13 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
                 workers: int = 3, readers: int = 2) -> Manifest:
     """Back up the tree at `root` as a new backup of `dataset`; returns the DONE manifest.
 
-    On a local store `workers` threads take whole files: read, cut, compress, encrypt and store
-    (one more thread than cores keeps them busy while a write waits for the disk). On other stores
-    `readers` threads read and cut files at once (see `_OrderedReads`) and `workers` threads
-    compress, encrypt and upload their new chunks, so that uploads overlap.
+    On a local store, and on one that uploads packs in the background (S3, `background_puts`),
+    `workers` threads take whole files: read, cut, compress, encrypt and seal into a pack (one more
+    thread than cores keeps them busy while a write waits). On other stores (SFTP) `readers`
+    threads read and cut files at once (see `_OrderedReads`) and `workers` threads compress,
+    encrypt and upload their new chunks, so that uploads overlap.
     """
-    in_caller = bool(vault.store.batch_bytes)
+    in_caller = bool(vault.store.batch_bytes) or vault.store.background_puts
     source = check_source(root)
     manifest = new_manifest(dataset, "files", source={"path": str(source), "host_path": str(source)})
     if backup_id:

@@ -43,7 +43,7 @@ Meta = Callable[[int, str, Entry], None]  # (open descriptor, path, entry): owne
 # MiB and a backup fills a few at a time), small enough that its plan stays a few MiB of objects.
 BATCH_FILES = 8192
 BATCH_BYTES = 64 << 20
-RUN_BYTES = 8 << 20  # one ranged read (twice that on remote stores); 2 x workers in flight bound the memory
+RUN_BYTES = 8 << 20  # one ranged read; 2 x workers of them in flight bound the memory
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _REOPEN = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -93,10 +93,6 @@ class RunWriter:
         self.chunks = vault.chunks
         self.locations = self.chunks.index.locations  # a dict: a lookup per blob, no lock
         self.gap = max(COALESCE_GAP, vault.store.read_ahead // 4)
-        # A remote store pays per request (and S3 servers may read the whole object for a range):
-        # twice the batch and run, so a 32 MiB pack is read in a few ranges, not a dozen.
-        scale = 2 if vault.store.read_ahead else 1
-        self.batch_files, self.batch_bytes, self.run_bytes = BATCH_FILES * scale, BATCH_BYTES * scale, RUN_BYTES * scale
         self.count = 0
         self._by_pack: dict[str, list[Blob]] = {}
         self._loose: list[Blob] = []
@@ -131,14 +127,14 @@ class RunWriter:
             offset += size
         self._files += 1
         self._bytes += entry.size
-        if self._files >= self.batch_files or self._bytes >= self.batch_bytes:
+        if self._files >= BATCH_FILES or self._bytes >= BATCH_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         by_pack, self._by_pack = self._by_pack, {}
         for pack, blobs in by_pack.items():
             blobs.sort(key=_offset)
-            for start, end, members in runs(blobs, self.gap, self.run_bytes):
+            for start, end, members in runs(blobs, self.gap):
                 self._jobs.submit(self._run, (pack, start, end, members))
         loose, self._loose = self._loose, []
         for start in range(0, len(loose), 64):

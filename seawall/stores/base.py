@@ -64,6 +64,10 @@ class ObjectStore(ABC):
     # Bytes of chunks a pipeline may hand to one worker at once: >0 for stores where an access is
     # CPU work, not a wait (a local disk), 0 where parallel requests matter (S3: one chunk per request).
     batch_bytes: int = 0
+    #: True if `put_deferred` returns before the object is stored (it uploads in the background until
+    #: `commit`): writers may then seal chunks on their own threads, as on a local disk, without waiting
+    #: for a pack's upload.
+    background_puts: bool = False
 
     #: URL-ish description with credentials removed; safe to log.
     display_url: str = "<store>"

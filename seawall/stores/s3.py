@@ -33,6 +33,7 @@ from seawall.stores.base import ObjectInfo, ObjectStore
 from seawall.stores.boto_errors import error_code, http_status, translate_boto_errors
 from seawall.stores.s3_checksums import Fetched, checked_sha256, md5_etag, sha256_b64
 from seawall.stores.s3_tiers import S3TiersMixin, is_bulk, normalise_class
+from seawall.stores.s3_uploads import S3BackgroundPuts
 
 __all__ = ["Fetched", "S3Store", "from_url"]
 
@@ -70,7 +71,7 @@ def _check_endpoint(endpoint: str | None) -> None:
                           hint="use endpoint=http://host:port or endpoint=https://host")
 
 
-class S3Store(S3TiersMixin, ObjectStore):
+class S3Store(S3BackgroundPuts, S3TiersMixin, ObjectStore):
     """Objects live under `s3://bucket/prefix/`; keys map to `prefix/` + key.
 
     Args:
@@ -149,6 +150,7 @@ class S3Store(S3TiersMixin, ObjectStore):
         self.region = region or (session.region_name if session else None) or _DEFAULT_REGION
         self._client: Any = None
         self._lock = threading.Lock()
+        self._init_background()
         self.display_url = self._make_display_url()
 
     # ---- plumbing -----------------------------------------------------------------------------
@@ -403,6 +405,7 @@ class S3Store(S3TiersMixin, ObjectStore):
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def close(self) -> None:
+        self._stop_background()
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
@@ -415,6 +418,7 @@ class S3Store(S3TiersMixin, ObjectStore):
         state = self.__dict__.copy()
         state["_client"] = None
         state["_lock"] = None
+        self._drop_background(state)
         if self._session is not None:
             state["profile"] = self.profile or self._session.profile_name
             state["_session"] = None
@@ -423,6 +427,7 @@ class S3Store(S3TiersMixin, ObjectStore):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._init_background()
 
 
 def parse_s3_url(url: str) -> dict[str, Any]:
