@@ -37,7 +37,9 @@ from seawall.vault import Vault
 from seawall.vault.reader import COALESCE_GAP
 
 Progress = Callable[[int], None]
-Meta = Callable[[int, str, Entry], None]  # (open descriptor, path, entry): owner, attributes, mode, mtime
+# (open descriptor, path, entry, fresh): owner, attributes, mode, mtime; `fresh`: the file was just
+# created by this process with the entry's permission bits (what it may leave as they are: see _Tree)
+Meta = Callable[[int, str, Entry, bool], None]
 
 # A batch is planned at once: big enough that a pack's share of it makes long runs (packs are 16-32
 # MiB and a backup fills a few at a time), small enough that its plan stays a few MiB of objects.
@@ -179,11 +181,13 @@ class RunWriter:
         if entry.hash and blake3.blake3(data).hexdigest() != entry.hash:
             raise IntegrityError(f"file {entry.path} does not match its recorded hash")
         try:
-            fd = os.open(f.path, _CREATE, 0o600)
+            # Created with its own permission bits (a descriptor opened by O_CREAT writes whatever
+            # they say), so the metadata step may find nothing left to change.
+            fd = os.open(f.path, _CREATE, entry.mode & 0o777)
             try:
                 if data:
                     _write_all(fd, data, 0)
-                self.meta(fd, f.path, entry)
+                self.meta(fd, f.path, entry, True)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -206,7 +210,7 @@ class RunWriter:
             if last:
                 fd = os.open(f.path, _REOPEN)
                 try:
-                    self.meta(fd, f.path, f.entry)
+                    self.meta(fd, f.path, f.entry, False)
                 finally:
                     os.close(fd)
         except OSError as exc:
@@ -220,7 +224,7 @@ class RunWriter:
                 for n in fidelity.write_sparse(fd, self._pieces(entry), entry.holes or [], entry.size):
                     if self.progress:
                         self.progress(n)
-                self.meta(fd, f.path, entry)
+                self.meta(fd, f.path, entry, False)
             finally:
                 os.close(fd)
         except OSError as exc:
