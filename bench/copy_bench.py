@@ -37,8 +37,7 @@ import boto3
 from botocore.config import Config
 
 from bench.common import MB, machine, median, parse_size
-from seawall.copy import copy_vault, init_destination
-from seawall.copy_transfer import CopySettings
+from seawall.copy import CopySettings, copy_vault, init_destination
 from seawall.crypto import ScryptParams
 from seawall.sources.files import backup_tree
 from seawall.stores import open_store

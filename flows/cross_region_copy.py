@@ -10,10 +10,7 @@ from typing import TYPE_CHECKING
 
 from deployments.events import emit_completed
 from seawall.configs.vault import as_vault_target
-from seawall.copy import CopyReport, build_report, raise_for_failures
-from seawall.copy_lock import LockSpec
-from seawall.copy_plan import Selection
-from seawall.copy_transfer import CopySettings
+from seawall.copy import CopyReport, CopySettings, LockSpec, Selection, build_report, raise_for_failures
 from tasks.copy import (
     copy_backups_task,
     copy_wal_task,

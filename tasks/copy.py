@@ -13,15 +13,20 @@ from typing import Any
 from seawall.configs.vault import VaultConfig
 from seawall.copy import (
     BackupCopy,
+    CopyPlan,
     CopyReport,
+    CopySettings,
+    LockSpec,
+    Selection,
+    TransferStats,
     WalCopy,
     copy_backups,
     copy_wal,
+    extend_locks,
+    plan_copy,
     prepare_destination,
 )
-from seawall.copy_lock import LockSpec, apply_lock, extend_locks, reused_keys
-from seawall.copy_plan import CopyPlan, Selection, plan_copy
-from seawall.copy_transfer import CopySettings, TransferStats
+from seawall.copy.lock import apply_lock, reused_keys
 from seawall.errors import ConfigError, VaultNotInitialised
 from seawall.lease import shared_lease
 from seawall.progress import reporter

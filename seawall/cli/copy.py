@@ -53,8 +53,7 @@ def copy_cmd(
     json_out: bool = JsonOpt,
 ) -> None:
     """Copy the backups the destination lacks, verified there before each manifest is written."""
-    from seawall.copy import CopyFailed
-    from seawall.copy_lock import LockSpec
+    from seawall.copy import CopyFailed, LockSpec
 
     with handled_errors():
         load_passphrase(passphrase_file)

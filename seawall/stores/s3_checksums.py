@@ -1,7 +1,7 @@
 """What S3 vouches for about an object's bytes: the ETag as MD5, and a checked SHA-256.
 
 S3Store writes one checksum per PUT (SHA-256) and reads it back on every GET; the copy reuses both
-facts (seawall.copy_verify) so no byte is hashed twice on its way between two regions.
+facts (seawall.copy.verify) so no byte is hashed twice on its way between two regions.
 """
 
 from __future__ import annotations

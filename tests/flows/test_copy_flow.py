@@ -14,7 +14,6 @@ from blocks.vault import VaultTarget
 from flows.backup import backup_files
 from flows.cross_region_copy import cross_region_copy
 from seawall.copy import CopyFailed
-from seawall.copy_lock import retention, set_retention
 from seawall.crypto import ScryptParams
 from seawall.errors import VaultNotInitialised
 from seawall.stores import open_store
@@ -44,13 +43,13 @@ def test_copy_flow_with_object_lock_refreshes_reused_chunks(source, s3_vault_url
 
     vault = Vault.open(open_store(s3_vault_url_b), "dr-side")
     reused = max(vault.store.list("data/"), key=lambda i: i.size).key  # a pack of unchanged files' chunks
-    set_retention(vault.store, reused, "COMPLIANCE", datetime.now(UTC) + timedelta(hours=2))
+    vault.store.set_retention(reused, "COMPLIANCE", datetime.now(UTC) + timedelta(hours=2))
     (data / "new").write_bytes(os.urandom(300_000))
     backup_files(str(data), source)
     again = cross_region_copy(source, dest, object_lock_mode="compliance", object_lock_days=3)
     assert [b.status for b in again.backups] == ["present", "copied"]
     assert again.locks["extended"] == 1 and again.locks["ok"] == again.locks["checked"] - 1
-    assert retention(vault.store, reused)[1] > datetime.now(UTC) + timedelta(days=2)
+    assert vault.store.retention(reused)[1] > datetime.now(UTC) + timedelta(days=2)
 
     async def artifact_keys() -> set[str]:
         async with get_client() as client:

@@ -22,9 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from blocks.vault import VaultTarget
-from seawall.copy import copy_vault, prepare_destination, raise_for_failures
-from seawall.copy_lock import LockSpec, extend_locks, retention, set_retention
-from seawall.copy_transfer import CopySettings
+from seawall.copy import CopySettings, LockSpec, copy_vault, extend_locks, prepare_destination, raise_for_failures
 from seawall.errors import AuthError, ConfigError, IntegrityError, PermanentError, VaultNotInitialised
 from seawall.sources.files import backup_tree, iter_tree, restore_tree
 from seawall.stores import open_store
@@ -315,11 +313,11 @@ def test_object_lock_compliance_denies_deletes_and_the_copy_restores(source, s3_
 
     # A chunk whose retention runs out early is found, then extended (moto lets us shorten it to set this up).
     key = dest.chunk_object(manifest.streams[0].chunks[0][0])
-    set_retention(dest.store, key, "COMPLIANCE", datetime.now(UTC) + timedelta(hours=1))
+    dest.store.set_retention(key, "COMPLIANCE", datetime.now(UTC) + timedelta(hours=1))
     checked = extend_locks(dest, lock, extend=False)
     assert checked.expiring == [key] and checked.ok == checked.checked - 1
     extended = extend_locks(dest, lock)
-    assert extended.extended == 1 and retention(dest.store, key)[1] > soon
+    assert extended.extended == 1 and dest.store.retention(key)[1] > soon
 
 
 def test_object_lock_needs_a_lock_enabled_bucket(source, s3_vault_url_b, monkeypatch):

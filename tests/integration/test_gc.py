@@ -313,7 +313,6 @@ def test_unreadable_lease_counts_as_held_until_it_ages_out(vault):
 
 # ---- Object Lock (S3) ------------------------------------------------------------------------------
 def test_object_locked_chunks_are_skipped_and_reported(s3_vault_url):
-    from seawall.copy_lock import retention
     from seawall.stores.s3 import S3Store, parse_s3_url
 
     store = S3Store(**parse_s3_url(s3_vault_url), object_lock_mode="GOVERNANCE", object_lock_days=1)
@@ -333,7 +332,7 @@ def test_object_locked_chunks_are_skipped_and_reported(s3_vault_url):
     assert report.chunks_deleted == 1 and report.packs_deleted == 1
     assert store.exists(locked_pack) and not store.exists(unlocked_pack)
     assert report.chunks_unreferenced == 2 and report.bytes_freed > 0
-    assert datetime.now(UTC) + timedelta(hours=23) < retention(store, locked_pack)[1]
+    assert datetime.now(UTC) + timedelta(hours=23) < store.retention(locked_pack)[1]
     assert open_vault(s3_vault_url, PASSPHRASE).has_chunk(orphan)  # still indexed: its pack stays
 
 

@@ -7,10 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from seawall.copy import copy_vault, merge_stats, prepare_destination, same_location
-from seawall.copy_lock import LockSpec
-from seawall.copy_plan import parse_selection, replication_lag, select_backups, wal_needed
-from seawall.copy_transfer import CopySettings, TokenBucket
+from seawall.copy import CopySettings, LockSpec, copy_vault, merge_stats, prepare_destination, same_location
+from seawall.copy.plan import parse_selection, replication_lag, select_backups, wal_needed
+from seawall.copy.transfer import TokenBucket
 from seawall.crypto import ObjType
 from seawall.errors import BackupNotFound, ConfigError
 from seawall.lifecycle import recording
@@ -29,7 +28,7 @@ class FakeClock:
 
 def test_token_bucket_lets_the_burst_through_then_charges_debt(monkeypatch):
     slept: list[float] = []
-    monkeypatch.setattr("seawall.copy_transfer.time.sleep", slept.append)
+    monkeypatch.setattr("seawall.copy.transfer.time.sleep", slept.append)
     clock = FakeClock()
     bucket = TokenBucket(1000, burst=500, clock=clock)
     assert bucket.take(500) == 0

@@ -13,7 +13,7 @@ import pytest
 import seawall
 from seawall.drill.node import LocalNode
 from seawall.errors import ExitCode, LeaseBusy, PermanentError, RetryableError, SeawallError
-from seawall.gc import _aborted
+from seawall.gc.listing import _aborted
 from seawall.postgres.conn import PgConn
 
 ROOT = Path(seawall.__file__).parent.parent

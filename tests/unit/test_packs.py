@@ -167,7 +167,7 @@ def test_a_small_backup_from_many_threads_ends_in_one_pack(vault: Vault) -> None
 
 
 def test_gc_plans_small_packs_together_and_unneeded_ones_away() -> None:
-    from seawall.gc_packs import plan_packs
+    from seawall.gc.packs import plan_packs
     from seawall.vault.index import ChunkIndex
 
     index = ChunkIndex()

@@ -8,7 +8,7 @@ name, never the vault, so a vault sharing the master key opens them as they are.
    hashed back to its id): a corrupt source object is never sent;
 2. written to the destination through the bandwidth limit (a token bucket shared by all workers),
    on S3 with the already checked SHA-256 as its checksum (no second hashing);
-3. checked at the destination (seawall.copy_verify): read back and compared byte for byte, or on
+3. checked at the destination (seawall.copy.verify): read back and compared byte for byte, or on
    S3 by the ETag the server computed over what it stored, against the source's ETag (or the MD5
    of the bytes sent). S3's `ChecksumSHA256` alone would not do: moto accepts a wrong one.
 
@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from seawall import copy_verify
+from seawall.copy import verify as copy_verify
 from seawall.crypto import ObjType
 from seawall.errors import ConfigError, IntegrityError, ObjectNotFound, RetryableError
 from seawall.vault import Vault
@@ -116,7 +116,7 @@ class CopySettings:
         attempts: Tries per object for transient errors before giving up.
         backoff: First retry delay in seconds (doubles per attempt, with jitter).
         verify: How a written object is checked at the destination: "readback", "etag" (S3) or
-            "auto" (see seawall.copy_verify).
+            "auto" (see seawall.copy.verify).
     """
 
     workers: int = 8

@@ -4,7 +4,7 @@ Chunks the destination lacks are read at the source with coalesced ranged GETs (
 source pack: one request), each authenticated and hashed back to its id there (a corrupt chunk is
 a verdict naming it and its pack, and never lands), then appended as the same sealed bytes to open
 packs of the destination (the vaults share the master key; a sealed chunk binds only its id).
-Every destination pack is checked after its upload (`seawall.copy_verify`: S3 ETag, or a read-back),
+Every destination pack is checked after its upload (`seawall.copy.verify`: S3 ETag, or a read-back),
 retried on a mismatch and, if it stays wrong, deleted and the copy failed. Only after every pack is
 durable and verified is the destination's index written (`Packer.flush`), and only after that the
 caller writes manifests. A killed copy leaves packs no index lists (deleted by the destination's
@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from seawall import copy_verify
-from seawall.copy_transfer import CopySettings, ObjectCopier, TransferStats, _Mismatch
+from seawall.copy import verify as copy_verify
+from seawall.copy.transfer import CopySettings, ObjectCopier, TransferStats, _Mismatch
 from seawall.errors import IntegrityError, ObjectNotFound, SeawallError
 from seawall.stores.base import Fetched
 from seawall.vault import Vault

@@ -28,8 +28,8 @@ from seawall.vault import Vault, chunk_key
 from seawall.verify import referenced_chunks
 
 if TYPE_CHECKING:
-    from seawall.copy import BackupCopy
-    from seawall.copy_plan import CopyPlan
+    from seawall.copy.plan import CopyPlan
+    from seawall.copy.report import BackupCopy
 
 MODES = ("GOVERNANCE", "COMPLIANCE")
 
@@ -67,11 +67,6 @@ class LockSpec:
         return {"object_lock_mode": self.mode, "object_lock_days": self.days}
 
 
-def require_lock_enabled(store: ObjectStore) -> None:
-    """ConfigError unless the destination can lock objects (an S3 bucket with Object Lock enabled)."""
-    store.require_object_lock()
-
-
 def apply_lock(store: ObjectStore, spec: LockSpec) -> None:
     """Make every later write to `store` carry the retention of `spec` (checks the bucket first)."""
     store.lock_writes(spec.mode, spec.days)
@@ -93,26 +88,16 @@ class LockReport:
                 "missing": self.missing[:20], "expiring": len(self.expiring)}
 
 
-def retention(store: ObjectStore, key: str) -> tuple[str | None, datetime | None]:
-    """(mode, retain-until) of the current version of `key`; ObjectNotFound if absent."""
-    return store.retention(key)
-
-
-def set_retention(store: ObjectStore, key: str, mode: str, until: datetime) -> None:
-    """Set the retention of the current version of `key` (callers only ever extend it)."""
-    store.set_retention(key, mode, until)
-
-
 def _visit(store: ObjectStore, key: str, spec: LockSpec, floor: datetime, target: datetime, extend: bool) -> str:
     try:
-        mode, until = retention(store, key)
+        mode, until = store.retention(key)
     except ObjectNotFound:
         return "missing"
     if until is not None and until >= floor:
         return "ok"
     if not extend:
         return "expiring"
-    set_retention(store, key, mode or spec.mode, target)  # keep a stricter existing mode
+    store.set_retention(key, mode or spec.mode, target)  # keep a stricter existing mode
     return "extended"
 
 
