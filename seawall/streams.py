@@ -4,19 +4,16 @@ Writing: the calling thread cuts the input with FastCDC and names each chunk (ke
 worker threads compress, encrypt and store the new ones (zstd, BLAKE3 and the store I/O release
 the GIL). Stores overlap across streams; `flush`/`close` is the durability barrier. At most
 `max_inflight` chunks are held at once, so memory is bounded whatever the input size.
-Reading: chunks are fetched ahead by worker threads and yielded strictly in order.
+Reading: `ChunkReader` (seawall.stream_reader, re-exported here) fetches chunks ahead on worker
+threads and yields them strictly in order.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import itertools
-import os
-import queue
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -25,18 +22,15 @@ import blake3
 from pyfastcdc import FastCDC
 
 from seawall.entropy import ByteSampler, merged_entropy
-from seawall.errors import IntegrityError, PermanentError
+from seawall.errors import PermanentError
 from seawall.manifest import BackupStats, ChunkRef, StreamRef
 from seawall.memory import tune_allocator
-from seawall.prefetch import Job, Prefetcher
+from seawall.stream_reader import ChunkReader, cpu_capped
 from seawall.vault import Vault
 
+__all__ = ["ChunkReader", "ChunkWriter", "Readable"]
+
 Progress = Callable[[int], None]
-
-
-def _cpu_capped(vault: Vault, workers: int) -> int:
-    """`workers`, capped at the core count on a local store: CPU-bound, more threads only contend."""
-    return min(workers, os.cpu_count() or 1) if vault.store.batch_bytes else workers
 
 
 class Readable(Protocol):
@@ -103,7 +97,7 @@ class ChunkWriter:
         # here: 8 concurrent puts make 2x the small objects per second of 3), a round trip on S3.
         # The extra threads wait while `workers` threads' worth of CPU compresses and encrypts.
         if vault.store.batch_bytes:  # a local disk: nothing to wait for, one I/O thread is plenty
-            workers, io_threads = _cpu_capped(vault, workers), 1
+            workers, io_threads = cpu_capped(vault, workers), 1
         self._pool = ThreadPoolExecutor(workers + io_threads, thread_name_prefix="seawall-put")
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._lock = threading.Lock()
@@ -333,99 +327,3 @@ class ChunkWriter:
         changes.entropy_sample_bytes += self.sampler.sample_bytes
         if stats.stored_bytes_new:
             changes.compression_ratio = round(stats.bytes_new / stats.stored_bytes_new, 4)
-
-
-class ChunkReader:
-    """Fetches chunks ahead of use with a small worker pool; yields plaintext in order.
-
-    The calling thread is not left idle: it fetches a stream's first chunk itself while the
-    workers fetch the next ones, and it takes over any chunk no worker has started when it needs it.
-    A file of one chunk (most files) thus costs no thread hand-off at all.
-    """
-
-    def __init__(self, vault: Vault, *, workers: int = 3, prefetch: int = 8):
-        tune_allocator()
-        self.vault = vault
-        workers = _cpu_capped(vault, workers)
-        self._ahead = Prefetcher(workers, "seawall-get")
-        # On a fast store a worker takes a few consecutive chunks at a time (one wake-up each, see
-        # ChunkWriter) and the window counts batches: at least 4 per worker, or the workers ran dry
-        # while the consumer was busy (2 workers: 8 batches read 1 GiB 8% faster than 4). That holds
-        # up to ~32 MiB ahead per stream being read.
-        self._batch_bytes = vault.store.batch_bytes or 1
-        self._batch_chunks = 4 if vault.store.batch_bytes else 1
-        self._window = max(2, prefetch // self._batch_chunks, 4 * workers if vault.store.batch_bytes else 0)
-
-    def __enter__(self) -> ChunkReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._ahead.close()
-
-    def iter_chunks(self, chunks: Iterable[ChunkRef]) -> Iterator[bytes]:
-        batches = self._batches(chunks)
-        first = next(batches, None)
-        if first is None:
-            return
-        done: queue.SimpleQueue[None] = queue.SimpleQueue()  # this iteration's finished batches
-        window: deque[Job] = deque()
-        try:
-            for batch in itertools.islice(batches, self._window - 1):  # the workers start on these ...
-                window.append(self._ahead.submit(self._fetch, batch, done))
-            yield from self._checked_all(first, self._fetch(first))  # ... while this thread does the first
-            for batch in batches:
-                window.append(self._ahead.submit(self._fetch, batch, done))
-                yield from self._take(window)
-            while window:
-                yield from self._take(window)
-        finally:  # a consumer that stops early leaves no fetches behind
-            self._ahead.cancel(window)
-
-    def _batches(self, chunks: Iterable[ChunkRef]) -> Iterator[list[ChunkRef]]:
-        """Consecutive chunks in groups of up to `batch_bytes` (one per group where it is 0)."""
-        batch: list[ChunkRef] = []
-        size = 0
-        for ref in chunks:
-            batch.append(ref)
-            size += ref[1]
-            if size >= self._batch_bytes or len(batch) >= self._batch_chunks:
-                yield batch
-                batch, size = [], 0
-        if batch:
-            yield batch
-
-    def _fetch(self, batch: list[ChunkRef]) -> list[bytes]:
-        if len(batch) == 1:
-            return [self.vault.get_chunk(batch[0][0])]
-        return self.vault.get_chunks([ref[0] for ref in batch])  # neighbours in a pack: one ranged GET
-
-    def _take(self, window: deque[Job]) -> Iterator[bytes]:
-        job = window.popleft()
-        # A batch no worker has started is fetched here: waiting would mean waiting for another one.
-        return self._checked_all(job.arg, self._ahead.take(job))
-
-    def _checked_all(self, batch: list[ChunkRef], datas: list[bytes]) -> Iterator[bytes]:
-        for ref, data in zip(batch, datas, strict=True):
-            yield self._checked(ref, data)
-
-    @staticmethod
-    def _checked(ref: ChunkRef, data: bytes) -> bytes:
-        chunk_id, size = ref
-        if len(data) != size:
-            raise IntegrityError(f"chunk {chunk_id} has {len(data)} bytes, the manifest says {size}")
-        return data
-
-    def iter_stream(self, ref: StreamRef) -> Iterator[bytes]:
-        """The stream's plaintext, checked against its recorded size and hash at the end."""
-        hasher = blake3.blake3()
-        size = 0
-        for data in self.iter_chunks(ref.chunks):
-            hasher.update(data)
-            size += len(data)
-            yield data
-        if size != ref.size or (ref.hash and hasher.hexdigest() != ref.hash):
-            raise IntegrityError(f"stream {ref.name} does not match its recorded size/hash")
-
-    def read_stream(self, ref: StreamRef) -> bytes:
-        """Whole stream in memory: only for small streams (tree indexes, metadata)."""
-        return b"".join(self.iter_stream(ref))
