@@ -9,6 +9,10 @@ Writes carry one client-side checksum, SHA-256 (`x-amz-checksum-sha256`, announc
 `x-amz-sdk-checksum-algorithm`), which S3 checks before storing the object and keeps with it; reads
 ask for it back and botocore checks the bytes against it. Conditional creates use `If-None-Match: *`
 (S3 conditional writes, GA since August 2024).
+
+Beside this module: the client and its settings (`s3_client`), URLs and options (`s3_url`),
+background pack uploads (`s3_uploads`), Object Lock (`s3_lock`), storage classes and lifecycle
+rules (`s3_tiers`), checksums (`s3_checksums`).
 """
 
 from __future__ import annotations
@@ -18,39 +22,27 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3.session
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from seawall.errors import ConfigError, ObjectNotFound, PermanentError, RetryableError, SeawallError
+from seawall.errors import ConfigError, ObjectNotFound, PermanentError, RetryableError
 from seawall.keys import is_valid_key, validate_key
 from seawall.redact import add_secret, add_url_secret
-from seawall.stores import s3_lock
+from seawall.stores import s3_client
 from seawall.stores.base import ObjectInfo, ObjectStore
 from seawall.stores.boto_errors import error_code, http_status, translate_boto_errors
 from seawall.stores.s3_checksums import Fetched, checked_sha256, md5_etag, sha256_b64
+from seawall.stores.s3_lock import S3LockMixin
 from seawall.stores.s3_tiers import S3TiersMixin, is_bulk, normalise_class
 from seawall.stores.s3_uploads import S3BackgroundPuts
+from seawall.stores.s3_url import check_endpoint, check_options, parse_s3_url
 
-__all__ = ["Fetched", "S3Store", "from_url"]
+__all__ = ["Fetched", "S3Store", "from_url", "parse_s3_url"]
 
-_URL_PARAMS = frozenset({"region", "endpoint", "profile", "storage_class"})
-_OPTIONS = frozenset(
-    {"access_key_id", "secret_access_key", "session_token", "session", "object_lock_mode", "object_lock_days",
-     "storage_class"}
-)
 _LOCK_MODES = frozenset({"GOVERNANCE", "COMPLIANCE"})
 _DEFAULT_REGION = "us-east-1"
-# botocore retries a little by itself (standard mode: throttling and 5xx with backoff), but
-# Prefect retries RetryableError on top, so keep the inner loop short to bound the total wait.
-_RETRIES = {"max_attempts": 3, "mode": "standard"}
-_CONNECT_TIMEOUT = 10.0
-_READ_TIMEOUT = 60.0
-# Matches the thread pool sizes our task runners use; botocore's default of 10 would queue.
-_MAX_POOL = 16
 
 
 def _secret(value: str | SecretStr | None) -> SecretStr | None:
@@ -59,19 +51,7 @@ def _secret(value: str | SecretStr | None) -> SecretStr | None:
     return SecretStr(value)
 
 
-def _check_endpoint(endpoint: str | None) -> None:
-    """An endpoint must be an http(s) URL with a host: `htp://`, `localhost:9000` are typos (exit 2)."""
-    if endpoint is None:
-        return
-    parts = urlsplit(endpoint)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        from seawall.stores import redact_url
-
-        raise ConfigError(f"S3 endpoint {redact_url(endpoint)!r} is not an http:// or https:// URL with a host",
-                          hint="use endpoint=http://host:port or endpoint=https://host")
-
-
-class S3Store(S3BackgroundPuts, S3TiersMixin, ObjectStore):
+class S3Store(S3BackgroundPuts, S3TiersMixin, S3LockMixin, ObjectStore):
     """Objects live under `s3://bucket/prefix/`; keys map to `prefix/` + key.
 
     Args:
@@ -123,7 +103,7 @@ class S3Store(S3BackgroundPuts, S3TiersMixin, ObjectStore):
             raise ConfigError("S3 vault URL has no bucket", hint="use s3://bucket/prefix?region=...")
         if prefix and not is_valid_key(prefix):
             raise ConfigError(f"invalid S3 prefix {prefix!r}", hint="use ASCII letters, digits and ._-/ only")
-        _check_endpoint(endpoint)
+        check_endpoint(endpoint)
         if (access_key_id is None) != (secret_access_key is None):
             raise ConfigError("S3 credentials need both access_key_id and secret_access_key")
         if object_lock_mode is not None or object_lock_days is not None:
@@ -162,29 +142,8 @@ class S3Store(S3BackgroundPuts, S3TiersMixin, ObjectStore):
         return redact_url(f"s3://{self.bucket}/{self.prefix}?{query}")
 
     def _new_session(self) -> boto3.session.Session:
-        if self._session is not None:
-            return self._session
-        if self._access_key_id is not None:
-            return boto3.session.Session(
-                aws_access_key_id=self._access_key_id,
-                aws_secret_access_key=self._secret_access_key.get_secret_value(),
-                aws_session_token=self._session_token.get_secret_value() if self._session_token else None,
-                region_name=self.region,
-            )
-        return boto3.session.Session(profile_name=self.profile, region_name=self.region)
-
-    def _s3_config(self) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        if self.endpoint:
-            # Self-hosted S3 (MinIO, Ceph, moto) rarely has wildcard DNS for virtual hosts.
-            options["addressing_style"] = "path"
-        if not self.endpoint or self.endpoint.lower().startswith("https:"):
-            # Over TLS, body integrity comes from TLS and the signed x-amz-checksum-sha256 header
-            # S3 checks, so SigV4 need not hash the body a second time (UNSIGNED-PAYLOAD, what
-            # botocore itself does for PutObject with a checksum header over https). Plain-HTTP
-            # endpoints keep the signed payload: there it is what binds the body to the signature.
-            options["payload_signing_enabled"] = False
-        return options
+        return s3_client.new_session(self._session, self.profile, self.region, self._access_key_id,
+                                     self._secret_access_key, self._session_token)
 
     @property
     def client(self) -> Any:
@@ -193,13 +152,7 @@ class S3Store(S3BackgroundPuts, S3TiersMixin, ObjectStore):
             return self._client
         with self._lock:
             if self._client is None:
-                config = Config(
-                    retries=_RETRIES,
-                    connect_timeout=_CONNECT_TIMEOUT,
-                    read_timeout=_READ_TIMEOUT,
-                    max_pool_connections=_MAX_POOL,
-                    s3=self._s3_config() or None,
-                )
+                config = s3_client.client_config(self.endpoint)
                 with translate_boto_errors(f"connecting to {self.display_url}"):  # no contact yet
                     self._client = self._new_session().client(
                         "s3", region_name=self.region, endpoint_url=self.endpoint, config=config
@@ -359,29 +312,6 @@ class S3Store(S3BackgroundPuts, S3TiersMixin, ObjectStore):
                 raise PermanentError(f"deleting s3://{self.bucket}/{errors[0]['Key']}: {errors[0].get('Message')} "
                                      f"({errors[0].get('Code')}; {len(errors)} keys failed)")
 
-    # ---- Object Lock (seawall.stores.s3_lock) ---------------------------------------------------
-    def has_object_lock(self) -> bool:
-        try:
-            self.require_object_lock()
-        except ConfigError:
-            return False
-        except SeawallError:  # the configuration is unreadable: assume locks, probe each object
-            return True
-        return True
-
-    def require_object_lock(self) -> None:
-        s3_lock.require_lock_enabled(self)
-
-    def lock_writes(self, mode: str, days: int) -> None:
-        self.require_object_lock()
-        self.object_lock_mode, self.object_lock_days = mode, days
-
-    def retention(self, key: str) -> tuple[str | None, datetime | None]:
-        return s3_lock.retention(self, validate_key(key))
-
-    def set_retention(self, key: str, mode: str, until: datetime) -> None:
-        s3_lock.set_retention(self, validate_key(key), mode, until)
-
     # ---- bucket management ----------------------------------------------------------------------
     def check_bucket(self) -> None:
         """Raise ConfigError if the bucket does not exist (AuthError if we may not see it)."""
@@ -430,32 +360,6 @@ class S3Store(S3BackgroundPuts, S3TiersMixin, ObjectStore):
         self._init_background()
 
 
-def parse_s3_url(url: str) -> dict[str, Any]:
-    """Split `s3://bucket/prefix?region=..&endpoint=..&profile=..` into S3Store arguments."""
-    from seawall.stores import parse_query, redact_url
-
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "s3" or not parts.netloc:
-        raise ConfigError(f"not an S3 vault URL: {redact_url(url)!r}", hint="use s3://bucket/prefix?region=...")
-    if "@" in parts.netloc:
-        raise ConfigError(
-            f"S3 vault URL {redact_url(url)!r} carries credentials",
-            hint="pass credentials through the environment, a profile or the S3 block, never in the URL",
-        )
-    query = parse_query(url)
-    unknown = sorted(set(query) - _URL_PARAMS)
-    if unknown:
-        raise ConfigError(
-            f"unknown parameter(s) {', '.join(unknown)} in {redact_url(url)!r}",
-            hint="S3 vault URLs accept region, endpoint, profile and storage_class",
-        )
-    return {
-        "bucket": parts.netloc,
-        "prefix": parts.path,
-        **{name: query[name] for name in _URL_PARAMS if query.get(name)},
-    }
-
-
 def from_url(url: str, *, create: bool = False, **options: Any) -> S3Store:
     """Open an S3 vault URL; with `create=True` make the bucket if it is missing.
 
@@ -467,11 +371,7 @@ def from_url(url: str, *, create: bool = False, **options: Any) -> S3Store:
     Raises:
         ConfigError: Bad URL or options, or the bucket does not exist and `create` is False.
     """
-    unknown = sorted(set(options) - _OPTIONS)
-    if unknown:
-        raise ConfigError(
-            f"unknown S3 store option(s): {', '.join(unknown)}", hint=f"use {', '.join(sorted(_OPTIONS))}"
-        )
+    check_options(options)
     store = S3Store(**parse_s3_url(url), **options)
     try:
         if create:

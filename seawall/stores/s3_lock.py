@@ -1,4 +1,5 @@
-"""S3 Object Lock calls of `S3Store`: the bucket's lock configuration and per-object retention.
+"""S3 Object Lock calls of `S3Store`: the bucket's lock configuration and per-object retention
+(`S3LockMixin` gives the store the `ObjectStore` lock methods on top of the functions below).
 
 Retention is read with HEAD: moto does not implement GetObjectRetention, and HEAD returns the same
 two fields. Callers only ever extend retention, never shorten it (S3 refuses that in COMPLIANCE
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from seawall.errors import ConfigError
+from seawall.errors import ConfigError, SeawallError
+from seawall.keys import validate_key
 from seawall.stores.boto_errors import error_code, translate_boto_errors
 
 if TYPE_CHECKING:
@@ -46,3 +48,32 @@ def set_retention(s3: S3Store, key: str, mode: str, until: datetime) -> None:
     with translate_boto_errors(s3._what("locking", key)):
         s3.client.put_object_retention(Bucket=s3.bucket, Key=s3._key(key),
                                        Retention={"Mode": mode, "RetainUntilDate": until})
+
+
+class S3LockMixin:
+    """The `ObjectStore` Object Lock methods of S3Store (which provides the client and settings)."""
+
+    object_lock_mode: str | None
+    object_lock_days: int | None
+
+    def has_object_lock(self) -> bool:
+        try:
+            self.require_object_lock()
+        except ConfigError:
+            return False
+        except SeawallError:  # the configuration is unreadable: assume locks, probe each object
+            return True
+        return True
+
+    def require_object_lock(self) -> None:
+        require_lock_enabled(self)  # type: ignore[arg-type]
+
+    def lock_writes(self, mode: str, days: int) -> None:
+        self.require_object_lock()
+        self.object_lock_mode, self.object_lock_days = mode, days
+
+    def retention(self, key: str) -> tuple[str | None, datetime | None]:
+        return retention(self, validate_key(key))  # type: ignore[arg-type]
+
+    def set_retention(self, key: str, mode: str, until: datetime) -> None:
+        set_retention(self, validate_key(key), mode, until)  # type: ignore[arg-type]
