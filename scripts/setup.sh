@@ -46,3 +46,15 @@ uv sync --frozen --quiet "${python_args[@]}"
 # project's own modules (an editable install ships none, and with PYTHONDONTWRITEBYTECODE or a tree
 # the postgres user cannot write, every call compiled them again: 93 ms per call instead of 48 here).
 .venv/bin/python -m compileall -q -j 0 seawall >/dev/null
+# PostgreSQL page checksums in C (seawall/postgres/pgchecksum.c, loaded by pgpages_native with ctypes):
+# ~0.05 CPU-s per GB of data directory against ~1 for the numpy port, which stays the fallback when
+# no C compiler is there (a physical backup then takes longer, nothing fails).
+pgck_src=seawall/postgres/pgchecksum.c
+pgck_lib=.venv/lib/libseawall_pgchecksum.so
+if [ ! -f "$pgck_lib" ] || [ "$pgck_src" -nt "$pgck_lib" ]; then
+  if ! { command -v cc >/dev/null 2>&1 \
+         && cc -O3 -shared -fPIC -Wall -o "$pgck_lib.tmp" "$pgck_src" && mv "$pgck_lib.tmp" "$pgck_lib"; }; then
+    rm -f "$pgck_lib.tmp"
+    echo "seawall setup: could not build $pgck_lib (no C compiler?): page checksums use numpy" >&2
+  fi
+fi

@@ -239,9 +239,7 @@ class FileReader:
         return records
 
     def _report(self, root: str, path: str, block: int, page: bytes) -> dict:
-        words = pgpages.pages(page) if len(page) == pgpages.PAGE else None
-        found = int(pgpages.stored_checksums(words)[0]) if words is not None else None
-        expected = int(pgpages.page_checksums(words, block)[0]) if words is not None else None
+        found, expected = pgpages.page_checksum(page, block) if len(page) == pgpages.PAGE else (None, None)
         record = {"root": root, "file": path, "block": block, "checksum_found": found, "checksum_expected": expected}
         with self._lock:
             self.counters.bad_pages.append(record)

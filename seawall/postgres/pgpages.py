@@ -11,6 +11,9 @@ zeros; the lanes are XORed, the block number XORed in, and the result folded int
 `pd_checksum` counts as zero while hashing. Numpy runs the 32 lanes of many pages at once, and
 its ufuncs release the GIL, so several reader threads verify in parallel.
 
+`bad_pages` and `page_checksum` run the C version (`pgpages_native`, built by scripts/setup.sh:
+~20x less CPU) when it is there, and the numpy port here otherwise; both follow the same rules.
+
 `bad_pages` follows pgBackRest (src/command/backup/pageChecksum.c): a page whose LSN is at or past
 the backup's start LSN is not checked (it may be half-written now, and WAL replay rewrites it from
 a full-page image), nor is a new page that is all zeros.
@@ -19,9 +22,12 @@ a full-page image), nor is a new page that is all zeros.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 from typing import TYPE_CHECKING
+
+from seawall.postgres import pgpages_native
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +49,10 @@ _BASE = (
 # thread while the backup waits for the server (connections, the start checkpoint).
 @functools.cache
 def _np():
+    # OpenBLAS (numpy's BLAS) starts a thread per core at import, and they spin while busy: the
+    # page checks use no BLAS, and the reader threads already keep every core working.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     import numpy
 
     return numpy
@@ -55,8 +65,14 @@ def _constants() -> tuple[np.ndarray, np.uint32]:
 
 
 def preload() -> None:
-    """Import numpy on a daemon thread (the first page check then finds it loaded)."""
-    threading.Thread(target=_np, name="seawall-numpy-import", daemon=True).start()
+    """Load the C checks, or else import numpy, on a daemon thread (the first page check then finds
+    them loaded)."""
+    threading.Thread(target=_load, name="seawall-pgpages-load", daemon=True).start()
+
+
+def _load() -> None:
+    if not pgpages_native.available():
+        _np()
 
 
 def pages(buf: bytes | bytearray | memoryview) -> np.ndarray:
@@ -109,6 +125,21 @@ def stored_checksums(words: np.ndarray) -> np.ndarray:
 
 def bad_pages(buf: bytes | bytearray | memoryview, first_block: int, start_lsn: int) -> list[int]:
     """Block numbers of the pages in `buf` whose checksum is wrong (pages to check as described above)."""
+    if pgpages_native.available():
+        return pgpages_native.bad_pages(buf, first_block, start_lsn)
+    return bad_pages_numpy(buf, first_block, start_lsn)
+
+
+def page_checksum(page: bytes | bytearray | memoryview, block: int) -> tuple[int, int]:
+    """(stored pd_checksum, computed pg_checksum_page) of one 8 KiB page: what a report shows."""
+    found = int.from_bytes(bytes(page[8:10]), "little")
+    if pgpages_native.available():
+        return found, pgpages_native.page_checksums(page, block)[0]
+    return found, int(page_checksums(pages(page), block)[0])
+
+
+def bad_pages_numpy(buf: bytes | bytearray | memoryview, first_block: int, start_lsn: int) -> list[int]:
+    """`bad_pages` with numpy (no C library)."""
     np = _np()
     words = pages(buf)
     if not len(words):

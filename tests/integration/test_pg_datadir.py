@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from seawall.errors import ConfigError, ExitCode
-from seawall.postgres import binaries, datadir_read
+from seawall.postgres import binaries, datadir_read, pgpages, pgpages_native
 from seawall.postgres.cluster import LocalCluster, free_port, make_private_dir
 from seawall.postgres.conn import PgConn
 from seawall.postgres.physical import backup_physical, wait_archived
@@ -114,17 +115,27 @@ def _flip_byte(cluster: LocalCluster, relpath: str, offset: int) -> None:
         fh.write(bytes([byte[0] ^ 0xFF]))
 
 
-def test_flipped_byte_in_a_heap_page_is_reported_with_file_and_block(pg_archived: ArchivedCluster) -> None:
+@pytest.mark.parametrize("checks", ["c", "numpy"])
+def test_flipped_byte_in_a_heap_page_is_reported_with_file_and_block(pg_archived: ArchivedCluster,
+                                                                     checks: str) -> None:
     pg = pg_archived.cluster
     pg.execute("CREATE TABLE victim (id int, v text)")
     pg.execute("INSERT INTO victim SELECT g, repeat('x', 100) FROM generate_series(1, 500) g")  # ~8 pages
     relpath = pg.execute("SELECT pg_relation_filepath('victim')")[0][0]
     pg.execute("CHECKPOINT")
     pg.stop()
+    pages = (Path(pg.datadir) / relpath).read_bytes()
     _flip_byte(pg, relpath, 3 * 8192 + 5000)  # inside block 3's tuples
     pg.start()
+    # Both implementations agree with the server on its own pages, before and after the flip.
+    flipped = bytearray(pages)
+    flipped[3 * 8192 + 5000] ^= 0xFF
+    for impl in (pgpages.bad_pages_numpy, *([pgpages_native.bad_pages] if pgpages_native.available() else [])):
+        assert impl(pages, 0, 1 << 62) == [] and impl(bytes(flipped), 0, 1 << 62) == [3]
+    if checks == "c" and shutil.which("cc"):
+        assert pgpages_native.available(), "scripts/setup.sh builds the C page checks where a compiler is"
 
-    env = dict(os.environ, SEAWALL_PASSPHRASE=PASSPHRASE)
+    env = dict(os.environ, SEAWALL_PASSPHRASE=PASSPHRASE, SEAWALL_PGCHECKSUM=checks)
     argv = [SEAWALL_BIN, "backup", "postgres", "--dsn", pg.conninfo(), "--mode", "physical",
             "--vault", pg_archived.vault_url, "--dataset", "pg-ck"]
     run = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True, timeout=180)

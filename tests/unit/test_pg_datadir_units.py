@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from seawall.manifest import BackupStatus, new_manifest
-from seawall.postgres import pgpages
+from seawall.postgres import pgpages, pgpages_native
 from seawall.postgres.datadir import block_level, walk
 from seawall.postgres.datadir_backup import carried_errors, choose_parent
 from seawall.postgres.datadir_read import BLOCK, ReadPlan, unchanged
@@ -52,15 +52,26 @@ def _page(seed: int, lsn: int = 0x1_0000_0000, checksum: int | None = None, blkn
     return bytes(body)
 
 
+# The numpy port and the C library (built by scripts/setup.sh) must agree with the reference.
+IMPLS = [pytest.param(pgpages.bad_pages_numpy, id="numpy"),
+         pytest.param(pgpages_native.bad_pages, id="c", marks=pytest.mark.skipif(
+             not pgpages_native.available(), reason="C page checks not built (no compiler)"))]
+
+
 def test_vectorised_checksum_matches_the_reference_on_random_pages() -> None:
     pages = b"".join(_page(1, blkno=7 + i) for i in range(3))
     words = pgpages.pages(pages)
-    assert list(pgpages.page_checksums(words, 7)) == [reference_checksum(pages[i * 8192:(i + 1) * 8192], 7 + i)
-                                                      for i in range(3)]
+    expected = [reference_checksum(pages[i * 8192:(i + 1) * 8192], 7 + i) for i in range(3)]
+    assert list(pgpages.page_checksums(words, 7)) == expected
+    if pgpages_native.available():
+        assert pgpages_native.page_checksums(pages, 7) == expected
+        assert pgpages_native.page_checksums(bytearray(pages), (1 << 32) + 7) == expected  # block numbers wrap
+        assert pgpages.page_checksum(pages[8192:16384], 8) == (expected[1], expected[1])
     assert pgpages.bad_pages(pages, 7, start_lsn=1 << 62) == []
 
 
-def test_bad_pages_names_a_flipped_byte_and_skips_new_and_recent_pages() -> None:
+@pytest.mark.parametrize("bad_pages", IMPLS)
+def test_bad_pages_names_a_flipped_byte_and_skips_new_and_recent_pages(bad_pages) -> None:
     good = _page(1, blkno=0)
     flipped = bytearray(_page(1, blkno=1))
     flipped[5000] ^= 0xFF
@@ -68,10 +79,16 @@ def test_bad_pages_names_a_flipped_byte_and_skips_new_and_recent_pages() -> None
     recent[6000] ^= 0xFF  # changed after the backup started: WAL replay rewrites it, not checked
     zero = bytes(8192)  # a new page: no checksum yet
     data = good + bytes(flipped) + bytes(recent) + zero
-    assert pgpages.bad_pages(data, 0, start_lsn=4 << 32) == [1]
+    assert bad_pages(data, 0, start_lsn=4 << 32) == [1]
     junk = bytearray(zero)
     junk[100] = 1  # "new" (pd_upper 0) but not all zeros: damaged
-    assert pgpages.bad_pages(bytes(junk), 9, start_lsn=4 << 32) == [9]
+    assert bad_pages(bytes(junk), 9, start_lsn=4 << 32) == [9]
+    many = bytearray(b"".join(_page(1, blkno=500 + k) for k in range(130)))  # > a block; writable buffer
+    assert bad_pages(memoryview(many), 500, start_lsn=4 << 32) == []
+    for k in (0, 77, 129):
+        many[k * 8192 + 4000] ^= 1
+    assert bad_pages(memoryview(many), 500, start_lsn=4 << 32) == [500, 577, 629]
+    assert bad_pages(b"", 0, start_lsn=1) == [] and bad_pages(good[:8191], 0, start_lsn=4 << 32) == []
 
 
 def test_max_lsn_reads_every_whole_page_header_without_numpy() -> None:
