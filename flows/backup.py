@@ -53,15 +53,17 @@ def backup_files(path: str, vault: VaultTarget | str, dataset: str | None = None
 @flow(name="backup-postgres", stage="backup", log_prints=True)
 def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode: str = "logical",
                     dataset: str | None = None, jobs: int = 2, with_passwords: bool = False,
-                    method: str = "datadir", full: bool = False, primary_dsn: str | None = None) -> Manifest:
+                    method: str = "datadir", full: bool = False, primary_dsn: str | None = None,
+                    compress_level: int = 1) -> Manifest:
     """Back up PostgreSQL: `logical` (pg_dump, one database) or `physical` (base backup + WAL).
 
     A logical backup also saves the roles and memberships the database needs (their password
     verifiers only with `with_passwords`, which needs a superuser). A physical backup reads the
     data directory on this host (`method="datadir"`: parallel on `jobs` threads, incremental,
     page checksums verified; `full` reads everything; from a standby, `primary_dsn` names its
-    primary when it is not the one it streams from, without a password) or streams
-    `pg_basebackup` (`method="basebackup"`).
+    primary when it is not the one it streams from, without a password; `compress_level` is the
+    zstd level of new blocks, 0 to store them uncompressed) or streams `pg_basebackup`
+    (`method="basebackup"`).
 
     Example:
         ```python
@@ -75,7 +77,8 @@ def backup_postgres(source: PostgresSource | str, vault: VaultTarget | str, mode
     label_run(dataset)
     physical = None
     if mode == "physical":
-        physical = {"method": check_method(method), "full": full, "primary_dsn": primary_dsn}
+        physical = {"method": check_method(method), "full": full, "primary_dsn": primary_dsn,
+                    "compress_level": compress_level}
     preflight_postgres(source, target, mode, physical)
     manifest = backup_postgres_task(source, target, mode, dataset, new_backup_id(), jobs, with_passwords, physical)
     return finish_backup(manifest, target)

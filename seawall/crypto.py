@@ -129,9 +129,10 @@ class Keyring:
 
     @staticmethod
     def _frame(obj_type: int, plaintext: bytes | memoryview, level: int) -> tuple[bytes, bytes, bytes | memoryview]:
-        """(nonce, header, payload): the plaintext zstd-compressed when that saves 3% or more."""
+        """(nonce, header, payload): the plaintext zstd-compressed at `level` when that saves 3% or
+        more; level 0 stores it as it is (zstd's own 0 means its default level, 3)."""
         compression, payload = Compression.NONE, plaintext
-        if len(plaintext) >= 64:
+        if level and len(plaintext) >= 64:
             packed = _compressor(level).compress(plaintext)
             if len(packed) < len(plaintext) * 0.97:
                 compression, payload = Compression.ZSTD, packed

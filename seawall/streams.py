@@ -84,9 +84,10 @@ class ChunkWriter:
     """
 
     def __init__(self, vault: Vault, *, workers: int = 3, max_inflight: int = 16, io_threads: int = 5,
-                 seal_in_caller: bool = False):
+                 seal_in_caller: bool = False, level: int = 1):
         tune_allocator()
         self.vault = vault
+        self.level = level  # zstd level of new chunks; 0 stores them uncompressed
         self._in_caller = seal_in_caller
         self._sealing = 0  # chunks being sealed by calling threads: `flush` waits for them
         params = vault.config.chunker
@@ -163,7 +164,7 @@ class ChunkWriter:
             self._store_one(data, chunk_id)
 
     def _store_one(self, data: bytes | memoryview, chunk_id: str) -> None:
-        _, stored = self.vault.put_chunk(data, chunk_id)
+        _, stored = self.vault.put_chunk(data, chunk_id, level=self.level)
         if stored:
             with self._lock:
                 c = self.counters

@@ -83,7 +83,8 @@ def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, 
                          physical: dict | None = None) -> Manifest:
     """Take a logical (pg_dump) or physical (data directory, or pg_basebackup) backup into the vault.
 
-    `physical` holds the physical options: `method` (datadir | basebackup), `full`, `primary_dsn`.
+    `physical` holds the physical options: `method` (datadir | basebackup), `full`, `primary_dsn`,
+    `compress_level` (datadir: zstd level of new blocks, 0 = uncompressed).
 
     Example:
         ```python
@@ -103,7 +104,7 @@ def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, 
         opts = physical or {}
         return backup_physical(v, conn, dataset, backup_id=backup_id, progress=reporter("physical backup"),
                                method=opts.get("method", "datadir"), jobs=jobs, full=bool(opts.get("full")),
-                               primary_dsn=opts.get("primary_dsn"))
+                               primary_dsn=opts.get("primary_dsn"), compress_level=int(opts.get("compress_level", 1)))
 
 
 @task(name="restore-postgres-logical", **RETRYABLE)

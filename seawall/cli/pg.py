@@ -55,6 +55,9 @@ def backup_postgres_cmd(
                               "the previous backup)."),
     primary_dsn: str | None = typer.Option(None, "--primary-dsn", help="Physical datadir from a standby: its "
                                            "primary, if not the one it streams from (no password: --dsn's is used)."),
+    compress_level: int = typer.Option(1, "--compress-level", min=-100, max=19, help="Physical datadir: zstd level "
+                                       "of new blocks; 0 stores them uncompressed (faster, more bytes stored), "
+                                       "negative levels are zstd's fast ones."),
     passphrase_file: Path | None = PassFileOpt, json_out: bool = JsonOpt,
 ) -> None:
     """Back up PostgreSQL: one database (logical, with the roles it needs) or the whole cluster (physical)."""
@@ -71,7 +74,8 @@ def backup_postgres_cmd(
         jobs = jobs or (2 if mode == "logical" else (os.cpu_count() or 2))
         source = model("postgres")(dsn=dsn)  # a password in the DSN moves into a secret field
         with progress_bars(not json_out):
-            physical = {"method": method, "full": full, "primary_dsn": primary_dsn} if mode == "physical" else {}
+            physical = {"method": method, "full": full, "primary_dsn": primary_dsn,
+                        "compress_level": compress_level} if mode == "physical" else {}
             manifest = run_flow(backup_postgres, source=source, vault=vault_param(vault), mode=mode, dataset=dataset,
                                 jobs=jobs, with_passwords=with_passwords, **physical)
         if json_out:

@@ -145,7 +145,7 @@ def _parent_entries(vault: Vault, parent: Manifest | None) -> dict[str, dict[str
 def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str | None = None,
                    progress: Progress | None = None, archive_wait: float = 300, jobs: int | None = None,
                    full: bool = False, full_every_days: float = 7, primary_dsn: str | None = None,
-                   workers: int = 3) -> Manifest:
+                   workers: int = 3, compress_level: int = 1) -> Manifest:
     """Back up the cluster behind `conn` from its data directory; returns the DONE manifest.
 
     Args:
@@ -161,6 +161,8 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
         full_every_days: read everything when the last full read is older than this.
         primary_dsn: the primary of a standby, when it is not the one it streams from.
         workers: chunk-store threads for remote vaults.
+        compress_level: zstd level of the new blocks; 0 stores them uncompressed (faster, ~4x the
+            bytes on a typical cluster; bench/POSTGRES.md has the figures).
 
     Raises:
         ConfigError: archiving not set up, data directory not readable here, standby's primary unreachable.
@@ -168,14 +170,14 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
     """
     facts = physical.read_facts(conn)
     if facts.data_checksums:
-        pgpages.preload()  # numpy, for the page checks, while we wait for the server below
+        pgpages.preload()  # the page checks' library (C, or numpy), while we wait for the server below
     archiver = primary_of(conn, primary_dsn) if facts.in_recovery else conn
     physical.preflight(physical.read_facts(archiver) if facts.in_recovery else facts, archiver.display())
     physical.require_archiver_ok(archiver)
     manifest = physical._new_physical_manifest(facts, dataset, backup_id)
-    manifest.source["method"] = METHOD
+    manifest.source.update(method=METHOD, compress_level=compress_level)
     options = {"full": full, "full_every_days": full_every_days, "jobs": jobs or os.cpu_count() or 2,
-               "workers": workers, "progress": progress}
+               "workers": workers, "progress": progress, "level": compress_level}
     with recording(vault, manifest) as phase:
         with BackupSession(conn) as session:
             _between_start_and_stop(vault, session, manifest, facts, phase, options)
@@ -228,8 +230,8 @@ def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Mani
                     parent_start_lsn=parse_lsn(parent.source["start_lsn"]) if parent else 0,
                     parent_scan_ns=int(parent.source.get("scan_started_ns", 0)) if parent else 0,
                     full=options["full"])
-    _read_roots(vault, manifest, roots, plan, parent, jobs=options["jobs"],
-                workers=options["workers"], progress=options["progress"], conn=conn)
+    _read_roots(vault, manifest, roots, plan, parent, jobs=options["jobs"], workers=options["workers"],
+                progress=options["progress"], conn=conn, level=options["level"])
     phase("pg_backup_stop")
     manifest.source.update(wal_facts(session.stop(), facts.wal_segment_size))
 
@@ -241,7 +243,7 @@ def _timeline(session: BackupSession) -> int:
 
 def _read_roots(vault: Vault, manifest: Manifest, roots: list[tuple[str, str, str | None]], plan: ReadPlan,
                 parent: Manifest | None, *, jobs: int, workers: int, progress: Progress | None,
-                conn: PgConn) -> None:
+                conn: PgConn, level: int) -> None:
     previous = _parent_entries(vault, parent)
     manifest.transition(BackupStatus.UPLOADING)
     vault.known_chunks(refresh=True)
@@ -257,7 +259,7 @@ def _read_roots(vault: Vault, manifest: Manifest, roots: list[tuple[str, str, st
                 (control if name == DATA_TREE and item.path == PG_CONTROL else todo).append(
                     (name, item, entry, prev.get(item.path)))
         trees.append((name, entries))
-    with ChunkWriter(vault, workers=workers, seal_in_caller=bool(vault.store.batch_bytes)) as writer:
+    with ChunkWriter(vault, workers=workers, seal_in_caller=bool(vault.store.batch_bytes), level=level) as writer:
         with FileReader(writer, plan, jobs=jobs, progress=progress) as reader:
             reader.read_all(todo)
             reader.read_all(control)  # pg_control last, after every other file (pg_basebackup does so too)

@@ -310,11 +310,11 @@ METHODS = ("datadir", "basebackup")
 def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str | None = None,
                     progress: Progress | None = None, archive_wait: float = 300,
                     workers: int = 3, method: str = "datadir", jobs: int | None = None, full: bool = False,
-                    primary_dsn: str | None = None) -> Manifest:
+                    primary_dsn: str | None = None, compress_level: int = 1) -> Manifest:
     """Take a base backup of the cluster behind `conn` into `vault`; returns the DONE manifest.
 
     `method="datadir"` (the default) reads the data directory here, in parallel and incrementally
-    (`seawall.postgres.datadir_backup`, which takes `jobs`, `full` and `primary_dsn`);
+    (`seawall.postgres.datadir_backup`, which takes `jobs`, `full`, `primary_dsn` and `compress_level`);
     `method="basebackup"` streams `pg_basebackup` (works from any host with a replication
     connection; every backup reads and sends the whole cluster), described below.
 
@@ -336,7 +336,8 @@ def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str 
         from seawall.postgres.datadir_backup import backup_datadir
 
         return backup_datadir(vault, conn, dataset, backup_id=backup_id, progress=progress, archive_wait=archive_wait,
-                              jobs=jobs, full=full, primary_dsn=primary_dsn, workers=workers)
+                              jobs=jobs, full=full, primary_dsn=primary_dsn, workers=workers,
+                              compress_level=compress_level)
     if method != "basebackup":
         raise ConfigError(f"unknown physical backup method {method!r}", hint="use datadir or basebackup")
     facts = read_facts(conn)

@@ -179,10 +179,11 @@ class Vault:
     def has_chunk(self, chunk_id: str) -> bool:
         return chunk_id in self.known_chunks()
 
-    def put_chunk(self, data: bytes | memoryview, chunk_id: str | None = None) -> tuple[str, int]:
+    def put_chunk(self, data: bytes | memoryview, chunk_id: str | None = None, *, level: int = 1) -> tuple[str, int]:
         """Store a chunk unless present; returns (id, stored bytes written: 0 if deduplicated).
 
-        The chunk goes into an open pack: durable (and indexed) at `commit_chunks()`.
+        The chunk goes into an open pack: durable (and indexed) at `commit_chunks()`. `level` is
+        zstd's (0: stored uncompressed); the id does not depend on it.
         """
         chunk_id = chunk_id or self.keyring.chunk_id(data)
         known = self.known_chunks()
@@ -191,7 +192,7 @@ class Vault:
                 return chunk_id, 0
             known.add(chunk_id)
         try:
-            return chunk_id, self.chunks.put(chunk_id, data)
+            return chunk_id, self.chunks.put(chunk_id, data, level)
         except BaseException:
             with self._known_lock:
                 known.discard(chunk_id)

@@ -99,11 +99,11 @@ class Packer:
             with self._lock:
                 self._idle.append(builder)
 
-    def add_chunk(self, chunk_id: str, data: bytes | memoryview) -> int:
-        """Seal `data` into an open pack; returns the sealed length."""
+    def add_chunk(self, chunk_id: str, data: bytes | memoryview, level: int = 1) -> int:
+        """Seal `data` (zstd `level`, 0: uncompressed) into an open pack; returns the sealed length."""
         builder = self._take(sealed_size_max(len(data)))
         try:
-            length = self.keyring.seal_into(ObjType.CHUNK, chunk_id, data, builder.tail())
+            length = self.keyring.seal_into(ObjType.CHUNK, chunk_id, data, builder.tail(), level=level)
             builder.added(chunk_id, length)
             with self._lock:
                 self._pending.add(chunk_id)

@@ -79,11 +79,13 @@ def test_full_then_incremental_restore_identical_and_unchanged_files_unopened(
     churn = threading.Thread(target=writer)
     churn.start()
     try:
-        incr = backup_physical(vault, conn, "pg")
+        incr = backup_physical(vault, conn, "pg", compress_level=0)  # its new blocks stored uncompressed
     finally:
         stop.set()
         churn.join()
     assert rounds and incr.parent == full.backup_id, incr.source["reuse"]
+    assert (full.source["compress_level"], incr.source["compress_level"]) == (1, 0)
+    assert incr.stats.stored_bytes_new >= incr.stats.bytes_new  # nothing compressed (sealing adds a few bytes)
     big_file = pg.execute("SELECT pg_relation_filepath('big')")[0][0]
     catalog_file = pg.execute("SELECT pg_relation_filepath('pg_am')")[0][0]  # never written after initdb
     opened_rel = {os.path.relpath(p, pg.datadir) for p in opened}

@@ -70,11 +70,11 @@ def test_a_failed_store_fails_every_later_write(vault: Vault, monkeypatch: pytes
     real_put = Vault.put_chunk
     calls = {"n": 0}
 
-    def flaky(self: Vault, data, chunk_id=None):
+    def flaky(self: Vault, data, chunk_id=None, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RetryableError("disk hiccup")
-        return real_put(self, data, chunk_id)
+        return real_put(self, data, chunk_id, **kw)
 
     monkeypatch.setattr(Vault, "put_chunk", flaky)
     writer = ChunkWriter(vault, seal_in_caller=True)
@@ -84,3 +84,18 @@ def test_a_failed_store_fails_every_later_write(vault: Vault, monkeypatch: pytes
         writer.write(io.BytesIO(b"anything else"), "second")
     with pytest.raises(RetryableError, match="hiccup"):
         writer.flush()
+
+
+@pytest.mark.parametrize("in_caller", [False, True])
+def test_level_zero_stores_chunks_uncompressed_and_reads_them_back(vault: Vault, in_caller: bool) -> None:
+    text = b"".join(b"row %d of a table that compresses well\n" % n for n in range(30_000))
+    with ChunkWriter(vault, seal_in_caller=in_caller, level=0) as writer:
+        ref = writer.write(io.BytesIO(text), "plain")
+    assert writer.counters.stored_new >= len(text)  # not compressed (the seal adds its header and tag)
+    with ChunkWriter(vault, level=1) as writer:  # the same text at the default level: deduplicated
+        assert writer.write(io.BytesIO(text), "again").chunks == ref.chunks
+    assert writer.counters.stored_new == 0
+    with ChunkWriter(vault, level=1) as writer:
+        writer.write(io.BytesIO(text[::-1]), "zstd")
+    assert writer.counters.stored_new < len(text) // 4
+    assert ChunkReader(open_vault(vault.url, PASSPHRASE)).read_stream(ref) == text
