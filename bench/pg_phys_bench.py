@@ -23,6 +23,12 @@ scrypt unlock included). Per repetition k (the order of the tools alternates):
    `restore` and `restore --delta` the same way as peers. Every seawall copy must dump the reference's
    data (sha256 of `pg_dumpall --data-only`); those of the first `--amcheck-reps` repetitions must also
    pass `pg_amcheck --heapallindexed`.
+
+`--alt-args "..."` also times a variant of seawall's backups (extra `seawall backup postgres` arguments,
+e.g. `--compress-level 0`) in the same repetitions: a full (in the same alternating order as the other
+fulls) and an incremental, into a fresh vault of its own (the archive is pointed at it meanwhile).
+Every full and incremental also reports the bytes it stored (seawall's `stored_bytes_new`, pgBackRest's
+repository size of the backup).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from bench.pg_common import (
     start_primary,
 )
 from bench.pg_restore_steps import DB, RestoreSteps, log, med, new_vault, pg_tool
+from seawall.postgres import binaries
 
 TARGETS = {"vs_basebackup": 1.5, "vs_pgbackrest": 0.8, "incremental": 0.3, "delta": 0.3}
 
@@ -88,12 +95,12 @@ class PhysBench(RestoreSteps):
         self.res["server_version"] = p.sql("SHOW server_version")[0][0]
 
     # ---- backups ---------------------------------------------------------------------------------
-    def seawall_backup(self, url: str) -> tuple[float, dict]:
+    def seawall_backup(self, url: str, extra: str = "") -> tuple[float, dict]:
         out = self.root / f"backup-{time.monotonic_ns()}.json"
         settle()
         m = measure([SEAWALL_BIN, "backup", "postgres", "--dsn", self.p.conninfo(), "--vault", url, "--mode",
                      "physical", "--dataset", "cluster", "--passphrase-file", str(self.p.passphrase_file), "--json",
-                     *self.args.backup_args.split()], stdout=out)
+                     *self.args.backup_args.split(), *extra.split()], stdout=out)
         report = json.loads(out.read_text())
         out.unlink()
         return m.wall_s, report
@@ -108,22 +115,46 @@ class PhysBench(RestoreSteps):
         settle()
         return self.p.pgbr.run("backup", f"--type={kind}").wall_s
 
+    def pgbackrest_stored(self) -> int:
+        """Repository bytes of pgBackRest's last backup (untimed `pgbackrest info`)."""
+        out = self.root / f"pgbr-info-{time.monotonic_ns()}.json"
+        measure(self.p.pgbr.argv("info", "--output=json"), user=binaries.os_user(), stdout=out)
+        info = json.loads(out.read_text())
+        out.unlink()
+        return int(info[0]["backup"][-1]["info"]["repository"]["delta"])
+
+    def alt_backup(self, run: dict[str, Any], url: str, alt_url: str, key: str) -> None:
+        """The `--alt-args` variant's backup into its own vault; the archive points there meanwhile."""
+        self.p.switch_vault(alt_url)
+        self.p.switch_and_wait_archived()
+        run[f"alt_{key}_s"], report = self.seawall_backup(alt_url, self.args.alt_args)
+        run[f"alt_{key}_stored"] = report["stored_bytes_new"]
+        self.p.switch_vault(url)
+        self.p.switch_and_wait_archived()
+
     def rep(self, k: int) -> dict[str, Any]:
         p, first = self.p, k % 2 == 0
         run: dict[str, Any] = {"rep": k, "load_before": os.getloadavg()}
         url = new_vault(self.root, f"vault-{k}")
+        alt_url = new_vault(self.root, f"vault-{k}-alt") if self.args.alt_args else ""
         p.switch_vault(url)
         p.switch_and_wait_archived()  # from here on, every segment lands in this rep's vault
-        for tool in (("seawall", "basebackup", "pgbackrest") if first else ("pgbackrest", "basebackup", "seawall")):
+        tools = ("seawall", "alt", "basebackup", "pgbackrest")
+        for tool in tools if first else tools[::-1]:
             if tool == "seawall":
                 run["full_s"], full = self.seawall_backup(url)
-                run["full_id"] = full["backup_id"]
+                run["full_id"], run["full_stored"] = full["backup_id"], full["stored_bytes_new"]
+            elif tool == "alt" and alt_url:
+                self.alt_backup(run, url, alt_url, "full")
             elif tool == "basebackup":
                 run["basebackup_s"] = self.basebackup()
-            else:
+            elif tool == "pgbackrest":
                 run["pgbackrest_full_s"] = self.pgbackrest("full")
-        log(f"rep {k}: full seawall {run['full_s']:.1f}s, pg_basebackup {run['basebackup_s']:.1f}s, "
-            f"pgbackrest {run['pgbackrest_full_s']:.1f}s")
+                run["pgbackrest_full_stored"] = self.pgbackrest_stored()
+        log(f"rep {k}: full seawall {run['full_s']:.1f}s ({run['full_stored'] / MB:.0f} MB stored), pg_basebackup "
+            f"{run['basebackup_s']:.1f}s, pgbackrest {run['pgbackrest_full_s']:.1f}s "
+            f"({run['pgbackrest_full_stored'] / MB:.0f} MB)"
+            + (f"; alt {run['alt_full_s']:.1f}s ({run['alt_full_stored'] / MB:.0f} MB)" if alt_url else ""))
         self.full_copies(run, url)  # the copies the delta restores start from (untimed)
         from seawall.postgres import datagen
 
@@ -135,11 +166,15 @@ class PhysBench(RestoreSteps):
         t0 = time.perf_counter()
         p.switch_and_wait_archived()
         run["archive_catch_up_s"] = time.perf_counter() - t0
-        for tool in (("seawall", "pgbackrest") if first else ("pgbackrest", "seawall")):
+        tools = ("seawall", "alt", "pgbackrest")
+        for tool in tools if first else tools[::-1]:
             if tool == "seawall":
                 run["incr_s"], incr = self.seawall_backup(url)
                 run["incr_id"], run["incr_report"] = incr["backup_id"], incr
-            else:
+                run["incr_stored"] = incr["stored_bytes_new"]
+            elif tool == "alt" and alt_url:
+                self.alt_backup(run, url, alt_url, "incr")
+            elif tool == "pgbackrest":
                 run["pgbackrest_incr_s"] = self.pgbackrest("incr")
         run["reference_sha256"] = self.dump_hash(p.conninfo())
         log(f"rep {k}: after {run['rows_changed']} rows changed: incremental seawall {run['incr_s']:.1f}s, "
@@ -164,13 +199,18 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     out = {key: m(key) for key in ("full_s", "basebackup_s", "pgbackrest_full_s", "incr_s", "pgbackrest_incr_s",
                                    "restore_full_s", "restore_delta_s", "pgbackrest_restore_s",
-                                   "pgbackrest_delta_s")}
+                                   "pgbackrest_delta_s", "full_stored", "incr_stored", "pgbackrest_full_stored")}
     out["ratios"] = {"vs_basebackup": out["full_s"] / out["basebackup_s"],
                      "vs_pgbackrest": out["full_s"] / out["pgbackrest_full_s"],
                      "incremental": out["incr_s"] / out["full_s"],
                      "delta": out["restore_delta_s"] / out["restore_full_s"],
                      "pgbackrest_incremental": out["pgbackrest_incr_s"] / out["pgbackrest_full_s"],
                      "pgbackrest_delta": out["pgbackrest_delta_s"] / out["pgbackrest_restore_s"]}
+    if any("alt_full_s" in r for r in runs):
+        out.update({key: m(key) for key in ("alt_full_s", "alt_incr_s", "alt_full_stored", "alt_incr_stored")})
+        out["ratios"].update(alt_vs_basebackup=out["alt_full_s"] / out["basebackup_s"],
+                             alt_vs_pgbackrest=out["alt_full_s"] / out["pgbackrest_full_s"],
+                             alt_incremental=out["alt_incr_s"] / out["alt_full_s"])
     out["identical"] = all(r.get("identical") for r in runs)
     return out
 
@@ -179,16 +219,23 @@ def print_summary(s: dict[str, Any]) -> None:
     r = s["ratios"]
 
     def mark(key: str) -> str:
-        return "met" if r[key] <= TARGETS[key] else "MISSED"
+        return "met" if r[key] <= TARGETS[key.removeprefix("alt_")] else "MISSED"
 
     print(f"2. full backup: seawall {s['full_s']:.1f}s vs pg_basebackup {s['basebackup_s']:.1f}s = "
           f"{r['vs_basebackup']:.2f}x (<= 1.5x {mark('vs_basebackup')}); vs pgbackrest full "
-          f"{s['pgbackrest_full_s']:.1f}s = {r['vs_pgbackrest']:.2f}x (<= 0.8x {mark('vs_pgbackrest')})")
+          f"{s['pgbackrest_full_s']:.1f}s = {r['vs_pgbackrest']:.2f}x (<= 0.8x {mark('vs_pgbackrest')}); stored "
+          f"{s['full_stored'] / MB:.0f} MB (pgbackrest {s['pgbackrest_full_stored'] / MB:.0f} MB)")
     print(f"3. incremental: {s['incr_s']:.1f}s = {r['incremental']:.2f}x the full (<= 0.3x {mark('incremental')}); "
           f"pgbackrest incr {s['pgbackrest_incr_s']:.1f}s = {r['pgbackrest_incremental']:.2f}x its full")
     print(f"4. delta restore: {s['restore_delta_s']:.1f}s vs full restore {s['restore_full_s']:.1f}s = "
           f"{r['delta']:.2f}x (<= 0.3x {mark('delta')}); pgbackrest --delta {s['pgbackrest_delta_s']:.1f}s vs "
           f"{s['pgbackrest_restore_s']:.1f}s = {r['pgbackrest_delta']:.2f}x; data identical: {s['identical']}")
+    if "alt_full_s" in s:
+        print(f"alt ({s['alt_args']}): full {s['alt_full_s']:.1f}s = {r['alt_vs_basebackup']:.2f}x pg_basebackup "
+              f"({mark('alt_vs_basebackup')}), {r['alt_vs_pgbackrest']:.2f}x pgbackrest ({mark('alt_vs_pgbackrest')}), "
+              f"stored {s['alt_full_stored'] / MB:.0f} MB; incremental {s['alt_incr_s']:.1f}s = "
+              f"{r['alt_incremental']:.2f}x its full ({mark('alt_incremental')}), "
+              f"stored {s['alt_incr_stored'] / MB:.0f} MB")
 
 
 def main() -> None:
@@ -201,6 +248,8 @@ def main() -> None:
     ap.add_argument("--amcheck-reps", type=int, default=1,
                     help="repetitions whose restored copies also get pg_amcheck --heapallindexed (default 1)")
     ap.add_argument("--backup-args", default="", help="extra arguments of `seawall backup postgres`")
+    ap.add_argument("--alt-args", default="", help="also time a variant: its extra `seawall backup postgres` "
+                    "arguments (a full and an incremental per repetition, into a vault of its own)")
     ap.add_argument("--json", help="write all figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (debugging)")
     args = ap.parse_args()
@@ -214,7 +263,7 @@ def main() -> None:
         bench.setup()
         for k in range(args.reps):
             bench.res["runs"].append(bench.rep(k))
-        bench.res["summary"] = summarise(bench.res["runs"])
+        bench.res["summary"] = summarise(bench.res["runs"]) | {"alt_args": args.alt_args}
     finally:
         bench.res["uptime_after"] = uptime()
         bench.cleanup()
