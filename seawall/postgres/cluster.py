@@ -127,7 +127,7 @@ class LocalCluster:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
-        return True
+        return not _dead(pid)
 
     def promote(self, *, timeout: int = 60) -> None:
         binaries.run([binaries.tool("pg_ctl"), "-D", str(self.datadir), "-w", "-t", str(timeout), "promote"])
@@ -180,6 +180,20 @@ class LocalCluster:
                     raise PermanentError(f"PostgreSQL in {self.datadir} stopped: {self.log_tail(3)}") from None
             time.sleep(0.2)
         raise RetryableError(f"PostgreSQL on port {self.port} not ready after {timeout:.0f}s: {last}")
+
+
+def _dead(pid: int) -> bool:
+    """Whether `pid` has exited but was not reaped (a zombie still answers kill(pid, 0)).
+
+    pg_ctl leaves the postmaster to PID 1, and where PID 1 does not reap orphans (some container
+    and VM init processes, this machine's among them) a crashed postmaster stays a zombie, its
+    postmaster.pid in place: a restore waiting for it used to wait for its whole timeout.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (or the process just went): kill(pid, 0) had the last word
+        return False
+    return stat[stat.rindex(")") + 2:][:1] in ("Z", "X")
 
 
 def _quote(value: Any) -> str:

@@ -113,15 +113,16 @@ def check_wal_path(vault: Vault, manifest: Manifest, target: RecoveryTarget, *, 
 
 
 # ---- waiting for the end of recovery --------------------------------------------------------------
-def _state(cluster: LocalCluster) -> tuple[bool, str] | None:
+def _state(cluster: LocalCluster) -> tuple[bool, str] | Exception:
+    """(in recovery, pause state), or the error the connection or query failed with."""
     import psycopg
 
     try:
         row = cluster.execute("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
                               "THEN pg_get_wal_replay_pause_state() ELSE '' END")[0]
         return bool(row[0]), row[1]
-    except psycopg.Error:
-        return None
+    except psycopg.Error as exc:
+        return exc
 
 
 def _accepting(cluster: LocalCluster) -> bool:
@@ -134,12 +135,18 @@ def _accepting(cluster: LocalCluster) -> bool:
     return len(lines) < 8 or lines[7].strip() in ("ready", "standby")
 
 
-def _reached(mode: str, state: tuple[bool, str] | None) -> bool:
-    if state is None:
+def _reached(mode: str, state: tuple[bool, str] | Exception) -> bool:
+    if isinstance(state, Exception):
         return False
     in_recovery, pause = state
     return {"promote": not in_recovery, "pause": in_recovery and pause == "paused",
             "standby": in_recovery}.get(mode, False)
+
+
+#: How long a postmaster that says it accepts connections may refuse ours before the restore
+#: gives up: long enough for a one-off refusal (a server restarting after promotion), far shorter
+#: than the recovery timeout (an hour) that a server which will never let us in used to cost.
+REFUSED_FOR = 3.0
 
 
 def wait_for_end(cluster: LocalCluster, mode: str, timeout: float, *, grace: float = 15) -> None:
@@ -147,11 +154,13 @@ def wait_for_end(cluster: LocalCluster, mode: str, timeout: float, *, grace: flo
 
     Raises:
         ServerStopped: it stopped on the way (for `shutdown`, without saying it reached the target).
+        ConfigError: it says it accepts connections (postmaster.pid) but has refused ours for
+            REFUSED_FOR seconds (pg_hba.conf, a missing role or database): exit 2, at once.
         RetryableError: still recovering after `timeout` seconds.
     """
-    start, seen = time.monotonic(), False
+    start, seen, refused = time.monotonic(), False, None
     while time.monotonic() - start < timeout:
-        running = cluster.is_running()
+        running = cluster.is_running()  # a dead postmaster nobody reaped is not running (LocalCluster)
         seen = seen or running
         if not running and (seen or time.monotonic() - start > grace):
             if mode == "shutdown" and "shutdown at recovery target" in cluster.log_tail(40):
@@ -160,11 +169,28 @@ def wait_for_end(cluster: LocalCluster, mode: str, timeout: float, *, grace: flo
         # Ask only once the postmaster says it accepts connections (each refused attempt logs a FATAL
         # line), then often: a restore ends when this sees the end, and a 0.25 s poll added 0.125 s
         # on average to every restore (a tenth of a delta restore's wall).
-        if running and _accepting(cluster) and _reached(mode, _state(cluster)):
+        state = _state(cluster) if running and _accepting(cluster) else None
+        if state is not None and _reached(mode, state):
             return
-        time.sleep(0.05)
+        if isinstance(state, Exception):
+            refused = refused or time.monotonic()
+            if time.monotonic() - refused >= REFUSED_FOR:
+                raise _refusal(cluster, state)
+        else:
+            refused = None
+        time.sleep(0.05 if refused is None else 0.25)
     raise RetryableError(f"PostgreSQL in {cluster.datadir} still in recovery after {timeout:.0f}s",
                          hint="raise the timeout; see " + str(cluster.logfile))
+
+
+def _refusal(cluster: LocalCluster, exc: Exception) -> ConfigError:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    said = next((ln.split("FATAL:", 1)[1].strip() for ln in lines if "FATAL:" in ln), lines[0] if lines else "")
+    return ConfigError(f"the restored PostgreSQL in {cluster.datadir} runs but refuses seawall's connection "
+                       f"(user postgres, socket {cluster.socket_dir}) for {REFUSED_FOR:g}s: {said}; "
+                       f"server log: {cluster.logfile}",
+                       hint="let the server's OS user in over the Unix socket (pg_hba.conf: "
+                            "`local all postgres peer`), then restore again")
 
 
 # ---- what stays in postgresql.auto.conf ---------------------------------------------------------
