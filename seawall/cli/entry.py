@@ -7,7 +7,10 @@ defaults are set here, before any module that could import Prefect is loaded.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from typing import NoReturn
 
 FAST_COMMANDS = {"wal-push", "wal-get", "wal-async"}
 
@@ -33,7 +36,45 @@ def main() -> None:
     prepare_environment()
     from seawall.cli.app import run
 
-    run()
+    try:
+        run()
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise  # a message to print: the interpreter's own exit prints it
+        exit_now(exc.code or 0)
+    exit_now(0)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process once a command has finished: flush, run the exit handlers, then `os._exit`.
+
+    The normal interpreter teardown clears every module and collects the heap a command left
+    (a backup's manifests, pydantic's schemas): ~0.17 CPU-s of a 0.85 CPU-s incremental backup,
+    for nothing. It is skipped only when nothing could still need it: Prefect not loaded (its
+    API log and event workers flush from their own exit hooks and threads) and no non-daemon
+    thread alive (a pool still finishing work). What the teardown would do that matters is done
+    here first: streams and logging flushed, atexit handlers run (temporary directories,
+    `weakref.finalize`), then the streams flushed again for what those handlers printed.
+    """
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if "prefect" in sys.modules or others:
+        sys.exit(code)
+    import atexit
+    import logging
+
+    _flush()
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    _flush()
+    os._exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: the interpreter's exit ignores it too
+            stream.flush()
 
 
 if __name__ == "__main__":
