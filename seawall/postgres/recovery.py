@@ -133,7 +133,8 @@ def restore_physical(vault: Vault, manifest: Manifest, datadir: str | os.PathLik
     pass_file = passphrase_file or temp_pass
     url = vault_url or vault.url
     plain = restore_command(url, pass_file, seawall_bin)
-    prefetch = WalPrefetcher(vault, manifest, spool_dir_for(path), names=wal_path.segments)
+    prefetch = WalPrefetcher(vault, manifest, spool_dir_for(path), names=wal_path.segments,
+                             path_only=target.kind == "immediate" and not copy.standby)
     settings = recovery_settings(target, spooled_command(prefetch.spool, plain), port,
                                  timeline=None if copy.standby else wal_path.timeline,
                                  archive=archive_command(url, pass_file, seawall_bin) if copy.archive else "",

@@ -72,3 +72,36 @@ def test_a_flagged_segment_is_copied_so_it_can_be_asked_for_again(tmp_path: Path
     (dest / "RECOVERYXLOG").unlink()
     assert run("000000010000000000000007") == 0  # still spooled: the vault is not asked
     assert (dest / "RECOVERYXLOG").read_bytes() == b"last"
+
+
+class _Archive:
+    """A WAL archive holding segments 3..6 of timeline 1 and one history file."""
+
+    def __init__(self, vault: object) -> None:
+        self.fetched: list[str] = []
+
+    def names(self) -> list[str]:
+        return ["00000001.history"] + [f"00000001000000000000000{n}" for n in range(3, 7)]
+
+    def get(self, name: str, dest: Path) -> None:
+        Path(dest).write_bytes(name.encode())
+
+
+def test_an_immediate_restore_lists_only_its_path(tmp_path: Path, monkeypatch) -> None:
+    """With `path_only` (target immediate) a segment after the path is "not archived" to
+    restore_command: PostgreSQL's read-ahead asks for it, and the vault is never asked."""
+    from seawall.postgres import walprefetch
+
+    monkeypatch.setattr(walprefetch, "WalArchive", _Archive)
+    manifest = make_manifest(kind="postgres-physical", source={"start_wal_file": "000000010000000000000003"})
+    path = ["000000010000000000000003", "000000010000000000000004"]
+    for path_only, listed in ((True, ["00000001.history", *path]), (False, _Archive(None).names())):
+        spool = tmp_path / f"spool-{path_only}"
+        prefetch = walprefetch.WalPrefetcher(object(), manifest, spool, names=path, path_only=path_only).start()
+        try:
+            assert (spool / ".archived").read_text().split() == listed
+            template = spooled_command(spool, "exit 9")  # 9: the vault would have been asked
+            cmd = template.replace("%f", "000000010000000000000005").replace("%p", str(tmp_path / "x"))
+            assert subprocess.run(["sh", "-c", cmd]).returncode == (1 if path_only else 9)
+        finally:
+            prefetch.close()
