@@ -18,6 +18,7 @@ from seawall.cli.common import (
     load_passphrase,
     open_vault_cli,
     run_flow,
+    unlock_ahead,
     vault_param,
 )
 from seawall.cli.output import (
@@ -218,7 +219,7 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
     (--to-redis) or a cluster/server at a point in time (--to-datadir with --target-*). Never
     overwrites: targets must be new or empty, except with --delta (files and physical backups)."""
     with handled_errors():
-        load_passphrase(passphrase_file)
+        unlock_ahead(vault, load_passphrase(passphrase_file))
         destinations = [d for d in (to, to_dsn, to_datadir, to_mariadb, to_redis) if d is not None]
         if len(destinations) != 1:
             fail("give exactly one of --to PATH, --to-dsn DSN, --to-datadir DIR, --to-mariadb DSN or --to-redis URL")

@@ -19,6 +19,7 @@ from seawall.cli.common import (
     load_passphrase,
     model,
     run_flow,
+    unlock_ahead,
     vault_param,
 )
 from seawall.cli.output import console, fail, handled_errors, print_json, progress_bars
@@ -62,10 +63,11 @@ def backup_postgres_cmd(
 ) -> None:
     """Back up PostgreSQL: one database (logical, with the roles it needs) or the whole cluster (physical)."""
     with handled_errors():
-        load_passphrase(passphrase_file)
+        passphrase = load_passphrase(passphrase_file)
         check_dataset(dataset)
         if method not in ("datadir", "basebackup"):
             fail(f"--method takes datadir or basebackup, not {method!r}")
+        unlock_ahead(vault, passphrase)
         from flows.backup import backup_postgres
         from seawall.cli.app import manifest_row
 
