@@ -6,25 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flows.finish import finish_backup
-from seawall.configs.mariadb import as_mariadb_source
 from seawall.configs.postgres import as_postgres_source
-from seawall.configs.redis import as_redis_source
 from seawall.configs.vault import as_vault_target
 from seawall.manifest import Manifest, new_backup_id
-from seawall.naming import dataset_for_path
-from tasks.files import backup_files_task, preflight_files
 from tasks.postgres import backup_postgres_task, check_method, check_mode, default_dataset, preflight_postgres
 from tasks.runtime import flow, label_run
-from tasks.sources import (
-    archive_binlogs_task,
-    backup_mariadb_task,
-    backup_redis_task,
-    check_mariadb_mode,
-    default_mariadb_dataset,
-    default_redis_dataset,
-    preflight_mariadb,
-    preflight_redis,
-)
+
+# The file, MariaDB and Redis steps are imported by their own flows, not with this module: a
+# `seawall backup postgres` process loads this module and would pay ~15 ms for them.
 
 if TYPE_CHECKING:  # block types, resolved by tasks.runtime when the Prefect flow is built
     from blocks.mariadb import MariaDBSource
@@ -43,6 +32,9 @@ def backup_files(path: str, vault: VaultTarget | str, dataset: str | None = None
         backup_files("/srv/data", "file:///backups/vault")  # passphrase from SEAWALL_PASSPHRASE
         ```
     """
+    from seawall.naming import dataset_for_path
+    from tasks.files import backup_files_task, preflight_files
+
     target = as_vault_target(vault)
     dataset = dataset or dataset_for_path(path)
     label_run(dataset)
@@ -96,6 +88,9 @@ def backup_mariadb(source: MariaDBSource | str, vault: VaultTarget | str, mode: 
         backup_mariadb("mysql://backup@db1:3306/shop", "s3://backups/mariadb?region=eu-west-1")
         ```
     """
+    from seawall.configs.mariadb import as_mariadb_source
+    from tasks.sources import backup_mariadb_task, check_mariadb_mode, default_mariadb_dataset, preflight_mariadb
+
     source, target = as_mariadb_source(source), as_vault_target(vault)
     mode = check_mariadb_mode(mode)
     dataset = dataset or default_mariadb_dataset(source, mode)
@@ -115,6 +110,9 @@ def archive_mariadb_binlogs(source: MariaDBSource | str, vault: VaultTarget | st
         archive_mariadb_binlogs("mysql://backup@db1:3306/shop", "file:///backups/vault", "mariadb-shop")
         ```
     """
+    from seawall.configs.mariadb import as_mariadb_source
+    from tasks.sources import archive_binlogs_task
+
     source, target = as_mariadb_source(source), as_vault_target(vault)
     label_run(dataset)
     return archive_binlogs_task(source, target, dataset)
@@ -130,6 +128,9 @@ def backup_redis(source: RedisSource | str, vault: VaultTarget | str, dataset: s
         backup_redis("redis://cache1:6379", "file:///backups/vault")  # password: RedisSource block
         ```
     """
+    from seawall.configs.redis import as_redis_source
+    from tasks.sources import backup_redis_task, default_redis_dataset, preflight_redis
+
     source, target = as_redis_source(source), as_vault_target(vault)
     dataset = dataset or default_redis_dataset(source)
     label_run(dataset)

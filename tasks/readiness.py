@@ -79,7 +79,7 @@ def check_backup_anomaly(vault: VaultConfig, manifest: Manifest) -> Verdict:
         verdict = check_backup_anomaly(VaultTarget.load("BLOCK_NAME"), manifest)
         ```
     """
-    from seawall.readiness.evidence import read_anomalies, store_anomaly
+    from seawall.readiness.anomaly_records import read_anomalies, store_anomaly
 
     v = vault.open_vault()
     history = v.list_backups(manifest.dataset)

@@ -9,7 +9,6 @@ reason, never PASS.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -20,11 +19,14 @@ from seawall.drill.state import DrillReport
 from seawall.errors import IntegrityError, ObjectNotFound, SeawallError
 from seawall.ledger import VerificationReport, list_reports
 from seawall.manifest import BackupStatus, Manifest
+from seawall.readiness.anomaly_records import ANOMALY_PREFIX as ANOMALY_PREFIX  # re-exported
+from seawall.readiness.anomaly_records import anomaly_key as anomaly_key  # re-exported
+from seawall.readiness.anomaly_records import read_anomalies
+from seawall.readiness.anomaly_records import store_anomaly as store_anomaly  # re-exported
 from seawall.readiness.settings import TIERS, StorageTiers
 from seawall.vault import Vault
 
 Status = Literal["PASS", "FAIL", "UNKNOWN"]
-ANOMALY_PREFIX = "anomalies/"
 DRILL_PREFIX = "drills/"
 # S3 storage classes by tier (https://docs.aws.amazon.com/AmazonS3/latest/userguide/storage-class-intro.html).
 _CLASS_TIER = {"STANDARD": "hot", "REDUCED_REDUNDANCY": "hot", "INTELLIGENT_TIERING": "hot", "EXPRESS_ONEZONE": "hot",
@@ -133,35 +135,6 @@ def read_drills(vault: Vault) -> list[DrillReport]:
         except (IntegrityError, ObjectNotFound, ValueError):
             continue
     return sorted(out, key=lambda r: r.started_at)
-
-
-def anomaly_key(dataset: str, backup_id: str) -> str:
-    return f"{ANOMALY_PREFIX}{dataset}/{backup_id}"
-
-
-def store_anomaly(vault: Vault, dataset: str, backup_id: str, reasons: list[str]) -> str:
-    """Record a SUSPICIOUS verdict in the vault (sealed): retention keeps the backup from then on."""
-    from seawall.crypto import ObjType
-
-    key = anomaly_key(dataset, backup_id)
-    payload = {"dataset": dataset, "backup_id": backup_id, "reasons": reasons,
-               "flagged_at": datetime.now(UTC).isoformat()}
-    vault.put_record(key, json.dumps(payload).encode(), ObjType.RECORD)
-    return key
-
-
-def read_anomalies(vault: Vault, dataset: str | None = None) -> dict[str, str]:
-    """Stored verdicts: backup id → reasons (one line)."""
-    from seawall.crypto import ObjType
-
-    out = {}
-    for info in vault.store.list(f"{ANOMALY_PREFIX}{dataset}/" if dataset else ANOMALY_PREFIX):
-        try:
-            record = json.loads(vault.get_record(info.key, ObjType.RECORD))
-            out[record["backup_id"]] = "; ".join(record["reasons"])
-        except (IntegrityError, ObjectNotFound, ValueError, KeyError, TypeError):
-            continue
-    return out
 
 
 # ---- key wrappers ------------------------------------------------------------------------------
