@@ -31,6 +31,7 @@ from seawall.sources.files_restore import link as _link
 from seawall.sources.files_restore import set_meta as _set_meta
 from seawall.sources.paths import check_source
 from seawall.sources.tree import TREE_STREAM, Entry, PreviousIndex, count_and_reuse, iter_entries, uncount
+from seawall.stream_reader import cpu_capped
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
 
@@ -156,10 +157,12 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
 
     Small files are read, cut, compressed, encrypted and sealed by the walking thread itself (see
     `_OrderedReads`). Larger ones: on a local store, and on one that uploads packs in the background
-    (S3, `background_puts`), `workers` threads take whole files and seal them into packs (one more
-    thread than cores keeps them busy while a write waits); on other stores (SFTP) `readers` threads
-    read and cut them and `workers` threads compress, encrypt and upload their new chunks, so that
-    uploads overlap.
+    (S3, `background_puts`), `workers` threads take whole files and seal them into packs; on a local
+    store no more of them than cores: with packs a thread waits for the disk once per 16 MiB pack, and
+    a third reader on 2 cores only contended for the GIL with the walking thread (1 GiB mixed tree,
+    dev A/B, 4 alternating rounds: 2.17 -> 2.08 s, 4.00 -> 3.80 CPU-s). On other stores (SFTP)
+    `readers` threads read and cut them and `workers` threads compress, encrypt and upload their new
+    chunks, so that uploads overlap.
     """
     in_caller = bool(vault.store.batch_bytes) or vault.store.background_puts
     source = check_source(root)
@@ -176,7 +179,8 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
         known = vault.known_chunks(refresh=True)
         with ChunkWriter(vault, workers=workers, seal_in_caller=in_caller) as writer, \
                 tempfile.SpooledTemporaryFile(8 << 20) as index, \
-                _OrderedReads(writer, workers if in_caller else readers, stats, index, progress) as reads:
+                _OrderedReads(writer, cpu_capped(vault, workers) if in_caller else readers, stats, index,
+                              progress) as reads:
             links = fidelity.Fidelity()
             for item in walk(source, stats.skipped):
                 entry = _entry(item, links, stats.skipped)

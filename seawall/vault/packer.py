@@ -27,7 +27,9 @@ from seawall.vault.index import ChunkIndex, write_index
 from seawall.vault.packs import ENTRY_SIZE, BlobEntry, PackBuilder
 
 Upload = Callable[[str, memoryview], None]  # must not keep `data` once it returns: the buffer is reused
-SPARE_BUFFERS = 2  # finished packs' buffers kept for the next packs (at most this many)
+# Finished packs' buffers kept for the next packs (at most this many): one per writing thread and
+# one being uploaded, or a pack started while all spares were taken faulted in a fresh buffer.
+SPARE_BUFFERS = 4
 
 
 def _header_room(entries: int) -> int:
