@@ -83,11 +83,14 @@ class LocalCluster:
             self.port = int(settings["port"])
 
     # ---- running ----------------------------------------------------------------------------------
-    def start(self, *, timeout: int = 60, wait: bool = True) -> None:
+    def start(self, *, timeout: int = 60, wait: bool = True, once: dict[str, str] | None = None) -> None:
+        """pg_ctl start; `once`: settings for this run of the server only (`-c name=value`, not
+        written to its configuration)."""
         if port_in_use(self.port):
             raise ConfigError(f"port {self.port} is already in use", hint="choose a free port")
+        options = f"-p {self.port} -k {self.socket_dir}" + "".join(f" -c {k}={v}" for k, v in (once or {}).items())
         argv = [binaries.tool("pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-                "-o", f"-p {self.port} -k {self.socket_dir}", "-t", str(timeout), "start"]
+                "-o", options, "-t", str(timeout), "start"]
         if not wait:
             argv.insert(-1, "-W")
         self._touch_log()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,7 @@ def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: Re
     offset = cluster.logfile.stat().st_size if cluster.logfile.exists() else 0
     where = f" (server log: {cluster.logfile})"
     try:
-        cluster.start(wait=False)
+        cluster.start(wait=False, once=_FIRST_START)
         wait_for_end(cluster, mode, timeout)  # the path to the target was checked whole before: no hole
     except ServerStopped:
         error = diagnose_failure(read_log(cluster, offset), vault, manifest, target, where)
@@ -215,6 +216,16 @@ def _recover(cluster: LocalCluster, vault: Vault, manifest: Manifest, target: Re
         _abandon(cluster, existed)
         raise
     return offset
+
+
+# A restored data directory starts as a crashed one: PostgreSQL first makes every file durable. Its
+# default (`fsync`) opens and fsyncs each of them: 0.13-0.16 s for the 1,331 files of a 300 MB
+# datagen cluster with nothing left to write, against 0.01-0.03 s for `syncfs` (one call per file
+# system; measured from the server log, "interrupted" to "redo starts"), in every restore, full or
+# delta. For this first start only: the copy's own configuration keeps its default, since syncfs
+# also flushes other programs' writes on a shared file system. (Linux only; before kernel 5.8
+# syncfs did not report write errors.)
+_FIRST_START = {"recovery_init_sync_method": "syncfs"} if sys.platform.startswith("linux") else {}
 
 
 def _abandon(cluster: LocalCluster, existed: bool | None) -> None:
