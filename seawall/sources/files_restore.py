@@ -4,9 +4,10 @@ The shape is restic's restorer (`internal/restorer/filerestorer.go`), kept withi
 
 - The calling thread walks the tree index once, in order. Directories, symbolic links, fifos and
   device nodes are made as they come; regular files gather into a batch (at most `BATCH_FILES`
-  files or `BATCH_BYTES` bytes, never the whole list). A full batch is planned by pack: the blobs
+  files or `BATCH_BYTES` bytes, twice that on S3; never the whole list). A full batch is planned by pack: the blobs
   its files need, grouped by the pack that holds them and sorted by offset, become ranged reads
-  ("runs": neighbouring blobs with small gaps read through, at most `RUN_BYTES` each).
+  ("runs": neighbouring blobs with small gaps read through, at most `RUN_BYTES` each, up to a
+  whole pack on S3).
 - Worker threads take runs (`seawall.sources.files_runs`): one ranged read per run; each blob is
   authenticated, decrypted, checked against its keyed id and written into every file and offset
   that needs it. A one-blob file (most small files) is created, written, given its owner,

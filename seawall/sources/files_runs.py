@@ -3,9 +3,9 @@
 `RunWriter.add` takes the tree's regular files in walk order and plans them a batch at a time:
 every blob a batch needs is looked up in the index and grouped by pack; each pack's blobs, sorted
 by offset, make "runs" of neighbours (gaps up to `gap` bytes are read through: cheaper than
-another request) of at most `RUN_BYTES`. Worker threads read a run with one ranged read and write
-each of its blobs wherever it goes. Used by `seawall.sources.files_restore`, which describes the
-whole restore.
+another request) of at most `RUN_BYTES` (a whole pack on a remote store). Worker threads read a run
+with one ranged read and write each of its blobs wherever it goes. Used by
+`seawall.sources.files_restore`, which describes the whole restore.
 
 A file of one blob is written whole by one worker (create, write, metadata, close). A file of
 several blobs is written at offsets by whichever workers read them: the first creates it, each
@@ -45,7 +45,13 @@ Meta = Callable[[int, str, Entry, bool], None]
 # MiB and a backup fills a few at a time), small enough that its plan stays a few MiB of objects.
 BATCH_FILES = 8192
 BATCH_BYTES = 64 << 20
-RUN_BYTES = 8 << 20  # one ranged read; 2 x workers of them in flight bound the memory
+RUN_BYTES = 8 << 20  # one ranged read; one per worker is held at a time, which bounds the memory
+# A remote store (S3): twice the batch and runs of up to a whole 32 MiB pack, so half the ranged GETs.
+# Each GET is a round trip, and moto (like some S3-compatible servers) reads the whole object to
+# serve a range: 100,000 small files took 70 GETs and 1.8-2.3 s of moto CPU with 8 MiB runs, 35 GETs
+# and 1.1-1.2 s with these (restore wall 14.4/16.0 -> 11.7/13.1 s, alternating pairs; bench/PACKS.md).
+REMOTE_SCALE = 2
+REMOTE_RUN_BYTES = 32 << 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _REOPEN = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -95,6 +101,10 @@ class RunWriter:
         self.chunks = vault.chunks
         self.locations = self.chunks.index.locations  # a dict: a lookup per blob, no lock
         self.gap = max(COALESCE_GAP, vault.store.read_ahead // 4)
+        remote = bool(vault.store.read_ahead)
+        scale = REMOTE_SCALE if remote else 1
+        self.batch_files, self.batch_bytes = BATCH_FILES * scale, BATCH_BYTES * scale
+        self.run_bytes = max(RUN_BYTES, REMOTE_RUN_BYTES) if remote else RUN_BYTES
         self.count = 0
         self._by_pack: dict[str, list[Blob]] = {}
         self._loose: list[Blob] = []
@@ -129,14 +139,14 @@ class RunWriter:
             offset += size
         self._files += 1
         self._bytes += entry.size
-        if self._files >= BATCH_FILES or self._bytes >= BATCH_BYTES:
+        if self._files >= self.batch_files or self._bytes >= self.batch_bytes:
             self._flush()
 
     def _flush(self) -> None:
         by_pack, self._by_pack = self._by_pack, {}
         for pack, blobs in by_pack.items():
             blobs.sort(key=_offset)
-            for start, end, members in runs(blobs, self.gap):
+            for start, end, members in runs(blobs, self.gap, self.run_bytes):
                 self._jobs.submit(self._run, (pack, start, end, members))
         loose, self._loose = self._loose, []
         for start in range(0, len(loose), 64):
