@@ -61,7 +61,7 @@ class CopyOptions:
             raise ConfigError("--force and --delta-trust-mtime go with --delta")
         if self.jobs < 1:
             raise ConfigError(f"jobs must be at least 1, not {self.jobs}")
-        if "password" in PgConn(self.primary_conninfo).params():
+        if self.primary_conninfo and "password" in PgConn(self.primary_conninfo).params():  # (psycopg: only then)
             raise ConfigError("--primary-conninfo must not hold a password (it would be written into "
                               "postgresql.auto.conf)", hint="put it in the server OS user's ~/.pgpass")
 
