@@ -23,8 +23,9 @@ from seawall.errors import IntegrityError, ObjectNotFound, SeawallError
 from seawall.stores.base import Fetched
 from seawall.vault import Vault
 
-_UNIT_BYTES = 8 << 20
+_UNIT_BYTES = 4 << 20  # per read unit: 8 workers hold 32 MiB of source reads (8 MiB: 64 MiB)
 _UNIT_CHUNKS = 256
+_PACK_BUDGET = 64 << 20  # bytes of destination packs held at once (at least two packs)
 
 
 class ChunkCopier:
@@ -37,7 +38,12 @@ class ChunkCopier:
         self._verify = copy_verify.METHODS[copy_verify.resolve(settings.verify, dest.store)]
         self._lock = threading.Lock()
         dest.chunks.set_upload(self._upload)
-        dest.chunks.packer().index_every = 1  # every verified pack indexed at once: a rerun skips it
+        packer = dest.chunks.packer()
+        packer.index_every = 1  # every verified pack indexed at once: a rerun skips it
+        # Packs held at once (open, uploading, verifying): one per worker was 8 pack buffers plus
+        # their copies and read-backs, ~500 MB of a 1 GB copy (bench/SCALE.md). The workers only
+        # append sealed bytes; the packs' uploads are what takes time, and a few overlap enough.
+        packer.max_open = min(settings.workers, max(2, _PACK_BUDGET // packer.target))
 
     def __enter__(self) -> ChunkCopier:
         return self
@@ -47,7 +53,9 @@ class ChunkCopier:
 
     # ---- destination packs -------------------------------------------------------------------
     def _upload(self, key: str, view: memoryview) -> None:
-        got = Fetched(bytes(view))
+        # Read back: the pack's own buffer is written and compared (no copy; it is not reused
+        # before this returns). An S3 PUT body must be bytes.
+        got = Fetched(view if self._verify is copy_verify.readback else bytes(view))
         try:
             self.objects._retrying(lambda: self.objects._put_verified(key, got))
         except _Mismatch as exc:

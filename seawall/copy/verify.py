@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from seawall.stores.base import Fetched
 
 MODES = ("auto", "readback", "etag")
+READBACK_PIECE = 4 << 20  # larger objects are read back and compared this many bytes at a time
 
 
 def resolve(mode: str, store: ObjectStore) -> str:
@@ -52,21 +53,40 @@ def fetch(store: ObjectStore, key: str) -> Fetched:
 
 
 def readback(store: ObjectStore, key: str, got: Fetched) -> str | None:
-    """Write `got.data`, read it back: None if the destination holds exactly those bytes, else what differs."""
+    """Write `got.data`, read it back: None if the destination holds exactly those bytes, else what differs.
+
+    `got.data` may be a view (a pack's buffer, written without a copy where the store allows)."""
     store.put(key, got.data)
     return _compare_back(store, key, got.data)
 
 
-def _compare_back(store: ObjectStore, key: str, blob: bytes) -> str | None:
+def _compare_back(store: ObjectStore, key: str, blob: bytes | memoryview) -> str | None:
     try:
-        back = store.get(key)
+        if len(blob) <= READBACK_PIECE:
+            back = store.get(key)
+            if back == blob:
+                return None
+            return (f"{key} differs at the destination {store.display_url} "
+                    f"({len(back)} bytes read back, {len(blob)} sent)")
+        return _compare_pieces(store, key, memoryview(blob))
     except IntegrityError as exc:
         # The stored bytes do not match the checksum sent with them (a store that keeps the
-        # checksum unchecked, as moto does): they are not what was sent, the same verdict as below.
+        # checksum unchecked, as moto does): they are not what was sent, the same verdict as above.
         return f"{key} differs at the destination {store.display_url} ({exc.message})"
-    if back == blob:
-        return None
-    return f"{key} differs at the destination {store.display_url} ({len(back)} bytes read back, {len(blob)} sent)"
+
+
+def _compare_pieces(store: ObjectStore, key: str, view: memoryview) -> str | None:
+    """Read a large object (a pack) back in `READBACK_PIECE` ranges: holding a whole second copy
+    per uploading thread was most of a copy's memory (bench/SCALE.md)."""
+    for start in range(0, len(view), READBACK_PIECE):
+        want = view[start:start + READBACK_PIECE]
+        got = store.get_range(key, start, len(want))
+        if got != want:
+            return (f"{key} differs at the destination {store.display_url} "
+                    f"(bytes {start}-{start + len(want)}: {len(got)} read back differ from those sent)")
+    if store.get_range(key, len(view), 1):
+        return f"{key} differs at the destination {store.display_url} (longer than the {len(view)} bytes sent)"
+    return None
 
 
 def etag(store: ObjectStore, key: str, got: Fetched) -> str | None:

@@ -62,6 +62,10 @@ class Packer:
         self.last_flushed: dict[str, list[BlobEntry]] = {}  # the packs the last `flush` indexed
         self.last_index: list[str] = []  # and the index files it wrote
         self.failed: dict[str, str] = {}  # chunk id -> why its pack could not be stored intact
+        # At most this many packs (open or uploading) at once, 0: one per writing thread. Copies set
+        # it: their threads only append sealed bytes, and each pack held is a pack-sized buffer.
+        self.max_open = 0
+        self._live = 0  # packs built now: open, idle or being finished
         # Index the packs done so far once this many wait (a killed run's rerun then skips them);
         # 0: only at `flush`. Copies index every pack: a resumed copy sends only the rest.
         self.index_every = 16
@@ -72,13 +76,36 @@ class Packer:
     # ---- adding ------------------------------------------------------------------------------
     def _take(self, need: int) -> PackBuilder:
         with self._lock:
+            # Waits only while holding no pack: the holders give theirs back or finish them.
+            self._uploaded.wait_for(lambda: self._error is not None or self._idle
+                                    or not self.max_open or self._live < self.max_open)
             if self._error is not None:
                 raise self._error
             builder = self._idle.pop() if self._idle else None
+            if builder is None:
+                self._live += 1
         if builder is not None and builder.room() < need + _header_room(len(builder.entries) + 1):
-            self._finish(builder)
+            with self._lock:  # the next pack's slot, taken before this one's is freed
+                self._live += 1
+            try:
+                self._finish(builder)
+            except BaseException:
+                self._release()
+                raise
             builder = None
-        return builder or PackBuilder(max(self.capacity, need + _header_room(1)), self._buffer)
+        if builder is not None:
+            return builder
+        try:
+            return PackBuilder(max(self.capacity, need + _header_room(1)), self._buffer)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        """One pack fewer held (uploaded, failed or merged into another)."""
+        with self._lock:
+            self._live -= 1
+            self._uploaded.notify_all()
 
     def _buffer(self, size: int) -> memoryview:
         with self._lock:
@@ -91,7 +118,10 @@ class Packer:
         """Keep a finished pack's buffer for a next pack (its upload has returned: see `Upload`)."""
         buf, builder.buf = builder.buf, memoryview(b"")
         with self._lock:
-            if len(buf) >= self.capacity and len(self._spare) < SPARE_BUFFERS:
+            # Under `max_open` a spare counts as a pack: the packs held (this one included) and the
+            # spares together stay within it.
+            room = self.max_open - self._live + 1 if self.max_open else SPARE_BUFFERS
+            if len(buf) >= self.capacity and len(self._spare) < min(SPARE_BUFFERS, room):
                 self._spare.append(buf)
 
     def _give_back(self, builder: PackBuilder) -> None:
@@ -100,6 +130,8 @@ class Packer:
         else:
             with self._lock:
                 self._idle.append(builder)
+                if self.max_open:
+                    self._uploaded.notify_all()
 
     def add_chunk(self, chunk_id: str, data: bytes | memoryview, level: int = 1) -> int:
         """Seal `data` (zstd `level`, 0: uncompressed) into an open pack; returns the sealed length."""
@@ -157,6 +189,7 @@ class Packer:
         finally:
             with self._lock:
                 self._uploading -= 1
+                self._live -= 1
                 self._uploaded.notify_all()
 
     def _index_done(self) -> list[str]:
@@ -210,10 +243,13 @@ class Packer:
             for e in builder.entries:
                 base.append(e.chunk_id, builder.buf[e.offset:e.offset + e.length])
             self._recycle(builder)
+            self._release()
         return out
 
     def discard(self) -> None:
         """Drop open packs without uploading (a failing writer); uploaded ones stay for GC."""
         with self._lock:
+            self._live -= len(self._idle)
             self._idle.clear()
             self._spare.clear()
+            self._uploaded.notify_all()
