@@ -26,6 +26,7 @@ from seawall.vault import Vault
 _UNIT_BYTES = 4 << 20  # per read unit: 8 workers hold 32 MiB of source reads (8 MiB: 64 MiB)
 _UNIT_CHUNKS = 256
 _PACK_BUDGET = 64 << 20  # bytes of destination packs held at once (at least two packs)
+_REMOTE_MIN_PACKS = 4  # a remote destination's uploads are waits: two 32 MiB packs starved them
 
 
 class ChunkCopier:
@@ -43,7 +44,10 @@ class ChunkCopier:
         # Packs held at once (open, uploading, verifying): one per worker was 8 pack buffers plus
         # their copies and read-backs, ~500 MB of a 1 GB copy (bench/SCALE.md). The workers only
         # append sealed bytes; the packs' uploads are what takes time, and a few overlap enough.
-        packer.max_open = min(settings.workers, max(2, _PACK_BUDGET // packer.target))
+        # On a remote store (S3, SFTP: reads fetch ahead) each upload is mostly a wait, so more
+        # of them overlap: with two S3 packs the copy fell from ~70 to ~56-72 MB/s (bench/SCALE.md).
+        least = _REMOTE_MIN_PACKS if dest.store.read_ahead else 2
+        packer.max_open = min(settings.workers, max(least, _PACK_BUDGET // packer.target))
 
     def __enter__(self) -> ChunkCopier:
         return self
