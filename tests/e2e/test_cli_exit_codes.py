@@ -9,12 +9,11 @@ naming the thing, no traceback, and at once (a refused first connection is not r
 from __future__ import annotations
 
 import re
+import socket
 import time
 from pathlib import Path
 
 import pytest
-
-from tests.fixtures.s3 import _free_port
 
 README = Path(__file__).parents[2] / "README.md"
 #: A refused first connection must not be retried: with the backoff below, one retry alone would
@@ -47,9 +46,9 @@ def empty_known_hosts(tmp_path_factory) -> Path:
     return path
 
 
-def _cases(tmp: Path, moto: str, sshd, known_hosts: Path, pg) -> list[tuple[str, list[str], dict, int, str]]:
-    """(name, argv, env, code, a word the one-line error must contain)."""
-    closed = _free_port()
+def _cases(tmp: Path, moto: str, sshd, known_hosts: Path, pg,
+           closed: int) -> list[tuple[str, list[str], dict, int, str]]:
+    """(name, argv, env, code, a word the one-line error must contain); `closed`: a port that refuses."""
     vault = f"file://{tmp / 'vault'}"
     pg_url = f"host=127.0.0.1 port={pg.port} dbname=postgres"
     s3 = "s3://seawall-exit/v?region=us-east-1&endpoint="
@@ -99,7 +98,13 @@ def test_configuration_errors_exit_as_the_readme_says(cli, tmp_path, moto_server
     baseline = time.monotonic() - started
     table = readme_exit_codes()
     failures = []
-    for name, argv, env, code, word in _cases(tmp_path, moto_server, sshd, empty_known_hosts, pg_cluster):
+    # The closed port stays bound (never listening: connections to it are refused) for the whole
+    # test: a port merely found free was taken by another xdist worker's server meanwhile in one CI
+    # run, and the "dead port" backup met a live one (63.9 s of retries instead of a refusal).
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    cases = _cases(tmp_path, moto_server, sshd, empty_known_hosts, pg_cluster, closed.getsockname()[1])
+    for name, argv, env, code, word in cases:
         started = time.monotonic()
         got = cli(*argv, env={**aws, **SLOW_RETRIES, **env})
         took = time.monotonic() - started
@@ -109,4 +114,5 @@ def test_configuration_errors_exit_as_the_readme_says(cli, tmp_path, moto_server
         if not ok:
             failures.append(f"{name}: exit {got.code} (README {code}) in {took:.1f}s (baseline {baseline:.1f}s): "
                             f"{got.err!r}")
+    closed.close()
     assert failures == [], "\n".join(failures)
