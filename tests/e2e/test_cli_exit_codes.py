@@ -4,6 +4,13 @@ The table is parsed from README.md; each case runs the real `seawall` script aga
 (a closed port, a name that does not resolve, the moto S3 server, a real sshd, a real PostgreSQL
 cluster) with the default retry policy, and must end with the documented code, one line on stderr
 naming the thing, no traceback, and at once (a refused first connection is not retried).
+
+The module has a Prefect server of its own. On the session's shared server, in two full-suite runs
+of four, one case took 63.9 s (exit code and line right): a fixed ~60 s wait that never showed
+alone, repeated, or beside two CPU hogs. That server carries what earlier test files leave on it
+(automations with webhook notifications, deployments, their runs), and its SQLite waits up to 60 s
+for a lock (Prefect's `busy_timeout`); the cause was not pinned down. A case that is slow
+anyway reports the server's log lines of its window, to name where the time went.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.prefect import running_prefect_server
 
 README = Path(__file__).parents[2] / "README.md"
 #: A refused first connection must not be retried: with the backoff below, one retry alone would
@@ -37,6 +46,22 @@ def test_readme_table_lists_the_codes_the_errors_use() -> None:
     used = {v for k, v in vars(ExitCode).items() if k.isupper()}
     assert used <= set(table), sorted(used - set(table))
     assert "configuration" in table[2] and "integrity" in table[3] and "busy" in table[5]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """A fresh server for this module only (overrides the session's; see the module docstring)."""
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-exit-codes")) as server:
+        yield server
+
+
+def _server_log_since(server: dict, offset: int) -> str:
+    """What the server logged after byte `offset` of its log (its warnings and errors), shortened."""
+    with open(Path(server["home"]) / "server.log", "rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").splitlines()
+    stamped = [line for line in lines if re.match(r"\d\d:\d\d:\d\d", line)]
+    return " | ".join(stamped[:10]) or "nothing"
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +106,7 @@ def _cases(tmp: Path, moto: str, sshd, known_hosts: Path, pg,
     ]
 
 
-def test_configuration_errors_exit_as_the_readme_says(cli, tmp_path, moto_server, s3_env, sshd,
+def test_configuration_errors_exit_as_the_readme_says(cli, prefect_server, tmp_path, moto_server, s3_env, sshd,
                                                        empty_known_hosts, pg_cluster) -> None:
     import os
 
@@ -105,14 +130,16 @@ def test_configuration_errors_exit_as_the_readme_says(cli, tmp_path, moto_server
     closed.bind(("127.0.0.1", 0))
     cases = _cases(tmp_path, moto_server, sshd, empty_known_hosts, pg_cluster, closed.getsockname()[1])
     for name, argv, env, code, word in cases:
-        started = time.monotonic()
+        log_offset = (Path(prefect_server["home"]) / "server.log").stat().st_size
+        started, wall = time.monotonic(), time.strftime("%H:%M:%S")
         got = cli(*argv, env={**aws, **SLOW_RETRIES, **env})
         took = time.monotonic() - started
         lines = got.err.strip().splitlines()
         ok = (got.code == code and code in table and len(lines) == 1 and word in lines[0]
               and "Traceback" not in got.err and took < baseline + AT_ONCE)
         if not ok:
-            failures.append(f"{name}: exit {got.code} (README {code}) in {took:.1f}s (baseline {baseline:.1f}s): "
-                            f"{got.err!r}")
+            failures.append(f"{name}: exit {got.code} (README {code}) in {took:.1f}s from {wall} (baseline "
+                            f"{baseline:.1f}s): {got.err!r}; server log meanwhile: "
+                            f"{_server_log_since(prefect_server, log_offset)}")
     closed.close()
     assert failures == [], "\n".join(failures)
