@@ -31,6 +31,7 @@ from seawall.vault import Vault
 __all__ = ["ChunkReader", "ChunkWriter", "Readable"]
 
 Progress = Callable[[int], None]
+_EMPTY_HASH = blake3.blake3().hexdigest()
 
 
 class Readable(Protocol):
@@ -92,7 +93,7 @@ class ChunkWriter:
         self._sealing = 0  # chunks being sealed by calling threads: `flush` waits for them
         params = vault.config.chunker
         self._cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
-        self._max_size = params.max_size
+        self._max_size, self._min_size = params.max_size, params.min_size
         self._buffers = threading.local()  # one read buffer per thread calling write()
         # A store spends most of its time waiting: two fsyncs per chunk on a local vault (measured
         # here: 8 concurrent puts make 2x the small objects per second of 3), a round trip on S3.
@@ -243,6 +244,23 @@ class ChunkWriter:
                 progress(len(piece))
         self._raise_failure()
         return size, hasher.hexdigest(), refs
+
+    def write_small(self, data: bytes, progress: Progress | None = None) -> tuple[int, str, list[ChunkRef]]:
+        """`write_chunks` of a whole small file already read: below the chunker's minimum size it
+        is one chunk (FastCDC cuts nothing shorter), so the cutting loop, its reused buffer and
+        generator are skipped: they cost more Python time than the chunk's hashing (bench/PACKS.md)."""
+        if len(data) >= self._min_size:
+            import io
+
+            return self.write_chunks(io.BytesIO(data), progress)
+        if not data:
+            self._raise_failure()
+            return 0, _EMPTY_HASH, []
+        ref = self._put_piece(data, self.vault.keyring.chunk_id(data), self.vault.known_chunks())
+        if progress:
+            progress(len(data))
+        self._raise_failure()
+        return len(data), blake3.blake3(data).hexdigest(), [ref]
 
     def put_piece(self, piece: bytes | memoryview, chunk_id: str | None = None) -> ChunkRef:
         """Store one piece the caller cut itself (no content-defined cutting, no stream hash) as a

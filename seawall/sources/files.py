@@ -30,7 +30,7 @@ from seawall.sources.files_restore import check_restore_target, restore_tree
 from seawall.sources.files_restore import link as _link
 from seawall.sources.files_restore import set_meta as _set_meta
 from seawall.sources.paths import check_source
-from seawall.sources.tree import TREE_STREAM, Entry, PreviousIndex, count_and_reuse, iter_entries, uncount
+from seawall.sources.tree import TREE_STREAM, Entry, PreviousIndex, Tally, count_and_reuse, iter_entries, uncount
 from seawall.stream_reader import cpu_capped
 from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
@@ -46,7 +46,7 @@ Progress = Callable[[int], None]
 INLINE_MAX = 128 << 10
 
 
-@dataclass
+@dataclass(slots=True)
 class WalkItem:
     path: str  # relative, '/'-separated; '.' is the root
     full: str
@@ -56,26 +56,29 @@ class WalkItem:
 def walk(root: Path, skipped: list[str]) -> Iterator[WalkItem]:
     """Depth-first, children sorted by name; unreadable directories are reported in `skipped`."""
     yield WalkItem(".", str(root), os.lstat(root))
-    yield from _walk_dir(root, "", skipped)
+    yield from _walk_dir(str(root), "", skipped)
 
 
-def _walk_dir(dir_path: Path, rel: str, skipped: list[str]) -> Iterator[WalkItem]:
+def _walk_dir(dir_path: str, rel: str, skipped: list[str]) -> Iterator[WalkItem]:
     try:
         with os.scandir(dir_path) as it:
             names = sorted(e.name for e in it)
     except OSError as exc:
         skipped.append(f"{rel or '.'}: cannot list directory ({exc.strerror})")
         return
+    # Joined here rather than by os.path.join: once per file, and the walk runs on the busiest thread
+    base = dir_path if dir_path.endswith("/") else dir_path + "/"
+    prefix = rel + "/" if rel else ""
     for name in names:
-        full = os.path.join(dir_path, name)
-        path = f"{rel}/{name}" if rel else name
+        full = base + name
+        path = prefix + name
         try:
             st = os.lstat(full)
         except FileNotFoundError:
             continue  # vanished between listing and stat
         yield WalkItem(path, full, st)
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(Path(full), path, skipped)
+            yield from _walk_dir(full, path, skipped)
 
 
 def _entry(item: WalkItem, links: fidelity.Fidelity, skipped: list[str]) -> Entry | None:
@@ -108,9 +111,18 @@ def _read_file(writer: ChunkWriter, item: WalkItem, entry: Entry, stats_skipped:
         stats_skipped.append(f"{item.path}: {exc.strerror}")
         return False
     try:  # the fd itself, not os.fdopen: a file object costs an fstat and a GIL hand-off per file
-        if item.st.st_blocks * 512 < item.st.st_size:  # fewer blocks than bytes: it has holes
-            entry.holes = fidelity.find_holes(fd, item.st.st_size)
-        size, entry.hash, entry.chunks = writer.write_chunks(_FdReader(fd), progress)
+        st = item.st
+        if st.st_blocks * 512 < st.st_size:  # fewer blocks than bytes: it has holes
+            entry.holes = fidelity.find_holes(fd, st.st_size)
+            size, entry.hash, entry.chunks = writer.write_chunks(_FdReader(fd), progress)
+        elif st.st_size <= INLINE_MAX and len(data := os.read(fd, st.st_size + 1)) == st.st_size:
+            # Read whole, as stat said (a shorter read of a regular file is its end): one chunk,
+            # no cutting (bench/PACKS.md). Grown or shrunk meanwhile: read again as any file.
+            size, entry.hash, entry.chunks = writer.write_small(data, progress)
+        else:
+            if st.st_size <= INLINE_MAX:
+                os.lseek(fd, 0, os.SEEK_SET)
+            size, entry.hash, entry.chunks = writer.write_chunks(_FdReader(fd), progress)
         after = os.fstat(fd)
     finally:
         os.close(fd)
@@ -175,22 +187,25 @@ def backup_tree(vault: Vault, root: str | os.PathLike, dataset: str, *, backup_i
         previous = PreviousIndex(_previous_entries(vault, parent))
         phase("uploading")
         manifest.transition(BackupStatus.UPLOADING)
-        stats = manifest.stats
+        stats, tally = manifest.stats, Tally()
         known = vault.known_chunks(refresh=True)
         with ChunkWriter(vault, workers=workers, seal_in_caller=in_caller) as writer, \
                 tempfile.SpooledTemporaryFile(8 << 20) as index, \
-                _OrderedReads(writer, cpu_capped(vault, workers) if in_caller else readers, stats, index,
+                _OrderedReads(writer, cpu_capped(vault, workers) if in_caller else readers, stats, tally, index,
                               progress) as reads:
             links = fidelity.Fidelity()
-            for item in walk(source, stats.skipped):
-                entry = _entry(item, links, stats.skipped)
-                if entry is None:
-                    continue
-                if entry.type == "f" and not count_and_reuse(entry, previous, known, stats, progress):
-                    reads.add(entry, item)
-                else:
-                    reads.add(entry, None)
-            reads.drain()
+            try:
+                for item in walk(source, stats.skipped):
+                    entry = _entry(item, links, stats.skipped)
+                    if entry is None:
+                        continue
+                    if entry.type == "f" and not count_and_reuse(entry, previous, known, tally, progress):
+                        reads.add(entry, item)
+                    else:
+                        reads.add(entry, None)
+                reads.drain()
+            finally:
+                tally.add_to(stats)
             stats.change_stats().files_deleted = previous.finish()
             index.seek(0)
             phase("writing index")
@@ -217,9 +232,10 @@ class _OrderedReads:
     callbacks) cost the walking thread more GIL time than the walk itself.
     """
 
-    def __init__(self, writer: ChunkWriter, threads: int, stats: BackupStats, index: BinaryIO,
+    def __init__(self, writer: ChunkWriter, threads: int, stats: BackupStats, tally: Tally, index: BinaryIO,
                  progress: Progress | None, window: int = 1024):
         self._writer, self._stats, self._index, self._progress = writer, stats, index, progress
+        self._tally = tally  # the per-file counts, added to `stats` by the caller
         self._todo: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[None] = queue.SimpleQueue()  # one token per finished read
         self._pending: deque[_Read] = deque()
@@ -279,11 +295,11 @@ class _OrderedReads:
         entry = read.entry
         if read.item is not None:
             if not read.result:  # unreadable or vanished: reported in stats.skipped, not counted
-                uncount(entry, self._stats)
+                uncount(entry, self._tally)
                 return
-            self._stats.bytes_read += entry.size
+            self._tally.bytes_read += entry.size
         if entry.type == "f":
-            self._stats.chunks_total += len(entry.chunks)
+            self._tally.chunks_total += len(entry.chunks)
         self._index.write(entry.to_line())
 
 
