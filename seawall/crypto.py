@@ -228,28 +228,21 @@ def _derive(passphrase: str, salt: bytes, params: ScryptParams) -> bytes:
     """scrypt, once per process for a given wrapper: a job's tasks each open the vault again (a Vault
     never crosses a task boundary), and scrypt's cost (~0.1 CPU-s) would otherwise be paid each time.
     The cache holds what the passphrase (already in this process) derives; new wrappers get a fresh
-    random salt, so they never hit it. One derivation at a time: the CLI unlocks a vault ahead on a
-    thread (`seawall.cli.common.unlock_ahead`), and the task that opens it meanwhile must wait for
-    that result rather than pay scrypt a second time."""
+    random salt, so they never hit it. The CLI starts the derivation before its imports
+    (`seawall.kdf_ahead`): the task that opens the vault meanwhile waits for that result rather
+    than pay scrypt a second time."""
     with _derive_lock:
         return _derive_cached(passphrase, salt, params)
 
 
 @functools.lru_cache(maxsize=16)
 def _derive_cached(passphrase: str, salt: bytes, params: ScryptParams) -> bytes:
+    from seawall import kdf_ahead
+
+    early = kdf_ahead.take(passphrase, salt, params.n, params.r, params.p)  # started by the CLI's entry
+    if early is not None:
+        return early
     return Scrypt(salt=salt, length=32, n=params.n, r=params.r, p=params.p).derive(passphrase.encode())
-
-
-def prederive(record: dict[str, Any], passphrase: str) -> None:
-    """Derive (and cache) the key-encryption key of a passphrase wrapper record ahead of its unwrap
-    (`seawall.cli.common.unlock_ahead`); a malformed record is left for the unwrap to report."""
-    try:
-        kdf = record["kdf"]
-        params = ScryptParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
-        salt = _unb64(kdf["salt"])
-    except (KeyError, ValueError, TypeError):
-        return
-    _derive(passphrase, salt, params)
 
 
 def _kek(passphrase: str, salt: bytes, params: ScryptParams) -> AESGCM:

@@ -146,6 +146,11 @@ def retrieve(vault: Vault, manifest: Manifest, *, days: int | None = None, tier:
         rounds.append(lambda: _file_ids(vault, manifest))
     for ids_of in rounds:
         classes = bulk_classes(vault.store)
+        if not any(map(vault.store.needs_retrieval, {None, *classes.values()})):
+            # Nothing in an archive tier (a local store has none): listing the backup's objects
+            # would find none to ask for, and for a tree backup it reads the whole file index
+            # (~20 ms of a ~1.2 s delta restore of a 1 GB data directory).
+            continue
         objects = dict.fromkeys(vault.chunk_object(c) or chunk_key(c) for c in ids_of())
         keys = [k for k in objects if vault.store.needs_retrieval(classes.get(k))]
         if keys:

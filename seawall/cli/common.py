@@ -59,38 +59,12 @@ def open_vault_cli(url: str, passphrase_file: Path | None) -> Vault:
 
 
 def unlock_ahead(url: str, passphrase: str | None) -> None:
-    """Start the scrypt of a local vault's first passphrase wrapper on a daemon thread.
+    """Start the scrypt of a local vault's first passphrase wrapper on a daemon thread
+    (`seawall.kdf_ahead`), unless the entry point already did from the raw arguments: a caller
+    that did not come through it (tests calling the typer app) still gets the overlap."""
+    from seawall import kdf_ahead
 
-    scrypt (~0.1 s, GIL released) is the one long computation of a short job's start; run here,
-    it overlaps the imports that follow (pydantic, the vault, the flow) instead of following
-    them. The job then opens the vault as always and finds the derived key cached
-    (`seawall.crypto._derive` waits for a derivation in flight). Only the store and the crypto
-    module are imported here, and only the first passphrase wrapper is derived (the one unlocking
-    tries first: never wasted work). Any error is left for the real open to report. Local
-    `file://` vaults only: on a remote one this would add requests (LIST and GET of the key
-    wrappers) that a bill or a request-counting test sees.
-    """
-    if not passphrase or not url.startswith("file://"):
-        return
-    import threading
-
-    def derive() -> None:
-        try:
-            import json
-
-            from seawall.crypto import prederive
-            from seawall.stores import open_store
-
-            store = open_store(url)
-            for info in store.list("keys/"):
-                record = json.loads(store.get(info.key))
-                if isinstance(record, dict) and record.get("kind") == "passphrase":
-                    prederive(record, passphrase)
-                    return
-        except Exception:  # the job's own open reports it, in its words
-            pass
-
-    threading.Thread(target=derive, name="seawall-unlock-ahead", daemon=True).start()
+    kdf_ahead.start(url, passphrase)
 
 
 def check_dataset(dataset: str | None) -> None:

@@ -31,6 +31,9 @@ def main() -> None:
         from seawall.cli.wal import main as wal_main
 
         sys.exit(wal_main(argv))
+    from seawall import kdf_ahead
+
+    kdf_ahead.start_from_argv(argv)  # scrypt (restore, backup postgres) overlaps the imports below
     from seawall.cli.runtime import prepare_environment
 
     prepare_environment()

@@ -21,6 +21,7 @@ directory's preparation and filling in `recovery_files`, reading the server log 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -166,10 +167,7 @@ def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool | 
                   prefetch: WalPrefetcher, copy: CopyOptions,
                   ts_plan: list[tuple[dict[str, Any], Path]]) -> tuple[LocalCluster, int, dict[str, int]]:
     prefetch.start()  # fetch the first segments while the base backup is extracted
-    # psycopg (~65 ms of imports) is first needed once the copy runs (waiting for its end); loaded
-    # now, while the writer threads decompress, it is off the wall clock.
-    threading.Thread(target=importlib.import_module, args=("psycopg",), name="seawall-psycopg-import",
-                     daemon=True).start()
+    threading.Thread(target=_warm_up, name="seawall-psycopg-import", daemon=True).start()
     made: list[tuple[Path, bool]] = []
     try:
         made = prepare_locations(ts_plan)
@@ -194,6 +192,16 @@ def _restore_into(vault: Vault, manifest: Manifest, path: Path, existed: bool | 
         discard_locations(made)
         raise
     return cluster, offset, files
+
+
+def _warm_up() -> None:
+    """What the copy's start needs first, done while the writer threads decompress, off the wall
+    clock: psycopg (~65 ms of imports; waiting for the copy's end connects) and the server's
+    binary directory (`pg_config --bindir`, a shell script run once per process: ~15 ms before
+    pg_ctl could start). A failure here is left for the real call to report."""
+    importlib.import_module("psycopg")
+    with contextlib.suppress(Exception):
+        binaries.bindir()
 
 
 def _write_files(vault: Vault, manifest: Manifest, path: Path, progress: Progress | None, copy: CopyOptions,

@@ -89,3 +89,14 @@ def test_tier_and_implied_rto() -> None:
     hot = Vault.init(MemoryStore("hot"), PASSPHRASE, scrypt=FAST_SCRYPT)
     assert backup_tier(hot, manifest).storage_class == "STANDARD"
     assert backup_tier(hot, manifest).implied_rto(30.0) == 30.0
+
+
+def test_a_store_without_archive_tiers_lists_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing can need a retrieval on a one-tier store: the backup's objects (for a tree backup,
+    its whole file index) are not even listed."""
+    import seawall.retrieval as retrieval
+
+    vault, manifest, _ = _vault_with_chunks(MemoryStore("one-tier"))
+    monkeypatch.setattr(retrieval, "_stream_ids", lambda m: pytest.fail("listed the backup's chunks"))
+    report = retrieve(vault, manifest, poll_s=0.01, timeout_s=1)
+    assert report["archived"] == 0 and report["requested"] == 0 and report["rounds"] == 0
