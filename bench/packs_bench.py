@@ -181,16 +181,23 @@ def child(url: str, what: str, arg: str | None) -> None:
 
 
 # ---- one tool on one target ------------------------------------------------------------------------
-def measure_once(tool, data: Path, work: Path, count_objects, puts) -> dict:
-    """init, first backup (objects and PUTs it made), no-change re-backup, restore."""
+def measure_once(tool, data: Path, work: Path, count_objects, puts, keep_restores: bool = True) -> dict:
+    """init, first backup (objects and PUTs it made), no-change re-backup, restore.
+
+    Restored trees are kept until the run ends (`run` removes the work folder), unless
+    `keep_restores` is False (the method before 2026-12-07 16:30 UTC): ext4 without a journal (this
+    machine's root) skips recently freed inodes when it allocates one, scanning past each
+    (`recently_deleted`), so a restore that came soon after the previous one's 100,000 deletions
+    paid 35-53% of its CPU there, for either tool, by luck of the order (bench/PACKS.md)."""
     tool.init()
     objects0, puts0 = count_objects(), puts()
     out: dict = {"first_backup_s": tool.backup(data)}
     out["objects"], out["puts"] = count_objects() - objects0, puts() - puts0
     out["rebackup_s"] = tool.backup(data)
-    target = work / f"restore-{tool.name}"
+    target = work / f"restore-{tool.name}-{len(list(work.glob(f'restore-{tool.name}-*')))}"
     out["restore_s"] = tool.restore(target)
-    shutil.rmtree(target)
+    if not keep_restores:
+        shutil.rmtree(target)
     return out
 
 
@@ -212,14 +219,15 @@ def medians(reps: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in reps) for k in reps[0]}
 
 
-def compare(make_tools, data: Path, work: Path, counters, puts, reps: int, label: str, gc: bool = True) -> dict:
+def compare(make_tools, data: Path, work: Path, counters, puts, reps: int, label: str, gc: bool = True,
+            keep_restores: bool = True) -> dict:
     """Both tools, `reps` times alternating, each into fresh repositories; then GC on the last ones."""
     runs: dict[str, list[dict]] = {"restic": [], "seawall": []}
     tools: dict = {}
     for rep in range(reps):
         order = make_tools(rep)
         for tool in order if rep % 2 == 0 else list(reversed(order)):
-            runs[tool.name].append(measure_once(tool, data, work, counters(tool), puts))
+            runs[tool.name].append(measure_once(tool, data, work, counters(tool), puts, keep_restores))
             tools[tool.name] = tool
             print(label, rep, tool.name, runs[tool.name][-1], flush=True)
     out = {}
@@ -250,7 +258,7 @@ def count_s3(endpoint: str, prefix: str, env: dict):
 
 
 def run(files: int, work: Path, seed: int, reps: int, targets: tuple[str, ...] = ("local", "s3"),
-        gc: bool = True) -> dict:
+        gc: bool = True, keep_restores: bool = True) -> dict:
     if not shutil.which("restic"):
         raise SystemExit("restic is not on PATH (apt-get install restic)")
     shutil.rmtree(work, ignore_errors=True)
@@ -270,15 +278,15 @@ def run(files: int, work: Path, seed: int, reps: int, targets: tuple[str, ...] =
         return count_files(Path(tool.repo if isinstance(tool, Restic) else tool.url.removeprefix("file://")))
 
     if "local" in targets:
-        result["local"] = compare(local_tools, data, work, local_count, lambda: 0, reps, "local", gc)
+        result["local"] = compare(local_tools, data, work, local_count, lambda: 0, reps, "local", gc, keep_restores)
     if "s3" in targets:
-        result["s3"] = _s3(data, work, env, reps, gc)
+        result["s3"] = _s3(data, work, env, reps, gc, keep_restores)
     result["uptime_after"] = _uptime()
     shutil.rmtree(work, ignore_errors=True)
     return result
 
 
-def _s3(data: Path, work: Path, env: dict, reps: int, gc: bool) -> dict:
+def _s3(data: Path, work: Path, env: dict, reps: int, gc: bool, keep_restores: bool) -> dict:
     moto = Moto(work)
     try:
         s3env = dict(env, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
@@ -297,7 +305,7 @@ def _s3(data: Path, work: Path, env: dict, reps: int, gc: bool) -> dict:
             prefix = tool.repo.rsplit("/", 1)[1] if isinstance(tool, Restic) else tool.url.split("/")[3].split("?")[0]
             return count_s3(moto.url, prefix + "/", s3env)
 
-        return compare(s3_tools, data, work, s3_count, moto.puts, reps, "s3", gc)
+        return compare(s3_tools, data, work, s3_count, moto.puts, reps, "s3", gc, keep_restores)
     finally:
         moto.stop()
 
@@ -328,12 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--targets", default="local,s3", help="comma-separated: local, s3 (to split long runs)")
     p.add_argument("--skip-gc", action="store_true", help="leave out the 10-backup forget + GC step")
+    p.add_argument("--delete-restores", action="store_true",
+                   help="delete each restored tree right after it (the method before 2026-12-07 16:30 UTC)")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     targets = tuple(t.strip() for t in a.targets.split(",") if t.strip())
     if not targets or set(targets) - {"local", "s3"}:
         p.error(f"--targets takes local and/or s3, not {a.targets!r}")
-    result = run(a.files, a.workdir, a.seed, a.reps, targets, not a.skip_gc)
+    result = run(a.files, a.workdir, a.seed, a.reps, targets, not a.skip_gc, not a.delete_restores)
+    result["restores_kept"] = not a.delete_restores
     result["seawall_over_restic"] = ratios(result)
     print(json.dumps(result["seawall_over_restic"], indent=1))
     if a.json:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from seawall.errors import ConfigError
 from seawall.manifest import Manifest
-from seawall.sources import fidelity
+from seawall.sources import fidelity, files_native
 from seawall.sources.files_runs import RunWriter
 from seawall.sources.tree import TREE_STREAM, Entry, iter_entries
 from seawall.streams import ChunkReader
@@ -82,7 +82,7 @@ def restore_tree(vault: Vault, manifest: Manifest, target: str | os.PathLike, *,
         staging.mkdir()
         tree = _Tree(staging, os.geteuid() == 0, skipped)
         with ChunkReader(vault, workers=1) as tree_reader, \
-                RunWriter(vault, workers, progress, tree.file_meta) as files:
+                RunWriter(vault, workers, progress, tree.file_meta, tree.native_flags) as files:
             for entry in iter_entries(tree_reader.iter_stream(manifest.stream(TREE_STREAM))):
                 tree.add(entry, files)
             count = files.finish()
@@ -170,6 +170,14 @@ class _Tree:
         if not self._mode_set(entry, fresh):
             os.fchmod(fd, entry.mode)
         os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+
+    def native_flags(self, entry: Entry) -> int | None:
+        """What `file_meta` does to a fresh file, as flags of the C writer (`files_native`);
+        None when the file has attributes to write (only the Python path writes those)."""
+        if entry.xattrs:
+            return None
+        flags = files_native.CHOWN if self.as_root and not self._owned(entry, True) else 0
+        return flags if self._mode_set(entry, True) else flags | files_native.CHMOD
 
     def finish(self, root: Path) -> None:
         """Hard links, folder metadata (children first), then the move into `root`."""

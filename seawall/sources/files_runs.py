@@ -7,7 +7,9 @@ another request) of at most `RUN_BYTES` (a whole pack on a remote store). Worker
 with one ranged read and write each of its blobs wherever it goes. Used by
 `seawall.sources.files_restore`, which describes the whole restore.
 
-A file of one blob is written whole by one worker (create, write, metadata, close). A file of
+A file of one blob is written whole by one worker (create, write, metadata, close): where
+`files_native`'s C writer is built, a group of such files at a time in one call without the GIL
+(files with extended attributes stay in Python). A file of
 several blobs is written at offsets by whichever workers read them: the first creates it, each
 reopens it to write (no descriptor is held between runs, so a batch of many large files cannot
 run out of them), and the one that writes the last blob sets the metadata. A file with holes takes
@@ -31,12 +33,14 @@ from collections.abc import Callable, Iterator
 import blake3
 
 from seawall.errors import IntegrityError, ObjectNotFound, PermanentError
-from seawall.sources import fidelity
+from seawall.sources import fidelity, files_native
 from seawall.sources.tree import Entry
 from seawall.vault import Vault
 from seawall.vault.reader import COALESCE_GAP
 
 Progress = Callable[[int], None]
+# The restorefiles.c flags that give a fresh file its metadata, or None if it needs Python (xattrs)
+NativeFlags = Callable[[Entry], "int | None"]
 # (open descriptor, path, entry, fresh): owner, attributes, mode, mtime; `fresh`: the file was just
 # created by this process with the entry's permission bits (what it may leave as they are: see _Tree)
 Meta = Callable[[int, str, Entry, bool], None]
@@ -52,6 +56,10 @@ RUN_BYTES = 8 << 20  # one ranged read; one per worker is held at a time, which 
 # and 1.1-1.2 s with these (restore wall 14.4/16.0 -> 11.7/13.1 s, alternating pairs; bench/PACKS.md).
 REMOTE_SCALE = 2
 REMOTE_RUN_BYTES = 32 << 20
+# One-blob files are written by the C writer (files_native) in groups of this many files or bytes:
+# one GIL release per group. Small enough that the other threads keep decrypting meanwhile.
+GROUP_FILES = 64
+GROUP_BYTES = 4 << 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _REOPEN = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -96,8 +104,10 @@ def runs(blobs: list[Blob], gap: int, limit: int = RUN_BYTES) -> Iterator[tuple[
 class RunWriter:
     """Writes the contents of regular files (see the module docstring); `finish` waits for all."""
 
-    def __init__(self, vault: Vault, workers: int, progress: Progress | None, meta: Meta):
+    def __init__(self, vault: Vault, workers: int, progress: Progress | None, meta: Meta,
+                 native: NativeFlags | None = None):
         self.vault, self.progress, self.meta = vault, progress, meta
+        self.native = native if native is not None and files_native.available() else None
         self.chunks = vault.chunks
         self.locations = self.chunks.index.locations  # a dict: a lookup per blob, no lock
         self.gap = max(COALESCE_GAP, vault.store.read_ahead // 4)
@@ -168,11 +178,36 @@ class RunWriter:
             self._one_by_one(blobs)
             return
         last, plain = -1, b""
+        group = files_native.Group() if self.native else None
         for offset, length, chunk_id, size, f, at in blobs:
             if offset != last:  # a blob used twice in a row (a repeated chunk) is opened once
                 plain = self.chunks.open(chunk_id, pack, view[offset - start:offset - start + length])
                 last = offset
-            self._write(f, _sized(chunk_id, plain, size), at)
+            data = _sized(chunk_id, plain, size)
+            if group is not None and f.lock is None and (flags := self.native(f.entry)) is not None:
+                self._grouped(group, f, data, flags)
+            else:
+                self._write(f, data, at)
+        if group:
+            self._write_group(group)
+
+    def _grouped(self, group: files_native.Group, f: _File, data: bytes, flags: int) -> None:
+        """Queue a one-blob file for the C writer; write the group once it is `GROUP_FILES` long."""
+        entry = f.entry
+        if entry.hash and blake3.blake3(data).hexdigest() != entry.hash:
+            raise IntegrityError(f"file {entry.path} does not match its recorded hash")
+        group.add(f.path, data, entry.mode, entry.mtime_ns, flags, entry.uid, entry.gid)
+        if len(group) >= GROUP_FILES or group.size >= GROUP_BYTES:
+            self._write_group(group)
+
+    def _write_group(self, group: files_native.Group) -> None:
+        try:
+            group.write()
+        except OSError as exc:
+            raise _translated(exc, exc.filename) from exc
+        if self.progress:
+            self.progress(group.size)
+        group.clear()
 
     def _one_by_one(self, blobs: list[Blob]) -> None:
         for _, _, chunk_id, size, f, at in blobs:

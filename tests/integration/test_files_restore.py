@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from seawall.errors import ConfigError
-from seawall.sources import files_runs
+from seawall.sources import files_native, files_runs
 from seawall.sources.compare import compare_trees, snapshot
 from seawall.sources.files import backup_tree, check_restore_target, restore_tree
 from seawall.sources.files_restore import STAGING_PREFIX
@@ -83,6 +83,33 @@ def test_many_batches_and_runs_restore_the_tree(backed_up, tmp_path: Path, monke
     count = restore_tree(open_vault(vault.url, PASSPHRASE), vault.require_done(backup_id), tmp_path / "out")
     assert count == 125
     _same(src, tmp_path / "out")
+
+
+def test_python_writer_where_the_c_one_is_not_built(backed_up, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    src, vault, backup_id = backed_up
+    monkeypatch.setattr(files_native, "available", lambda: False)
+    monkeypatch.setattr(files_runs, "BATCH_FILES", 7)
+    assert restore_tree(open_vault(vault.url, PASSPHRASE), vault.require_done(backup_id), tmp_path / "out") == 125
+    _same(src, tmp_path / "out")
+
+
+@pytest.mark.skipif(not files_native.available(), reason="C file writer not built (no compiler)")
+def test_c_writer_times_modes_and_the_file_that_failed(tmp_path: Path) -> None:
+    group = files_native.Group()
+    group.add(str(tmp_path / "old"), b"a\x00b", 0o640, -1_500_000_001, 0, 0, 0)  # before 1970
+    group.add(str(tmp_path / "setuid"), b"", 0o4755, 1_700_000_000_123_456_789, files_native.CHMOD, 0, 0)
+    group.write()
+    old, setuid = os.stat(tmp_path / "old"), os.stat(tmp_path / "setuid")
+    assert (old.st_mode & 0o7777, old.st_mtime_ns, old.st_atime_ns) == (0o640, -1_500_000_001, -1_500_000_001)
+    assert (setuid.st_mode & 0o7777, setuid.st_mtime_ns) == (0o4755, 1_700_000_000_123_456_789)
+    assert (tmp_path / "old").read_bytes() == b"a\x00b"
+    group.clear()
+    group.add(str(tmp_path / "new"), b"x", 0o600, 0, 0, 0, 0)
+    group.add(str(tmp_path / "old"), b"y", 0o600, 0, 0, 0, 0)  # exists: never overwritten
+    with pytest.raises(FileExistsError) as caught:
+        group.write()
+    assert caught.value.filename == str(tmp_path / "old") and (tmp_path / "new").read_bytes() == b"x"
 
 
 def test_runs_split_at_gaps_and_size() -> None:

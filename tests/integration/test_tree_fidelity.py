@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from seawall.checks.tree import check_tree
+from seawall.sources import files_native
 from seawall.sources.files import backup_tree, restore_tree
 from seawall.sources.tree import Entry
 from seawall.vault import init_vault
@@ -105,7 +106,14 @@ def tree(tmp_path: Path):
     sock.close()
 
 
-def test_everything_kept_and_compared_with_system_tools(tree: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["c", "python"])
+def test_everything_kept_and_compared_with_system_tools(tree: Path, tmp_path: Path, writer: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways small files are written (files_native's C writer, and Python where it is not built)."""
+    if writer == "python":
+        monkeypatch.setattr(files_native, "available", lambda: False)
+    elif shutil.which("cc"):
+        assert files_native.available(), "scripts/setup.sh builds the C file writer where a compiler is"
     vault = init_vault(f"file://{tmp_path / 'vault'}", PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKER)
     manifest = backup_tree(vault, tree, "fidelity")
     assert manifest.stats.skipped == ["server.sock: a socket is not kept (its server creates it again)"]
