@@ -44,9 +44,9 @@ class ChunkCopier:
         # Packs held at once (open, uploading, verifying): one per worker was 8 pack buffers plus
         # their copies and read-backs, ~500 MB of a 1 GB copy (bench/SCALE.md). The workers only
         # append sealed bytes; the packs' uploads are what takes time, and a few overlap enough.
-        # On a remote store (S3, SFTP: reads fetch ahead) each upload is mostly a wait, so more
+        # On a remote store (S3, SFTP) each upload is mostly a wait, so more
         # of them overlap: with two S3 packs the copy fell from ~70 to ~56-72 MB/s (bench/SCALE.md).
-        least = _REMOTE_MIN_PACKS if dest.store.read_ahead else 2
+        least = _REMOTE_MIN_PACKS if dest.store.remote else 2
         packer.max_open = min(settings.workers, max(least, _PACK_BUDGET // packer.target))
 
     def __enter__(self) -> ChunkCopier:

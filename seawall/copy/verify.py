@@ -62,9 +62,9 @@ def readback(store: ObjectStore, key: str, got: Fetched) -> str | None:
 
 def _compare_back(store: ObjectStore, key: str, blob: bytes | memoryview) -> str | None:
     try:
-        # A remote store (its reads fetch ahead) is read back whole: a ranged read is a request
+        # A remote store is read back whole: a ranged read is a request
         # each, and some servers (moto) read the whole object for every range.
-        if len(blob) <= READBACK_PIECE or store.read_ahead:
+        if len(blob) <= READBACK_PIECE or store.remote:
             back = store.get(key)
             if back == blob:
                 return None

@@ -111,7 +111,7 @@ class RunWriter:
         self.chunks = vault.chunks
         self.locations = self.chunks.index.locations  # a dict: a lookup per blob, no lock
         self.gap = max(COALESCE_GAP, vault.store.read_ahead // 4)
-        remote = bool(vault.store.read_ahead)
+        remote = vault.store.remote
         scale = REMOTE_SCALE if remote else 1
         self.batch_files, self.batch_bytes = BATCH_FILES * scale, BATCH_BYTES * scale
         self.run_bytes = max(RUN_BYTES, REMOTE_RUN_BYTES) if remote else RUN_BYTES

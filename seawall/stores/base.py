@@ -83,6 +83,9 @@ class ObjectStore(ABC):
     #: Target size of pack files (seawall.vault.packs): big enough that object count and requests grow
     #: with bytes, not files; small enough that a pack in memory is cheap (see bench/PACKS.md).
     pack_size: int = 16 << 20
+    #: True where every access is a network round trip (S3, SFTP): pipelines then keep more requests
+    #: in flight and read whole objects rather than many ranges of one.
+    remote: bool = False
     #: Bytes a single chunk read fetches ahead within its pack (0: exact ranges; remote stores read
     #: ahead because a restore asks next for the chunks stored right after).
     read_ahead: int = 0

@@ -75,6 +75,7 @@ class S3Store(S3BackgroundPuts, S3TiersMixin, S3LockMixin, ObjectStore):
     """
 
     pack_size = 32 << 20  # tens of MiB: fewer PUTs and LIST entries (bench/PACKS.md)
+    remote = True
     read_ahead = 4 << 20
 
     put_returns_md5 = True  # a single-part PUT's ETag is the MD5 S3 computed over the stored bytes

@@ -56,6 +56,7 @@ class SftpStore(ObjectStore):
         >>> store.put("config", b"...")  # doctest: +SKIP
     """
 
+    remote = True
     read_ahead = 4 << 20  # one request per chunk is a round trip: read the neighbours with it
 
     def __init__(self, options: SshOptions, root: str, *, create: bool = False):
