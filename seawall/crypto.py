@@ -115,9 +115,10 @@ class Keyring:
         return blob
 
     def seal_into(self, obj_type: int, name: str, plaintext: bytes | memoryview, out: memoryview, *,
-                  level: int = 1) -> int:
-        """`seal` into `out` (at least `sealed_size_max(len(plaintext))` bytes); returns the length."""
-        nonce, header, payload = self._frame(obj_type, plaintext, level)
+                  level: int = 1, packed: bytes | memoryview | None = None) -> int:
+        """`seal` into `out` (at least `sealed_size_max(len(plaintext))` bytes); returns the length.
+        `packed`: the plaintext's zstd frame at `level` if already made (`compress_many`)."""
+        nonce, header, payload = self._frame(obj_type, plaintext, level, packed)
         size = HEADER_LEN + len(payload) + 16
         self._encrypt_after(nonce, header, payload, name, out[:size])
         return size
@@ -128,12 +129,14 @@ class Keyring:
         self._enc.encrypt_into(nonce, payload, header[:6] + name.encode(), out[HEADER_LEN:])
 
     @staticmethod
-    def _frame(obj_type: int, plaintext: bytes | memoryview, level: int) -> tuple[bytes, bytes, bytes | memoryview]:
+    def _frame(obj_type: int, plaintext: bytes | memoryview, level: int,
+               packed: bytes | memoryview | None = None) -> tuple[bytes, bytes, bytes | memoryview]:
         """(nonce, header, payload): the plaintext zstd-compressed at `level` when that saves 3% or
         more; level 0 stores it as it is (zstd's own 0 means its default level, 3)."""
         compression, payload = Compression.NONE, plaintext
         if level and len(plaintext) >= 64:
-            packed = _compressor(level).compress(plaintext)
+            if packed is None:
+                packed = _compressor(level).compress(plaintext)
             if len(packed) < len(plaintext) * 0.97:
                 compression, payload = Compression.ZSTD, packed
         nonce = os.urandom(12)
@@ -179,6 +182,12 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     if level not in cache:
         cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
     return cache[level]
+
+
+def compress_many(pieces: list[bytes], level: int) -> zstandard.BufferWithSegmentsCollection:
+    """The zstd frames of `pieces` at `level`, the same bytes `seal` would make, in one call that
+    holds no GIL throughout (a compress per piece lets go of it and takes it back every time)."""
+    return _compressor(level).multi_compress_to_buffer(pieces, threads=1)
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:

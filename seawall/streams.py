@@ -21,6 +21,7 @@ from typing import BinaryIO, Protocol
 import blake3
 from pyfastcdc import FastCDC
 
+from seawall.crypto import compress_many
 from seawall.entropy import ByteSampler, merged_entropy
 from seawall.errors import PermanentError
 from seawall.manifest import BackupStats, ChunkRef, StreamRef
@@ -32,6 +33,11 @@ __all__ = ["ChunkReader", "ChunkWriter", "Readable"]
 
 Progress = Callable[[int], None]
 _EMPTY_HASH = blake3.blake3().hexdigest()
+# Small files' new chunks, sealed on a thread of their own in batches of up to this many / bytes
+# (see ChunkWriter, `small_batches`); at most SMALL_BATCHES of them queued or sealing.
+SMALL_BATCH_CHUNKS = 64
+SMALL_BATCH_BYTES = 1 << 20
+SMALL_BATCHES = 2
 
 
 class Readable(Protocol):
@@ -114,6 +120,15 @@ class ChunkWriter:
         self._batch_limit = vault.store.batch_bytes
         self._batch_chunks = max(1, max_inflight // 4) if self._batch_limit else 1
         self._error: BaseException | None = None
+        # Stores that upload packs in the background (S3): small files' new chunks (`write_small`)
+        # go to one sealing thread in batches, compressed in one GIL-free call per batch
+        # (`compress_many`), so zstd runs beside the walking thread, which otherwise did it all.
+        # One hand-off per batch, not per file: per file, the hand-offs cost more than the work.
+        self._small_batches = seal_in_caller and vault.store.background_puts
+        self._small: list[tuple[bytes, str]] = []
+        self._small_bytes = 0
+        self._small_slots = threading.BoundedSemaphore(SMALL_BATCHES)
+        self._small_pool = ThreadPoolExecutor(1, thread_name_prefix="seawall-seal") if self._small_batches else None
         self.counters = _Counters()
         self.sampler = ByteSampler()  # new data's entropy, for the anomaly detector (a few bytes per chunk)
 
@@ -125,6 +140,8 @@ class ChunkWriter:
             self.close()
         else:  # already failing: stop quickly, and do not hide the original error behind a store error
             self.cancel()
+            if self._small_pool is not None:
+                self._small_pool.shutdown(wait=True, cancel_futures=True)
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
@@ -132,14 +149,19 @@ class ChunkWriter:
         try:
             self.flush()
         finally:
+            if self._small_pool is not None:
+                self._small_pool.shutdown(wait=True)
             self._pool.shutdown(wait=True)
 
     def flush(self) -> None:
         """Return once every chunk queued so far is stored; raise the first store error, if any."""
         with self._lock:
             batch = self._take_batch()
+            small, self._small, self._small_bytes = self._small, [], 0
         if batch:
             self._submit(batch)
+        if small:
+            self._submit_small(small)
         with self._lock:
             pending = list(self._pending)
             self._sealed.wait_for(lambda: not self._sealing)
@@ -164,8 +186,8 @@ class ChunkWriter:
                 return  # another store failed: the writer is failing, do not seal more
             self._store_one(data, chunk_id)
 
-    def _store_one(self, data: bytes | memoryview, chunk_id: str) -> None:
-        _, stored = self.vault.put_chunk(data, chunk_id, level=self.level)
+    def _store_one(self, data: bytes | memoryview, chunk_id: str, packed: bytes | memoryview | None = None) -> None:
+        _, stored = self.vault.put_chunk(data, chunk_id, level=self.level, packed=packed)
         if stored:
             with self._lock:
                 c = self.counters
@@ -173,6 +195,34 @@ class ChunkWriter:
                 c.stored_new += stored
                 c.chunks_new += 1
                 self.sampler.add(data)
+
+    def _seal_small(self, batch: list[tuple[bytes, str]]) -> None:
+        """Seal a batch of small new chunks (on the sealing thread): one zstd call for all."""
+        if self._error is not None:
+            return
+        frames = compress_many([data for data, _ in batch], self.level) if self.level else None
+        for i, (data, chunk_id) in enumerate(batch):
+            if self._error is not None:
+                return
+            self._store_one(data, chunk_id, frames[i] if frames is not None else None)
+
+    def _submit_small(self, batch: list[tuple[bytes, str]]) -> None:
+        self._small_slots.acquire()  # at most SMALL_BATCHES held: memory stays bounded
+        try:
+            fut = self._small_pool.submit(self._seal_small, batch)  # type: ignore[union-attr]
+        except BaseException:
+            self._small_slots.release()
+            raise
+        with self._lock:
+            self._pending.add(fut)
+        fut.add_done_callback(self._small_done)
+
+    def _small_done(self, fut: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(fut)
+            if self._error is None and not fut.cancelled() and fut.exception() is not None:
+                self._error = fut.exception()
+        self._small_slots.release()
 
     def _seal_here(self, data: memoryview, chunk_id: str) -> None:
         """Seal and store one new chunk in the calling thread (`seal_in_caller`)."""
@@ -256,11 +306,34 @@ class ChunkWriter:
         if not data:
             self._raise_failure()
             return 0, _EMPTY_HASH, []
-        ref = self._put_piece(data, self.vault.keyring.chunk_id(data), self.vault.known_chunks())
+        chunk_id = self.vault.keyring.chunk_id(data)
+        if self._small_batches:
+            ref = self._put_small(data, chunk_id, self.vault.known_chunks())
+        else:
+            ref = self._put_piece(data, chunk_id, self.vault.known_chunks())
         if progress:
             progress(len(data))
         self._raise_failure()
         return len(data), blake3.blake3(data).hexdigest(), [ref]
+
+    def _put_small(self, data: bytes, chunk_id: str, known: set[str]) -> ChunkRef:
+        """`_put_piece` for `write_small` with `small_batches`: a new chunk joins the next batch."""
+        if self._error is not None:
+            raise self._error
+        n = len(data)
+        with self._lock:
+            self.counters.bytes_total += n
+            self.counters.chunks_total += 1
+            if chunk_id in known or chunk_id in self._queued:
+                return chunk_id, n
+            self._queued.add(chunk_id)
+            self._small.append((data, chunk_id))
+            self._small_bytes += n
+            if len(self._small) < SMALL_BATCH_CHUNKS and self._small_bytes < SMALL_BATCH_BYTES:
+                return chunk_id, n
+            batch, self._small, self._small_bytes = self._small, [], 0
+        self._submit_small(batch)
+        return chunk_id, n
 
     def put_piece(self, piece: bytes | memoryview, chunk_id: str | None = None) -> ChunkRef:
         """Store one piece the caller cut itself (no content-defined cutting, no stream hash) as a

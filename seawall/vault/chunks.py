@@ -119,8 +119,9 @@ class ChunkStore:
                                       self.max_chunk)
             return self._packer
 
-    def put(self, chunk_id: str, data: bytes | memoryview, level: int = 1) -> int:
-        return self.packer().add_chunk(chunk_id, data, level)
+    def put(self, chunk_id: str, data: bytes | memoryview, level: int = 1,
+            packed: bytes | memoryview | None = None) -> int:
+        return self.packer().add_chunk(chunk_id, data, level, packed)
 
     def put_sealed(self, chunk_id: str, blob: bytes | memoryview) -> None:
         self.packer().add_blob(chunk_id, blob)

@@ -179,11 +179,13 @@ class Vault:
     def has_chunk(self, chunk_id: str) -> bool:
         return chunk_id in self.known_chunks()
 
-    def put_chunk(self, data: bytes | memoryview, chunk_id: str | None = None, *, level: int = 1) -> tuple[str, int]:
+    def put_chunk(self, data: bytes | memoryview, chunk_id: str | None = None, *, level: int = 1,
+                  packed: bytes | memoryview | None = None) -> tuple[str, int]:
         """Store a chunk unless present; returns (id, stored bytes written: 0 if deduplicated).
 
         The chunk goes into an open pack: durable (and indexed) at `commit_chunks()`. `level` is
-        zstd's (0: stored uncompressed); the id does not depend on it.
+        zstd's (0: stored uncompressed); the id does not depend on it. `packed`: the data's zstd
+        frame at `level`, when the caller compressed it already (`seawall.crypto.compress_many`).
         """
         chunk_id = chunk_id or self.keyring.chunk_id(data)
         known = self.known_chunks()
@@ -192,7 +194,7 @@ class Vault:
                 return chunk_id, 0
             known.add(chunk_id)
         try:
-            return chunk_id, self.chunks.put(chunk_id, data, level)
+            return chunk_id, self.chunks.put(chunk_id, data, level, packed)
         except BaseException:
             with self._known_lock:
                 known.discard(chunk_id)

@@ -76,9 +76,11 @@ class Packer:
     # ---- adding ------------------------------------------------------------------------------
     def _take(self, need: int) -> PackBuilder:
         with self._lock:
-            # Waits only while holding no pack: the holders give theirs back or finish them.
-            self._uploaded.wait_for(lambda: self._error is not None or self._idle
-                                    or not self.max_open or self._live < self.max_open)
+            # Waits only while holding no pack: the holders give theirs back or finish them. (The
+            # test is made inline first: wait_for and its lambda, once per chunk, cost more than it.)
+            if not (self._idle or not self.max_open) and self._error is None:
+                self._uploaded.wait_for(lambda: self._error is not None or self._idle
+                                        or not self.max_open or self._live < self.max_open)
             if self._error is not None:
                 raise self._error
             builder = self._idle.pop() if self._idle else None
@@ -133,11 +135,14 @@ class Packer:
                 if self.max_open:
                     self._uploaded.notify_all()
 
-    def add_chunk(self, chunk_id: str, data: bytes | memoryview, level: int = 1) -> int:
-        """Seal `data` (zstd `level`, 0: uncompressed) into an open pack; returns the sealed length."""
+    def add_chunk(self, chunk_id: str, data: bytes | memoryview, level: int = 1,
+                  packed: bytes | memoryview | None = None) -> int:
+        """Seal `data` (zstd `level`, 0: uncompressed; `packed`: its frame if already compressed)
+        into an open pack; returns the sealed length."""
         builder = self._take(sealed_size_max(len(data)))
         try:
-            length = self.keyring.seal_into(ObjType.CHUNK, chunk_id, data, builder.tail(), level=level)
+            length = self.keyring.seal_into(ObjType.CHUNK, chunk_id, data, builder.tail(), level=level,
+                                            packed=packed)
             builder.added(chunk_id, length)
             with self._lock:
                 self._pending.add(chunk_id)

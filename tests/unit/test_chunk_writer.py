@@ -99,3 +99,52 @@ def test_level_zero_stores_chunks_uncompressed_and_reads_them_back(vault: Vault,
         writer.write(io.BytesIO(text[::-1]), "zstd")
     assert writer.counters.stored_new < len(text) // 4
     assert ChunkReader(open_vault(vault.url, PASSPHRASE)).read_stream(ref) == text
+
+
+def _small_pieces() -> list[bytes]:
+    text = b"".join(b"line %d of a small text file\n" % n for n in range(400))
+    pieces = [os.urandom(n % 9000 + 1) if n % 2 else text[n:n + n % 9000 + 1] for n in range(300)]
+    return pieces + pieces[:40] + [b"", b"x" * 10, b"tiny"]  # repeats, empty, below zstd's 64 bytes
+
+
+@pytest.mark.parametrize("level", [1, 0])
+def test_small_files_sealed_in_batches_store_the_same_chunks(vault: Vault, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, level: int) -> None:
+    monkeypatch.setattr(vault.store, "background_puts", True)  # as on S3: batches on the sealing thread
+    pieces = _small_pieces()
+    with ChunkWriter(vault, seal_in_caller=True, level=level) as writer:
+        assert writer._small_batches
+        small = [writer.write_small(p) for p in pieces]
+    assert writer.counters.chunks_new == len({p for p in pieces if p})
+    other_url = f"file://{tmp_path / 'other'}"
+    init_vault(other_url, PASSPHRASE, scrypt=FAST_SCRYPT, chunker=SMALL_CHUNKS)
+    other = open_vault(other_url, PASSPHRASE)
+    other.keyring = vault.keyring
+    with ChunkWriter(other, level=level) as plain_writer:
+        plain = [plain_writer.write_chunks(io.BytesIO(p)) for p in pieces]
+    assert small == plain
+    assert writer.counters.stored_new == plain_writer.counters.stored_new  # compressed alike
+    with ChunkReader(open_vault(vault.url, PASSPHRASE)) as reader:
+        for p, (size, _, chunks) in zip(pieces, small, strict=True):
+            assert b"".join(reader.iter_chunks(chunks)) == p and size == len(p)
+
+
+def test_a_failed_batch_fails_the_flush_and_later_writes(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vault.store, "background_puts", True)
+    real_put = Vault.put_chunk
+
+    def flaky(self: Vault, data, chunk_id=None, **kw):
+        if data.startswith(b"bad"):
+            raise RetryableError("disk hiccup")
+        return real_put(self, data, chunk_id, **kw)
+
+    monkeypatch.setattr(Vault, "put_chunk", flaky)
+    writer = ChunkWriter(vault, seal_in_caller=True)
+    writer.write_small(b"good one")
+    writer.write_small(b"bad one")
+    with pytest.raises(RetryableError, match="hiccup"):
+        writer.flush()
+    with pytest.raises(RetryableError, match="hiccup"):
+        writer.write_small(b"anything else")
+    with pytest.raises(RetryableError, match="hiccup"):
+        writer.close()
