@@ -46,27 +46,22 @@ uv sync --frozen --quiet "${python_args[@]}"
 # project's own modules (an editable install ships none, and with PYTHONDONTWRITEBYTECODE or a tree
 # the postgres user cannot write, every call compiled them again: 93 ms per call instead of 48 here).
 .venv/bin/python -m compileall -q -j 0 seawall >/dev/null
-# PostgreSQL page checksums in C (seawall/postgres/pgchecksum.c, loaded by pgpages_native with ctypes):
-# ~0.05 CPU-s per GB of data directory against ~1 for the numpy port, which stays the fallback when
-# no C compiler is there (a physical backup then takes longer, nothing fails).
-pgck_src=seawall/postgres/pgchecksum.c
-pgck_lib=.venv/lib/libseawall_pgchecksum.so
-if [ ! -f "$pgck_lib" ] || [ "$pgck_src" -nt "$pgck_lib" ]; then
-  if ! { command -v cc >/dev/null 2>&1 \
-         && cc -O3 -shared -fPIC -Wall -o "$pgck_lib.tmp" "$pgck_src" && mv "$pgck_lib.tmp" "$pgck_lib"; }; then
-    rm -f "$pgck_lib.tmp"
-    echo "seawall setup: could not build $pgck_lib (no C compiler?): page checksums use numpy" >&2
+# build_lib SRC LIB OPT FALLBACK: compile a C file loaded with ctypes into the virtualenv, when missing
+# or older than its source. Without a C compiler the Python side uses its fallback (slower, nothing fails).
+build_lib() {
+  local src=$1 lib=$2 opt=$3 fallback=$4
+  if [ ! -f "$lib" ] || [ "$src" -nt "$lib" ]; then
+    if ! { command -v cc >/dev/null 2>&1 \
+           && cc "$opt" -shared -fPIC -Wall -o "$lib.tmp" "$src" && mv "$lib.tmp" "$lib"; }; then
+      rm -f "$lib.tmp"
+      echo "seawall setup: could not build $lib (no C compiler?): $fallback" >&2
+    fi
   fi
-fi
-# A tree restore's small files, created and written in C (seawall/sources/restorefiles.c, loaded by
-# files_native with ctypes): one GIL release per 64 files instead of ~8 per file. Without a compiler
-# the restore writes them from Python (slower, nothing fails).
-rf_src=seawall/sources/restorefiles.c
-rf_lib=.venv/lib/libseawall_restorefiles.so
-if [ ! -f "$rf_lib" ] || [ "$rf_src" -nt "$rf_lib" ]; then
-  if ! { command -v cc >/dev/null 2>&1 \
-         && cc -O2 -shared -fPIC -Wall -o "$rf_lib.tmp" "$rf_src" && mv "$rf_lib.tmp" "$rf_lib"; }; then
-    rm -f "$rf_lib.tmp"
-    echo "seawall setup: could not build $rf_lib (no C compiler?): restores write files from Python" >&2
-  fi
-fi
+}
+# PostgreSQL page checksums in C (loaded by pgpages_native): ~0.05 CPU-s per GB of data directory
+# against ~1 for the numpy port, the fallback (a physical backup then takes longer).
+build_lib seawall/postgres/pgchecksum.c .venv/lib/libseawall_pgchecksum.so -O3 "page checksums use numpy"
+# A tree restore's small files, created and written in C (loaded by files_native): one GIL release
+# per 64 files instead of ~8 per file.
+build_lib seawall/sources/restorefiles.c .venv/lib/libseawall_restorefiles.so -O2 \
+  "restores write files from Python"

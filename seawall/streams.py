@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import io
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -159,7 +160,7 @@ class ChunkWriter:
             batch = self._take_batch()
             small, self._small, self._small_bytes = self._small, [], 0
         if batch:
-            self._submit(batch)
+            self._submit(self._pool, self._store, batch, self._slots, len(batch))
         if small:
             self._submit_small(small)
         with self._lock:
@@ -208,21 +209,7 @@ class ChunkWriter:
 
     def _submit_small(self, batch: list[tuple[bytes, str]]) -> None:
         self._small_slots.acquire()  # at most SMALL_BATCHES held: memory stays bounded
-        try:
-            fut = self._small_pool.submit(self._seal_small, batch)  # type: ignore[union-attr]
-        except BaseException:
-            self._small_slots.release()
-            raise
-        with self._lock:
-            self._pending.add(fut)
-        fut.add_done_callback(self._small_done)
-
-    def _small_done(self, fut: Future[None]) -> None:
-        with self._lock:
-            self._pending.discard(fut)
-            if self._error is None and not fut.cancelled() and fut.exception() is not None:
-                self._error = fut.exception()
-        self._small_slots.release()
+        self._submit(self._small_pool, self._seal_small, batch, self._small_slots, 1)  # type: ignore[arg-type]
 
     def _seal_here(self, data: memoryview, chunk_id: str) -> None:
         """Seal and store one new chunk in the calling thread (`seal_in_caller`)."""
@@ -238,13 +225,13 @@ class ChunkWriter:
                 if not self._sealing:
                     self._sealed.notify_all()
 
-    def _finished(self, chunks: int, fut: Future[None]) -> None:
+    def _finished(self, slots: threading.Semaphore, held: int, fut: Future[None]) -> None:
         with self._lock:
             self._pending.discard(fut)
             if self._error is None and not fut.cancelled() and fut.exception() is not None:
                 self._error = fut.exception()
-        for _ in range(chunks):
-            self._slots.release()
+        for _ in range(held):
+            slots.release()
 
     def _queue(self, data: bytes, chunk_id: str) -> None:
         """Hand a new chunk to the workers, in batches where the store asks for them."""
@@ -255,22 +242,24 @@ class ChunkWriter:
             if self._batch_bytes < self._batch_limit and len(self._batch) < self._batch_chunks:
                 return
             batch = self._take_batch()
-        self._submit(batch)
+        self._submit(self._pool, self._store, batch, self._slots, len(batch))
 
     def _take_batch(self) -> list[tuple[bytes, str]]:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         return batch
 
-    def _submit(self, batch: list[tuple[bytes, str]]) -> None:
+    def _submit(self, pool: ThreadPoolExecutor, work: Callable[[list[tuple[bytes, str]]], None],
+                batch: list[tuple[bytes, str]], slots: threading.Semaphore, held: int) -> None:
+        """Run `work(batch)` on `pool`; the `held` slots the caller took are released when it ends."""
         try:
-            fut = self._pool.submit(self._store, batch)
+            fut = pool.submit(work, batch)
         except BaseException:
-            for _ in batch:
-                self._slots.release()
+            for _ in range(held):
+                slots.release()
             raise
         with self._lock:
             self._pending.add(fut)
-        fut.add_done_callback(functools.partial(self._finished, len(batch)))
+        fut.add_done_callback(functools.partial(self._finished, slots, held))
 
     def write(self, reader: Readable | BinaryIO, name: str, *, kind: str = "data",
               progress: Progress | None = None) -> StreamRef:
@@ -300,8 +289,6 @@ class ChunkWriter:
         is one chunk (FastCDC cuts nothing shorter), so the cutting loop, its reused buffer and
         generator are skipped: they cost more Python time than the chunk's hashing (bench/PACKS.md)."""
         if len(data) >= self._min_size:
-            import io
-
             return self.write_chunks(io.BytesIO(data), progress)
         if not data:
             self._raise_failure()
@@ -322,11 +309,8 @@ class ChunkWriter:
             raise self._error
         n = len(data)
         with self._lock:
-            self.counters.bytes_total += n
-            self.counters.chunks_total += 1
-            if chunk_id in known or chunk_id in self._queued:
+            if not self._claim(chunk_id, n, known):
                 return chunk_id, n
-            self._queued.add(chunk_id)
             self._small.append((data, chunk_id))
             self._small_bytes += n
             if len(self._small) < SMALL_BATCH_CHUNKS and self._small_bytes < SMALL_BATCH_BYTES:
@@ -348,11 +332,8 @@ class ChunkWriter:
             raise self._error
         n = len(piece)
         with self._lock:
-            self.counters.bytes_total += n
-            self.counters.chunks_total += 1
-            new = chunk_id not in known and chunk_id not in self._queued
+            new = self._claim(chunk_id, n, known)
             if new:
-                self._queued.add(chunk_id)
                 self._sealing += self._in_caller
         if new:
             if self._in_caller:
@@ -360,6 +341,16 @@ class ChunkWriter:
             else:
                 self._queue(bytes(piece), chunk_id)  # the read buffer is reused: hand off a copy
         return chunk_id, n
+
+    def _claim(self, chunk_id: str, n: int, known: set[str]) -> bool:
+        """Count a chunk of `n` bytes; True if it is new (neither in the vault nor queued), and then
+        this caller stores it. Called with `_lock` held."""
+        self.counters.bytes_total += n
+        self.counters.chunks_total += 1
+        if chunk_id in known or chunk_id in self._queued:
+            return False
+        self._queued.add(chunk_id)
+        return True
 
     def _cut(self, reader: Readable | BinaryIO) -> Iterator[memoryview]:
         """The chunks of `reader`, cut exactly as `FastCDC.cut_stream` cuts them, in a reused buffer.
@@ -402,8 +393,6 @@ class ChunkWriter:
         return held
 
     def write_bytes(self, data: bytes, name: str, *, kind: str = "data") -> StreamRef:
-        import io
-
         return self.write(io.BytesIO(data), name, kind=kind)
 
     def fill_stats(self, stats: BackupStats) -> None:

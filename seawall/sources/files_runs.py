@@ -194,8 +194,7 @@ class RunWriter:
     def _grouped(self, group: files_native.Group, f: _File, data: bytes, flags: int) -> None:
         """Queue a one-blob file for the C writer; write the group once it is `GROUP_FILES` long."""
         entry = f.entry
-        if entry.hash and blake3.blake3(data).hexdigest() != entry.hash:
-            raise IntegrityError(f"file {entry.path} does not match its recorded hash")
+        _check_hash(entry, data)
         group.add(f.path, data, entry.mode, entry.mtime_ns, flags, entry.uid, entry.gid)
         if len(group) >= GROUP_FILES or group.size >= GROUP_BYTES:
             self._write_group(group)
@@ -223,8 +222,7 @@ class RunWriter:
 
     def _whole(self, f: _File, data: bytes) -> None:
         entry = f.entry
-        if entry.hash and blake3.blake3(data).hexdigest() != entry.hash:
-            raise IntegrityError(f"file {entry.path} does not match its recorded hash")
+        _check_hash(entry, data)
         try:
             # Created with its own permission bits (a descriptor opened by O_CREAT writes whatever
             # they say), so the metadata step may find nothing left to change.
@@ -296,6 +294,12 @@ def _write_all(fd: int, data: bytes, at: int) -> None:
     view, done = memoryview(data), 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], at + done)
+
+
+def _check_hash(entry: Entry, data: bytes) -> None:
+    """A file written from one blob must hash as the backup recorded it."""
+    if entry.hash and blake3.blake3(data).hexdigest() != entry.hash:
+        raise IntegrityError(f"file {entry.path} does not match its recorded hash")
 
 
 def _translated(exc: OSError, path: str) -> BaseException:
