@@ -21,6 +21,7 @@ waits for the archiver as before. A standby's stop segment is not finished when 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from seawall.errors import ConflictError, IntegrityError, SeawallError
 from seawall.postgres import walnames
@@ -39,9 +40,10 @@ def segments(start: str, stop: str, seg_size: int) -> list[str]:
     return names
 
 
-def archives_here(vault: Vault, conn: PgConn, sysid: str) -> bool:
-    """Whether the server's archiver writes into this vault (its last archived file is in it)."""
-    state = read_archiver(conn)
+def archives_here(vault: Vault, conn: PgConn, sysid: str, pg: Any = None) -> bool:
+    """Whether the server's archiver writes into this vault (its last archived file is in it);
+    `pg`: an open connection to it (`physical.read_archiver`)."""
+    state = read_archiver(conn, pg)
     if not state.last_archived_wal or state.failing:
         return False
     return vault.store.exists(WalArchive(vault).key(state.last_archived_wal, sysid))

@@ -48,6 +48,7 @@ import io
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,6 +56,7 @@ from seawall.errors import ConfigError, IntegrityError, ObjectNotFound
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, Manifest
 from seawall.postgres import pgpages, physical
+from seawall.postgres.archiver import ArchiverState
 from seawall.postgres.backup_wal import archives_here, push_needed
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
 from seawall.postgres.datadir import PG_CONTROL, read_system_identifier, relation_fork, walk
@@ -95,7 +97,12 @@ def choose_parent(vault: Vault, dataset: str, here: dict[str, Any], *, full: boo
     """(the backup to reuse unchanged files and blocks from, or None; why) — rules in the docstring."""
     if full:
         return None, "full read asked for"
-    parent = _newest_done(vault, dataset)
+    return judge_parent(_newest_done(vault, dataset), here, full_every_days=full_every_days)
+
+
+def judge_parent(parent: Manifest | None, here: dict[str, Any], *,
+                 full_every_days: float) -> tuple[Manifest | None, str]:
+    """`choose_parent` for the newest DONE backup already read (`_newest_done`)."""
     if parent is None:
         return None, "no earlier data-directory backup of this dataset"
     src = {**parent.source, "host": parent.host}
@@ -143,9 +150,9 @@ def _parent_entries(vault: Vault, parent: Manifest | None) -> dict[str, dict[str
 
 # ---- the backup ---------------------------------------------------------------------------------
 def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str | None = None,
-                   progress: Progress | None = None, archive_wait: float = 300, jobs: int | None = None,
-                   full: bool = False, full_every_days: float = 7, primary_dsn: str | None = None,
-                   workers: int = 3, compress_level: int = 1) -> Manifest:
+                   progress: Progress | None = None, archive_wait: float = physical.ARCHIVE_WAIT,
+                   jobs: int | None = None, full: bool = False, full_every_days: float = 7,
+                   primary_dsn: str | None = None, workers: int = 3, compress_level: int = 1) -> Manifest:
     """Back up the cluster behind `conn` from its data directory; returns the DONE manifest.
 
     Args:
@@ -168,38 +175,43 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
         ConfigError: archiving not set up, data directory not readable here, standby's primary unreachable.
         RetryableError: the server went away or archiving is stuck.
     """
-    facts = physical.read_facts(conn)
-    if facts.data_checksums:
-        pgpages.preload()  # the page checks' library (C, or numpy), while we wait for the server below
-    archiver = primary_of(conn, primary_dsn) if facts.in_recovery else conn
-    physical.preflight(physical.read_facts(archiver) if facts.in_recovery else facts, archiver.display())
-    physical.require_archiver_ok(archiver)
-    manifest = physical._new_physical_manifest(facts, dataset, backup_id)
-    manifest.source.update(method=METHOD, compress_level=compress_level)
-    options = {"full": full, "full_every_days": full_every_days, "jobs": jobs or os.cpu_count() or 2,
-               "workers": workers, "progress": progress, "level": compress_level}
-    with recording(vault, manifest) as phase:
-        with BackupSession(conn) as session:
+    # One connection for every question to this server, held from here to the end (the backup's own
+    # session: pg_backup_start/stop must be on it anyway). A standby's primary has its own.
+    with BackupSession(conn) as session:
+        facts = physical.read_facts(conn, session.pg)
+        if facts.data_checksums:
+            pgpages.preload()  # the page checks' library (C, or numpy), while we wait for the server below
+        archiver = primary_of(conn, primary_dsn) if facts.in_recovery else conn
+        on_archiver = None if facts.in_recovery else session.pg
+        physical.preflight(physical.read_facts(archiver) if facts.in_recovery else facts, archiver.display())
+        archived = physical.require_archiver_ok(archiver, on_archiver)
+        manifest = physical._new_physical_manifest(facts, dataset, backup_id)
+        manifest.source.update(method=METHOD, compress_level=compress_level)
+        options = {"full": full, "full_every_days": full_every_days, "jobs": jobs or os.cpu_count() or 2,
+                   "workers": workers, "progress": progress, "level": compress_level}
+        with recording(vault, manifest) as phase:
             _between_start_and_stop(vault, session, manifest, facts, phase, options)
-        phase("archiving the backup's WAL")
-        _archive_backup_wal(vault, conn, archiver, manifest, facts, archive_wait)
-        manifest.source["stop_time"] = physical._server_now(conn).isoformat()
+            phase("archiving the backup's WAL")
+            _archive_backup_wal(vault, archiver, on_archiver, manifest, facts, archive_wait, archived)
+            manifest.source["stop_time"] = physical._server_now(conn, session.pg).isoformat()
     return manifest
 
 
-def _archive_backup_wal(vault: Vault, conn: PgConn, archiver: PgConn, manifest: Manifest,
-                        facts: physical.ServerFacts, archive_wait: float) -> None:
-    """Have every segment from the start to the stop segment in the vault (`seawall.postgres.backup_wal`)."""
+def _archive_backup_wal(vault: Vault, archiver: PgConn, pg: Any, manifest: Manifest, facts: physical.ServerFacts,
+                        archive_wait: float, before: ArchiverState) -> None:
+    """Have every segment from the start to the stop segment in the vault (`seawall.postgres.backup_wal`);
+    `pg`: the open connection to the archiving server, if we hold one; `before`: its archiver's state
+    before the backup started (`archiver.wait_archived`)."""
     src, sysid = manifest.source, facts.system_identifier
     missing = [src["stop_wal_file"]]
     if facts.in_recovery:
         switch_wal(archiver)  # a standby does not switch segments: its primary closes the stop segment
-    elif archives_here(vault, conn, sysid):
+    elif archives_here(vault, archiver, sysid, pg):
         missing = push_needed(vault, src["data_directory"], sysid, src["start_wal_file"], src["stop_wal_file"],
                               facts.wal_segment_size)
     src["wal_pushed_by_backup"] = not missing
     if missing:
-        physical.wait_archived(archiver, missing[-1], timeout=archive_wait, poll=0.1)
+        physical.wait_archived(archiver, missing[-1], timeout=archive_wait, poll=0.1, pg=pg, since=before)
         for name in missing:
             physical.require_in_vault(vault, sysid, name, timeout=archive_wait, poll=0.1)
 
@@ -213,12 +225,19 @@ def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Mani
     tablespaces = read_tablespaces(conn) if facts.extra_tablespaces else []
     manifest.source.update(data_directory=datadir, tablespaces=tablespaces)
     phase("pg_backup_start")
-    start_lsn = session.start(f"seawall {manifest.backup_id}")
-    manifest.source["scan_started_ns"] = time.time_ns()
+    # The server's checkpoint takes 40-200 ms: meanwhile this thread reads the newest backup (the
+    # likely parent) and its file index, and refreshes the vault's chunk list.
+    with ThreadPoolExecutor(1, thread_name_prefix="seawall-backup-start") as pool:
+        started = pool.submit(session.start, f"seawall {manifest.backup_id}")
+        newest = None if options["full"] else _newest_done(vault, manifest.dataset)
+        previous = _parent_entries(vault, newest)
+        vault.known_chunks(refresh=True)
+    start_lsn = started.result()
+    manifest.source["scan_started_ns"] = time.time_ns()  # before any file is walked or read
     here = {"system_identifier": facts.system_identifier, "data_directory": datadir, "host": manifest.host,
             "timeline": _timeline(session), "start_lsn": start_lsn}
-    parent, why = choose_parent(vault, manifest.dataset, here, full=options["full"],
-                                full_every_days=options["full_every_days"])
+    parent, why = (judge_parent(newest, here, full_every_days=options["full_every_days"]) if not options["full"]
+                   else (None, "full read asked for"))
     manifest.parent = parent.backup_id if parent else None
     manifest.source["reuse"] = why
     manifest.source["full_read_at"] = (parent.source.get("full_read_at") if parent
@@ -230,23 +249,22 @@ def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Mani
                     parent_start_lsn=parse_lsn(parent.source["start_lsn"]) if parent else 0,
                     parent_scan_ns=int(parent.source.get("scan_started_ns", 0)) if parent else 0,
                     full=options["full"])
-    _read_roots(vault, manifest, roots, plan, parent, jobs=options["jobs"], workers=options["workers"],
-                progress=options["progress"], conn=conn, level=options["level"])
+    _read_roots(vault, manifest, roots, plan, parent, previous if parent else {}, jobs=options["jobs"],
+                workers=options["workers"], progress=options["progress"], conn=conn, level=options["level"])
     phase("pg_backup_stop")
     manifest.source.update(wal_facts(session.stop(), facts.wal_segment_size))
 
 
 def _timeline(session: BackupSession) -> int:
     with translate_psycopg_errors(f"reading the timeline of {session.conn.display()}"):
-        return int(session._pg.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0])
+        return int(session.pg.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0])
 
 
 def _read_roots(vault: Vault, manifest: Manifest, roots: list[tuple[str, str, str | None]], plan: ReadPlan,
-                parent: Manifest | None, *, jobs: int, workers: int, progress: Progress | None,
-                conn: PgConn, level: int) -> None:
-    previous = _parent_entries(vault, parent)
+                parent: Manifest | None, previous: dict[str, dict[str, Entry]], *, jobs: int, workers: int,
+                progress: Progress | None, conn: PgConn, level: int) -> None:
+    """Walk and read the roots (the chunk list refreshed and `previous`, the parent's entries, read)."""
     manifest.transition(BackupStatus.UPLOADING)
-    vault.known_chunks(refresh=True)
     trees: list[tuple[str, list[Entry]]] = []
     todo, control = [], []
     for name, path, tsdir in roots:

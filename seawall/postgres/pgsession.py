@@ -56,6 +56,11 @@ class BackupSession:
         # a failed backup leaves nothing running on the server.
         self._pg.close()
 
+    @property
+    def pg(self) -> Any:
+        """The held psycopg connection: the backup asks all its other questions on it too."""
+        return self._pg
+
     def layout(self) -> tuple[str, int]:
         """(data_directory, catalog version) of the server."""
         with translate_psycopg_errors(f"reading data_directory of {self.conn.display()}"):

@@ -11,6 +11,8 @@ timeline, the manifest's `WAL-Ranges` the stop LSN (pg_basebackup prints neither
 archived, and we confirm it in `pg_stat_archiver` before the backup is DONE. A stuck archiver
 would make that wait endless, so a watchdog stops the backup (RetryableError) once the archiver has
 failed continuously for `archive_wait` seconds.
+Both methods refuse to start while the archiver is failing and stop waiting for the stop segment
+once it fails again (`seawall.postgres.archiver`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from seawall.errors import AuthError, ConfigError, IntegrityError, PermanentErro
 from seawall.lifecycle import recording
 from seawall.manifest import BackupStatus, Manifest, new_manifest
 from seawall.postgres import binaries
+from seawall.postgres.archiver import ARCHIVE_WAIT, ArchiverState, query_one, read_archiver, require_archiver_ok
+from seawall.postgres.archiver import ArchiverFailing as ArchiverFailing  # re-exported with the names below
+from seawall.postgres.archiver import require_in_vault as require_in_vault
+from seawall.postgres.archiver import wait_archived as wait_archived
 from seawall.postgres.basebackup_tar import TarTap, stop_facts
 from seawall.postgres.basebackup_tar import parse_backup_label as parse_backup_label  # re-exported: it lived here
 from seawall.postgres.basebackup_tar import parse_wal_ranges as parse_wal_ranges  # re-exported: it lived here
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
 from seawall.postgres.tablespaces import basebackup_to_spool, read_tablespaces
-from seawall.postgres.wal import WalArchive
 from seawall.streams import ChunkWriter
 from seawall.vault import Vault
 
@@ -49,8 +54,7 @@ SELECT current_setting('wal_level'), current_setting('archive_mode'), current_se
        (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))::int,
        pg_is_in_recovery()
 """
-_ARCHIVER_SQL = ("SELECT archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, "
-                 "last_failed_time, now() FROM pg_stat_archiver")
+
 
 
 @dataclass(frozen=True)
@@ -70,41 +74,11 @@ class ServerFacts:
     in_recovery: bool
 
 
-@dataclass(frozen=True)
-class ArchiverState:
-    """One row of `pg_stat_archiver`."""
-
-    archived_count: int
-    last_archived_wal: str | None
-    last_archived_time: datetime | None
-    failed_count: int
-    last_failed_wal: str | None
-    last_failed_time: datetime | None
-    now: datetime
-
-    @property
-    def failing(self) -> bool:
-        """True while the archiver is stuck on a file (it never skips one, so no success since)."""
-        if self.last_failed_time is None:
-            return False
-        return self.last_archived_time is None or self.last_failed_time > self.last_archived_time
-
-    def has_archived(self, segment: str) -> bool:
-        """Whether `segment` (or a later file) was archived: names sort by timeline then position."""
-        return bool(self.last_archived_wal) and self.last_archived_wal[:24] >= segment
-
-
-def read_facts(conn: PgConn) -> ServerFacts:
-    """Settings and identity of the server behind `conn`."""
-    with translate_psycopg_errors(f"reading settings of {conn.display()}"), conn.connect() as pg:
-        row = pg.execute(_FACTS_SQL).fetchone()
+def read_facts(conn: PgConn, pg: Any = None) -> ServerFacts:
+    """Settings and identity of the server behind `conn` (asked on `pg` when given: see `_query_one`)."""
+    row = query_one(conn, pg, _FACTS_SQL, "reading settings")
     return ServerFacts(row[0], row[1], row[2], row[3], row[4], row[5], row[6] == "on", int(row[7]), row[8],
                        row[9], row[10])
-
-
-def read_archiver(conn: PgConn) -> ArchiverState:
-    with translate_psycopg_errors(f"reading pg_stat_archiver of {conn.display()}"), conn.connect() as pg:
-        return ArchiverState(*pg.execute(_ARCHIVER_SQL).fetchone())
 
 
 def preflight(facts: ServerFacts, where: str) -> None:
@@ -130,27 +104,21 @@ def check_archiving(conn: PgConn, *, method: str = "datadir", primary_dsn: str |
     Returns:
         A one-line description for the preflight report.
     """
-    facts = read_facts(conn)
-    if facts.in_recovery and method == "datadir":  # from a standby: its primary archives (see pgsession)
+    with translate_psycopg_errors(f"connecting to {conn.display()}"), conn.connect() as pg:  # one connection
+        facts = read_facts(conn, pg)
+        standby = facts.in_recovery and method == "datadir"
+        if not standby:
+            preflight(facts, conn.display())
+            state = require_archiver_ok(conn, pg)
+    if standby:  # from a standby: its primary archives (see pgsession)
         from seawall.postgres.pgsession import primary_of
 
         conn = primary_of(conn, primary_dsn)
         facts = read_facts(conn)
-    preflight(facts, conn.display())
-    state = require_archiver_ok(conn)
+        preflight(facts, conn.display())
+        state = require_archiver_ok(conn)
     return (f"wal_level={facts.wal_level}, archive_mode={facts.archive_mode}, "
             f"last archived {state.last_archived_wal or 'nothing yet'}")
-
-
-def require_archiver_ok(conn: PgConn) -> ArchiverState:
-    """RetryableError while the archiver is stuck: a base backup could not finish until it recovers."""
-    state = read_archiver(conn)
-    if state.failing:
-        raise RetryableError(
-            f"WAL archiving on {conn.display()} is failing: {state.last_failed_wal} failed at "
-            f"{state.last_failed_time:%Y-%m-%d %H:%M:%S%z} ({state.failed_count} failures, no success since)",
-            hint="check archive_command and the server log; a base backup cannot finish until it works")
-    return state
 
 
 # ---- running pg_basebackup -----------------------------------------------------------------------
@@ -273,42 +241,15 @@ def stream_basebackup(writer: ChunkWriter, conn: PgConn, *, archive_wait: float,
 
 
 # ---- the backup -----------------------------------------------------------------------------------
-def wait_archived(conn: PgConn, segment: str, *, timeout: float, poll: float = 0.5) -> ArchiverState:
-    """Wait until pg_stat_archiver has archived `segment` (or later); RetryableError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = read_archiver(conn)
-        if state.has_archived(segment):
-            return state
-        if time.monotonic() >= deadline:
-            why = f"; archiver failing on {state.last_failed_wal}" if state.failing else ""
-            raise RetryableError(f"WAL segment {segment} of the base backup was not archived within {timeout:.0f}s "
-                                 f"(last archived: {state.last_archived_wal or 'none'}{why})",
-                                 hint="check archive_command and the server log")
-        time.sleep(poll)
-
-
-def require_in_vault(vault: Vault, sysid: str, segment: str, *, timeout: float, poll: float = 0.5) -> None:
-    """The stop segment must be in *this* vault's archive, or PITR from this backup is impossible."""
-    key = WalArchive(vault).key(segment, sysid)
-    deadline = time.monotonic() + min(timeout, 30)
-    while not vault.store.exists(key):
-        if time.monotonic() >= deadline:
-            raise ConfigError(f"the server archived {segment}, but not into {vault.url} (no {key})",
-                              hint=f"set archive_command = 'seawall wal-push %p --vault {vault.url} ...'")
-        time.sleep(poll)
-
-
-def _server_now(conn: PgConn) -> datetime:
-    with translate_psycopg_errors(f"reading the time of {conn.display()}"), conn.connect() as pg:
-        return pg.execute("SELECT now()").fetchone()[0]
+def _server_now(conn: PgConn, pg: Any = None) -> datetime:
+    return query_one(conn, pg, "SELECT now()", "reading the time")[0]
 
 
 METHODS = ("datadir", "basebackup")
 
 
 def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str | None = None,
-                    progress: Progress | None = None, archive_wait: float = 300,
+                    progress: Progress | None = None, archive_wait: float = ARCHIVE_WAIT,
                     workers: int = 3, method: str = "datadir", jobs: int | None = None, full: bool = False,
                     primary_dsn: str | None = None, compress_level: int = 1) -> Manifest:
     """Take a base backup of the cluster behind `conn` into `vault`; returns the DONE manifest.
@@ -342,7 +283,7 @@ def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str 
         raise ConfigError(f"unknown physical backup method {method!r}", hint="use datadir or basebackup")
     facts = read_facts(conn)
     preflight(facts, conn.display())
-    require_archiver_ok(conn)
+    archiver = require_archiver_ok(conn)
     manifest = _new_physical_manifest(facts, dataset, backup_id)
     manifest.source["method"] = "basebackup"
     if facts.extra_tablespaces:
@@ -353,7 +294,7 @@ def backup_physical(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str 
         phase("waiting for the stop segment to be archived")
         manifest.source.update(stop_facts(tap, facts.wal_segment_size))
         manifest.source["backup_label"] = tap.label.decode("utf-8", "replace")
-        wait_archived(conn, manifest.source["stop_wal_file"], timeout=archive_wait)
+        wait_archived(conn, manifest.source["stop_wal_file"], timeout=archive_wait, since=archiver)
         require_in_vault(vault, facts.system_identifier, manifest.source["stop_wal_file"], timeout=archive_wait)
         manifest.source["stop_time"] = _server_now(conn).isoformat()
     return manifest

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from seawall.errors import ConfigError, IntegrityError, NoSpaceError, RetryableError
+from seawall.errors import ConfigError, IntegrityError, NoSpaceError
 from seawall.manifest import BackupStatus
 from seawall.postgres.cluster import LocalCluster
 from seawall.postgres.conn import PgConn
-from seawall.postgres.physical import KIND, backup_physical
+from seawall.postgres.physical import KIND, ArchiverFailing, backup_physical
 from seawall.postgres.recovery import RecoveryTarget, restore_physical
 from seawall.postgres.wal import WalArchive
 from seawall.vault import open_vault
@@ -122,7 +122,7 @@ def test_backup_fails_fast_while_archiving_is_stuck(seeded: ArchivedCluster) -> 
     while cluster.execute("SELECT failed_count FROM pg_stat_archiver")[0][0] == 0:
         assert time.monotonic() < deadline, "the archiver never failed"
         time.sleep(0.2)
-    with pytest.raises(RetryableError, match=r"WAL archiving .* is failing"):
+    with pytest.raises(ArchiverFailing, match=r"WAL archiving .* is failing"):
         backup_physical(_vault(seeded), PgConn(cluster.conninfo()), "pg-phys")
 
 
