@@ -1,4 +1,9 @@
-"""CLI output: one-line errors with stable exit codes, JSON mode, and progress bars."""
+"""CLI output: one-line errors with stable exit codes, JSON mode, and progress bars.
+
+rich is imported when something is drawn, not with this module: a `--json` run (the benchmarks',
+a scheduler's) never draws, and rich's console, markup and progress modules cost ~25 ms of every
+CLI process's start.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +15,40 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from seawall import progress as progress_hook
 from seawall.errors import ExitCode, Interrupted, SeawallError, stop_signal
 
-console = Console() if sys.stdout.isatty() else Console(width=200)
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich Console made on first use (attribute access), then used as is."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            if self._stderr:
+                self._console = Console(stderr=True)
+            else:  # a pipe or a file: wide lines, as a log reader wants them
+                self._console = Console() if sys.stdout.isatty() else Console(width=200)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+console = _LazyConsole(stderr=False)
+err_console = _LazyConsole(stderr=True)
 
 
 class State:
@@ -41,6 +58,8 @@ class State:
 
 
 def fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
+    from rich.markup import escape
+
     err_console.print(f"[bold red]seawall: error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
@@ -58,13 +77,15 @@ def handled_errors() -> Iterator[None]:
     """Turn exceptions into one line + exit code; tracebacks only with --debug."""
     try:
         yield
-    except (click.exceptions.Exit, typer.Exit):
+    except typer.Exit:
         raise
     except SeawallError as exc:
         if State.debug:
             traceback.print_exc()
         fail(str(exc), exc.exit_code)
     except Exception as exc:  # a bug or an untranslated SDK error: say so, keep the code apart
+        if _click_exit(exc):
+            raise
         if State.debug:
             traceback.print_exc()
         fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
@@ -76,6 +97,13 @@ def handled_errors() -> Iterator[None]:
         exit_soon(128 + signum)  # the cleanup ran on the way here; threads must not hold the exit up
         fail(f"interrupted by {signal.Signals(signum).name}: stopped; leases released, a running backup "
              "is recorded FAILED", 128 + signum)
+
+
+def _click_exit(exc: Exception) -> bool:
+    """A Click `Exit` (a library's own Click command, e.g. Prefect's): passed on like typer's.
+    Click is not imported for this: if nothing loaded it, nothing raised one."""
+    click = sys.modules.get("click")
+    return click is not None and isinstance(exc, click.exceptions.Exit)
 
 
 #: After a stop signal, the process is gone within this many seconds whatever is still running
@@ -154,10 +182,21 @@ def progress_bars(enabled: bool) -> Iterator[None]:
     if not (enabled and sys.stdout.isatty()):
         yield
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     # done / total bytes, speed, elapsed and the ETA (shown once the phase knows its total)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
+    with Progress(*columns, console=console.get(), transient=False) as bars:
         tasks: dict[str, Any] = {}
 
         def hook(phase: str, advance: int, total: int | None) -> None:
