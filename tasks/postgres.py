@@ -91,16 +91,17 @@ def backup_postgres_task(source: PostgresConfig, vault: VaultConfig, mode: str, 
         backup_postgres_task(PostgresSource.load("DB"), VaultTarget.load("VAULT"), "logical", "pg-app", bid)
         ```
     """
-    from seawall.postgres.logical import backup_logical
-    from seawall.postgres.physical import backup_physical
-
     v = vault.open_vault()
     conn = source.get_pgconn()
     with vault_slot(), shared_lease(v, f"backup {dataset}"):  # retention's GC waits until we are done
         if mode == "logical":
+            from seawall.postgres.logical import backup_logical  # pg_dump's side: not a physical backup's
+
             parent = v.latest_backup(dataset, kind="postgres-logical")
             return backup_logical(v, conn, dataset, jobs=jobs, backup_id=backup_id, parent=parent,
                                   progress=reporter("pg_dump"), passwords=with_passwords)
+        from seawall.postgres.physical import backup_physical
+
         opts = physical or {}
         return backup_physical(v, conn, dataset, backup_id=backup_id, progress=reporter("physical backup"),
                                method=opts.get("method", "datadir"), jobs=jobs, full=bool(opts.get("full")),
