@@ -1,5 +1,6 @@
 /* PostgreSQL data page checks in C: pg_checksum_page (src/include/storage/checksum_impl.h) and the
- * rules of seawall.postgres.pgpages.bad_pages, for a whole block of pages per call.
+ * rules of seawall.postgres.pgpages.bad_pages, for a whole block of pages per call; and the
+ * incremental backup's block-reuse test (seawall_pages_older), which reads only the page LSNs.
  *
  * Built by scripts/setup.sh into the virtualenv (gcc -O3 -shared -fPIC) and called through ctypes
  * (seawall/postgres/pgpages_native.py), which releases the GIL for the call: the reader threads
@@ -11,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #define BLCKSZ 8192
 #define N_SUMS 32
@@ -59,7 +62,7 @@ static int all_zero(const uint32_t *page)
     return 1;
 }
 
-int seawall_pgchecksum_abi(void) { return 1; }
+int seawall_pgchecksum_abi(void) { return 2; }
 
 /* pg_checksum_page of `n` consecutive pages of `buf`, numbered from `first_block`, into `out`. */
 void seawall_page_checksums(const uint8_t *buf, size_t n, uint32_t first_block, uint16_t *out)
@@ -89,4 +92,35 @@ size_t seawall_bad_pages(const uint8_t *buf, size_t n, uint32_t first_block, uin
             out[bad++] = (uint32_t)k;
     }
     return bad;
+}
+
+/* The block-reuse test of an incremental backup (seawall.postgres.datadir_read, rule 2), reading
+ * only each page's pd_lsn (8 bytes per 8 KiB page, pread from the page cache) instead of the whole
+ * block: ~0.17 ms per MiB against ~0.35 ms to copy it (page cache, one core; then ~12 us of
+ * testing in Python, holding the GIL), and most blocks of a changed relation file are unchanged. 1
+ * when the `len` bytes of `fd` at `offset` are whole pages (len > 0, a multiple of 8 KiB, the last
+ * byte present) whose pd_lsn are all in (0, before), and, when `at_end`, the file ends right after
+ * them (the previous backup's copy of the block was the file's short last one: a longer block now
+ * is not the same block). 0 otherwise, a short or failed read included: the caller then reads the
+ * block whole, as it does without this library, and that read reports any error. Any page may
+ * change right after its LSN was read here; a page written after the backup started is replayed
+ * from the WAL, as for a block read whole (the same rule, the same window). */
+int seawall_pages_older(int fd, int64_t offset, size_t len, uint64_t before, int at_end)
+{
+    uint32_t w[2];
+    unsigned char c;
+    if (len == 0 || len % BLCKSZ)
+        return 0;
+    for (size_t k = 0; k < len / BLCKSZ; k++) {
+        if (pread(fd, w, sizeof w, (off_t)(offset + (int64_t)(k * BLCKSZ))) != (ssize_t)sizeof w)
+            return 0;
+        uint64_t lsn = ((uint64_t)w[0] << 32) | w[1];
+        if (lsn == 0 || lsn >= before)
+            return 0; /* a new page, or changed since the previous backup started */
+    }
+    if (pread(fd, &c, 1, (off_t)(offset + (int64_t)len - 1)) != 1)
+        return 0; /* the last page is not whole (the file shrank meanwhile) */
+    if (at_end && pread(fd, &c, 1, (off_t)(offset + (int64_t)len)) != 0)
+        return 0;
+    return 1;
 }

@@ -1,4 +1,4 @@
-"""The C page checks (pgchecksum.c), loaded with ctypes when scripts/setup.sh built them.
+"""The C page checks and block-reuse test (pgchecksum.c), loaded with ctypes when scripts/setup.sh built them.
 
 `scripts/setup.sh` compiles `pgchecksum.c` into the virtualenv (`LIBRARY` below). A missing,
 stale or unloadable library is no error: `available()` says False and `pgpages` uses its numpy port,
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 PAGE = 8192
-ABI = 1  # seawall_pgchecksum_abi() of the library this module can call
+ABI = 2  # seawall_pgchecksum_abi() of the library this module can call
 LIBRARY = Path(sys.prefix) / "lib" / "libseawall_pgchecksum.so"
 
 
@@ -36,6 +36,8 @@ def _lib() -> ctypes.CDLL | None:
                                       ctypes.c_void_p]
     lib.seawall_page_checksums.restype = None
     lib.seawall_page_checksums.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]
+    lib.seawall_pages_older.restype = ctypes.c_int
+    lib.seawall_pages_older.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_int]
     return lib
 
 
@@ -71,3 +73,10 @@ def page_checksums(buf: bytes | bytearray | memoryview, first_block: int) -> lis
     if n:
         lib.seawall_page_checksums(_pinned(buf, n), n, first_block & 0xFFFFFFFF, out)
     return list(out[:n])
+
+
+def pages_older(fd: int, offset: int, length: int, before: int, *, at_end: bool) -> bool:
+    """Whether the `length` bytes of file `fd` at `offset` are whole pages, each with an LSN in
+    (0, before), reading only their LSNs (and, `at_end`, whether the file ends right after them).
+    False also when a read comes up short or fails (when `available()`; pgchecksum.c says more)."""
+    return _lib().seawall_pages_older(fd, offset, length, before, int(at_end)) == 1

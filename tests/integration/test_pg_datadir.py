@@ -39,8 +39,13 @@ def _restore_immediate(pg: ArchivedCluster, manifest, where: Path) -> LocalClust
     return LocalCluster(result["datadir"], result["port"], socket_dir=result["socket_dir"])
 
 
+@pytest.mark.parametrize("reuse_test", ["c", "python"])  # block reuse: the pages' LSNs read in C, or the block
 def test_full_then_incremental_restore_identical_and_unchanged_files_unopened(
-        pg_archived: ArchivedCluster, pg_workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_archived: ArchivedCluster, pg_workdir: Path, monkeypatch: pytest.MonkeyPatch, reuse_test: str) -> None:
+    if reuse_test == "python":
+        monkeypatch.setattr(pgpages_native, "available", lambda: False)
+    elif shutil.which("cc"):
+        assert pgpages_native.available(), "scripts/setup.sh builds the C page checks where a compiler is"
     pg = pg_archived.cluster
     vault = open_vault(pg_archived.vault_url, PASSPHRASE)
     # initdb's files must be older than the incremental rule's margin when the full backup starts, or
