@@ -12,6 +12,7 @@ by `--archiver`, default this one) into a file:// vault. `ab` times whole `seawa
 `--full-reps` fulls each (`--full`), then `--reps` incrementals each, every one after
 `datagen.mutate(--fraction)`, a CHECKPOINT, the archiver caught up and a `sync` (so each build
 meets the same state). It prints per-run wall times and the medians; `--json` writes them.
+`--disturb-mb N`: during each backup another process (`dd`) writes N MB into the same file system.
 The cluster is kept between runs (`stop` stops it and removes the root).
 """
 
@@ -76,7 +77,7 @@ def _caught_up(cluster: LocalCluster, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
-def _one(state: dict, binary: str, *, full: bool, fraction: float, root: Path) -> dict:
+def _one(state: dict, binary: str, *, full: bool, fraction: float, root: Path, disturb_mb: int = 0) -> dict:
     from seawall.postgres import datagen
 
     cluster = _cluster(state)
@@ -88,7 +89,17 @@ def _one(state: dict, binary: str, *, full: bool, fraction: float, root: Path) -
     out = root / "report.json"
     argv = [binary, "backup", "postgres", "--dsn", cluster.conninfo(), "--vault", state["vault"], "--mode",
             "physical", "--dataset", "cluster", "--passphrase-file", state["passphrase_file"], "--json"]
-    m = measure(argv + (["--full"] if full else []), stdout=out)
+    writer = None
+    if disturb_mb:  # another process writing to the same file system meanwhile (its pages left dirty)
+        writer = subprocess.Popen(["dd", "if=/dev/zero", f"of={root}/other-writer", "bs=1M", f"count={disturb_mb}"],
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+    try:
+        m = measure(argv + (["--full"] if full else []), stdout=out)
+    finally:
+        if writer is not None:
+            writer.wait()
+            (root / "other-writer").unlink()
     report = json.loads(out.read_text())
     return {"wall_s": round(m.wall_s, 4), "cpu_s": round(m.cpu_s, 3), "rows": rows,
             "stored_new": report.get("stored_bytes_new"), "stderr": m.stderr[-2000:]}
@@ -103,7 +114,8 @@ def ab(args: argparse.Namespace) -> None:
     for kind, reps in (("full", args.full_reps), ("incr", args.reps)):
         for k in range(reps):
             for name in ("AB" if k % 2 == 0 else "BA"):
-                r = _one(state, builds[name], full=kind == "full", fraction=args.fraction, root=root)
+                r = _one(state, builds[name], full=kind == "full", fraction=args.fraction, root=root,
+                         disturb_mb=args.disturb_mb)
                 runs[kind][name].append(r)
                 print(f"{time.strftime('%H:%M:%S')} {kind} {name} {r['wall_s']:.3f} s (cpu {r['cpu_s']:.2f}, "
                       f"rows {r['rows']}, new {r['stored_new']})", flush=True)
@@ -146,6 +158,8 @@ def main() -> None:
     a.add_argument("--reps", type=int, default=6, help="incrementals per build")
     a.add_argument("--full-reps", type=int, default=0, help="full backups per build, first")
     a.add_argument("--fraction", type=float, default=0.01, help="datagen.mutate fraction before each backup")
+    a.add_argument("--disturb-mb", type=int, default=0,
+                   help="another process (dd) writes this many MB to the same file system during each backup")
     a.add_argument("--show-stderr", action="store_true")
     a.add_argument("--json")
     t = sub.add_parser("stop")

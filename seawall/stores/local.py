@@ -2,7 +2,8 @@
 
 Writes go to a temporary file in the target directory, are fsync'd, then renamed over the final
 name (borgstore posixfs), so a crash never leaves a half-written object under a real key. Chunks
-(`put_deferred`) are batched instead: temporary files, one `syncfs`, the renames, one more `syncfs`;
+(`put_deferred`) are batched instead: temporary files, each synced (or one `syncfs` for a large
+batch), the renames, then their directories synced (or one more `syncfs`);
 those sealed into this store's own aligned buffer (`write_buffer`) are written with O_DIRECT, past
 the page cache. OS errors are translated in one place: a full disk is `NoSpaceError`, a permission
 problem permanent.
@@ -11,7 +12,6 @@ problem permanent.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import itertools
@@ -33,6 +33,7 @@ from seawall.errors import (
 )
 from seawall.keys import validate_key
 from seawall.stores.base import TEMPORARY_MAX_AGE, ObjectInfo, ObjectStore
+from seawall.stores.localsync import SYNC_EACH_MAX, early_writeback, fsync_path, syncfs
 
 
 @contextlib.contextmanager
@@ -78,6 +79,7 @@ class LocalStore(ObjectStore):
         self._deferred: list[tuple[str, str]] = []
         self._deferred_lock = threading.Lock()
         self._dirs: set[str] = set()  # directories known to exist: one stat less per object
+        self._new_dirs: set[str] = set()  # created since the last commit: their parents are synced then
         # Temporary names: a random prefix per store (O_EXCL guards the rest) and a counter, so
         # naming a temporary file costs no getrandom(2) call.
         self._tmp_prefix = secrets.token_hex(6)
@@ -98,6 +100,8 @@ class LocalStore(ObjectStore):
             self._mkdirs(os.path.dirname(path))
             with contextlib.suppress(FileExistsError):
                 os.mkdir(path)
+                with self._deferred_lock:  # not into a set `commit` has already taken
+                    self._new_dirs.add(path)
                 if self._owner:
                     os.chown(path, *self._owner)
         self._dirs.add(path)
@@ -190,11 +194,7 @@ class LocalStore(ObjectStore):
 
     def _sync_dir(self, path: str) -> None:
         if self.fsync:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(path, os.O_RDONLY | os.O_DIRECTORY)
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         """`ObjectStore.put`, with a view written as it is: a copy's pack goes out of its own buffer
@@ -213,23 +213,25 @@ class LocalStore(ObjectStore):
             self._sync_dir(os.path.dirname(path))
 
     def put_deferred(self, key: str, data: bytes | memoryview) -> None:
-        """Write a temporary file now; `commit` syncs the file system once, then renames.
+        """Write a temporary file now; `commit` syncs the batch, then renames.
 
-        Two fsyncs per chunk (file and directory) cost more than compressing and encrypting it on
-        these disks. Renaming only after one `syncfs` keeps the guarantee that a crash never leaves
-        a chunk under its real name with missing content (a later backup would dedup against it).
+        Two fsyncs per chunk (file and directory) at once cost more than compressing and encrypting
+        it on these disks. Renaming only after the content is synced keeps the guarantee that a crash
+        never leaves a chunk under its real name with missing content (a later backup would dedup
+        against it).
         """
         path = self._path(validate_key(key))
         try:  # not translate_os_errors: entering a generator-based context manager per chunk costs
             tmp = self._write_tmp(path, data, sync=False)
         except OSError as exc:
             raise os_error(exc, f"writing {key} to {self.display_url}") from exc
+        direct = self._direct and isinstance(memoryview(data).obj, mmap.mmap) and len(data) >= DIRECT_MIN
         with self._deferred_lock:
             self._deferred.append((tmp, path))
-            self._unsynced += len(data)
+            self._unsynced += 0 if direct else len(data)  # early writeback is for our page-cache writes
             if self.fsync and self._unsynced >= WRITEBACK_EVERY and not self._writeback_running():
                 self._unsynced = 0
-                self._writeback = threading.Thread(target=_early_writeback, args=(self.root,),
+                self._writeback = threading.Thread(target=early_writeback, args=(self.root,),
                                                    name="seawall-writeback", daemon=True)
                 self._writeback.start()
 
@@ -237,18 +239,32 @@ class LocalStore(ObjectStore):
         return self._writeback is not None and self._writeback.is_alive()
 
     def commit(self) -> None:
+        """The temporary files' content durable, then the renames, then the names durable. A small
+        batch syncs its own files and directories: `syncfs` also writes back all else the file system
+        holds dirty (other processes' writes; a database sharing the disk): 0.33 s against 2.4 ms for
+        three 16 MiB packs beside a 600 MB write here, the same ~4 ms when quiet."""
         with self._deferred_lock:
             batch, self._deferred = self._deferred, []
+            new_dirs, self._new_dirs = self._new_dirs, set()
             self._unsynced = 0
         if not batch:
             return
+        each = len(batch) <= SYNC_EACH_MAX
         with translate_os_errors(f"committing {len(batch)} objects to {self.display_url}"):
             if self.fsync:
-                _syncfs(self.root)  # every temporary file's content is durable ...
+                if each:
+                    for tmp, _ in batch:
+                        fsync_path(tmp, os.O_RDONLY, data_only=True)
+                else:
+                    syncfs(self.root)
             for tmp, path in batch:
                 os.replace(tmp, path)
             if self.fsync:
-                _syncfs(self.root)  # ... before any name points at it; then the names are durable
+                if each:  # the renamed names, and the entries of directories made for them
+                    for d in sorted({os.path.dirname(p) for _, p in batch} | {os.path.dirname(d) for d in new_dirs}):
+                        fsync_path(d, os.O_RDONLY | os.O_DIRECTORY)
+                else:
+                    syncfs(self.root)
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
@@ -343,8 +359,9 @@ def _direct_io_wanted() -> bool:
     return hasattr(os, "O_DIRECT") and os.environ.get("SEAWALL_DIRECT_IO", "1") != "0"
 
 
-# Early writeback: the disk writes the temporary files while chunks are still being sealed, so the
-# syncfs in `commit` (a barrier the whole backup waits for) finds little left to write.
+# Early writeback: the disk writes the temporary files we wrote through the page cache while chunks
+# are still being sealed, so the syncs in `commit` (a barrier the whole backup waits for) find little
+# left to write.
 WRITEBACK_EVERY = 64 << 20
 
 
@@ -358,31 +375,6 @@ def _mtime(path: str) -> float:
 def _unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _early_writeback(root: Path) -> None:
-    with contextlib.suppress(OSError):  # only a head start: commit's own syncfs reports errors
-        _syncfs(root)
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the whole file system holding `path` in one call (Linux syncfs(2); else sync(2))."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _LIBC is None or _LIBC.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-def _load_libc():
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _load_libc()
 
 
 def _foreign_owner(root: Path) -> tuple[int, int] | None:

@@ -109,3 +109,45 @@ def test_vault_chunks_round_trip_through_direct_io(tmp_path: Path) -> None:
     vault.commit_chunks()
     reopened = open_vault(url, PASSPHRASE)
     assert [reopened.get_chunk(i) for i in ids] == payloads
+
+
+def test_a_small_commit_syncs_its_own_files_and_directories_not_the_file_system(
+        store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spies on the real calls: `syncfs` would also write back every other process's dirty pages."""
+    import seawall.stores.local as local
+
+    synced: list[str] = []
+    whole: list[Path] = []
+    real_fsync, real_syncfs = local.fsync_path, local.syncfs
+    monkeypatch.setattr(local, "fsync_path", lambda path, *a, **k: (synced.append(path), real_fsync(path, *a, **k)))
+    monkeypatch.setattr(local, "syncfs", lambda path: (whole.append(path), real_syncfs(path)))
+    data = os.urandom(1 << 20)
+    store.put_deferred("chunks/ab/one", _fill(store, data))
+    store.put_deferred("chunks/cd/two", b"small, through the cache")
+    tmps = [tmp for tmp, _ in store._deferred]
+    store.commit()
+    root = str(store.root)
+    assert whole == [] and synced[:2] == tmps  # each file's content, before any rename
+    # then the names: both object directories, and the entries of the directories made for them
+    assert sorted(synced[2:]) == sorted([f"{root}/chunks/ab", f"{root}/chunks/cd", f"{root}/chunks", root])
+    assert store.get("chunks/ab/one") == data
+    synced.clear()
+    for i in range(local.SYNC_EACH_MAX + 1):
+        store.put_deferred(f"chunks/ab/{i}", b"x")
+    store.commit()
+    assert synced == [] and len(whole) == 2  # a large batch: the whole file system, before and after
+    assert store.get(f"chunks/ab/{local.SYNC_EACH_MAX}") == b"x"
+
+
+def test_early_writeback_is_for_page_cache_writes_only(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Direct writes leave nothing of ours to write back: an early `syncfs` would only write back
+    other processes' dirty pages (and slow the commit that follows it)."""
+    import seawall.stores.local as local
+
+    monkeypatch.setattr(local, "WRITEBACK_EVERY", 1 << 20)
+    store.put_deferred("chunks/ab/direct", _fill(store, os.urandom(2 << 20)))
+    assert store._writeback is None
+    store.put_deferred("chunks/ab/cached", os.urandom(2 << 20))
+    assert store._writeback is not None
+    store._writeback.join()
+    store.commit()
