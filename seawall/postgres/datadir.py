@@ -28,6 +28,15 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+DATA_TREE = "pgdata"  # the data directory's tree index in a backup's manifest
+
+
+def tree_name(oid: int | None) -> str:
+    """The manifest stream of a root's tree index: the data directory's, or tablespace `oid`'s. Here,
+    not in `datadir_backup`: a restore needs the name, and importing the backup side cost ~30 ms of
+    a delta restore (pgsession, datadir_read and their dataclasses)."""
+    return DATA_TREE if oid is None else f"tablespace-{oid}"
+
 EMPTY_DIRS = frozenset({"pg_wal", "pg_dynshmem", "pg_notify", "pg_replslot", "pg_serial", "pg_snapshots",
                         "pg_stat_tmp", "pg_subtrans"})
 SKIP_FILES = frozenset({"postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map",

@@ -59,7 +59,7 @@ from seawall.postgres import pgpages, physical
 from seawall.postgres.archiver import ArchiverState
 from seawall.postgres.backup_wal import archives_here, push_needed
 from seawall.postgres.conn import PgConn, translate_psycopg_errors
-from seawall.postgres.datadir import PG_CONTROL, read_system_identifier, relation_fork, walk
+from seawall.postgres.datadir import DATA_TREE, PG_CONTROL, read_system_identifier, relation_fork, tree_name, walk
 from seawall.postgres.datadir_read import BLOCK, PAGES_PER_SEGMENT, FileReader, ReadPlan, entry_for
 from seawall.postgres.pgpages import PAGE
 from seawall.postgres.pgsession import BackupSession, primary_of, switch_wal, wal_facts
@@ -70,12 +70,7 @@ from seawall.streams import ChunkReader, ChunkWriter
 from seawall.vault import Vault
 
 METHOD = "datadir"
-DATA_TREE = "pgdata"
 Progress = Callable[[int], None]
-
-
-def tree_name(oid: int | None) -> str:
-    return DATA_TREE if oid is None else f"tablespace-{oid}"
 
 
 def check_datadir(datadir: str, system_identifier: str, where: str) -> None:

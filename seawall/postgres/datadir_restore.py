@@ -18,6 +18,7 @@ from typing import Any
 
 from seawall.manifest import Manifest, StreamRef
 from seawall.postgres import binaries
+from seawall.postgres.datadir import tree_name
 from seawall.postgres.tablespaces import write_map
 from seawall.postgres.tarextract import server_owner
 from seawall.sources import delta_hints
@@ -37,8 +38,6 @@ def restore_datadir_files(vault: Vault, manifest: Manifest, datadir: Path, *, pr
                           workers: int = 4, tablespaces: list[tuple[dict[str, Any], Path]] | None = None,
                           rewrite_map: bool = True) -> int:
     """Write the backup's files into `datadir` (and tablespace locations); returns the files written."""
-    from seawall.postgres.datadir_backup import tree_name
-
     roots = [(tree_name(None), datadir)] + [(tree_name(ts["oid"]), loc) for ts, loc in tablespaces or []]
     owner = server_owner()
     count = 0
@@ -118,8 +117,6 @@ def write_backup_manifest(vault: Vault, manifest: Manifest, datadir: Path) -> in
     import hashlib
     import json
     from datetime import UTC, datetime
-
-    from seawall.postgres.datadir_backup import tree_name
 
     roots = [(tree_name(None), "")] + [(tree_name(t["oid"]), f"pg_tblspc/{t['oid']}/")
                                       for t in manifest.source.get("tablespaces") or []]

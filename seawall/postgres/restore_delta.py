@@ -23,6 +23,7 @@ from pathlib import Path
 from seawall.errors import ConfigError
 from seawall.manifest import Manifest
 from seawall.postgres import binaries
+from seawall.postgres.datadir import tree_name
 from seawall.postgres.datadir_restore import is_datadir_backup
 from seawall.sources.delta import DeltaStats, check_delta_root, restore_tree_delta
 from seawall.vault import Vault
@@ -106,7 +107,6 @@ def write_datadir_delta(vault: Vault, manifest: Manifest, datadir: Path, *, jobs
                         trust_mtime: bool = False, progress: Callable[[int], None] | None = None) -> DeltaStats:
     """Bring `datadir` to the backup's files (`seawall.sources.delta` on its `pgdata` tree), then write
     the `backup_label` (and `tablespace_map`) `pg_backup_stop` returned, as a full restore does."""
-    from seawall.postgres.datadir_backup import tree_name
     from seawall.postgres.tarextract import server_owner
 
     owner = server_owner()

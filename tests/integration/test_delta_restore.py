@@ -54,7 +54,11 @@ def _mutate(dst: Path) -> None:
     os.symlink("elsewhere", dst / "link-relative")
 
 
-def test_delta_after_changes_gives_the_backup_writing_only_changed_files(restored) -> None:
+@pytest.mark.parametrize("index_kept", [True, False], ids=["index-read-once", "index-streamed-twice"])
+def test_delta_after_changes_gives_the_backup_writing_only_changed_files(restored, index_kept: bool,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if not index_kept:  # a tree index too large to keep: both passes stream it from the vault
+        monkeypatch.setattr("seawall.sources.delta.KEEP_INDEX_BYTES", 0)
     vault, manifest, src, dst = restored
     _mutate(dst)
     stats = restore_tree_delta(vault, manifest, dst)
@@ -94,6 +98,28 @@ def test_a_hard_linked_file_is_replaced_not_written_in_place(restored, tmp_path:
     assert (dst / "random.bin").read_bytes() == (src / "random.bin").read_bytes()
     assert other.read_bytes() == changed  # the other name kept its bytes: the delta wrote a new inode
     assert os.stat(other).st_nlink == 1 and stats.files_written == 1
+
+
+def test_hinted_files_are_skipped_unread_and_a_touched_one_is_compared(restored, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With hints (data directories), a file the last restore left untouched is neither read nor handed
+    to a worker; one whose bytes changed behind a restored size and mtime is still read and fixed."""
+    monkeypatch.setenv("SEAWALL_CACHE_DIR", str(tmp_path / "cache"))
+    vault, manifest, src, dst = restored
+    first = restore_tree_delta(vault, manifest, dst, hints=True)  # records the hints
+    assert first.files_written == 0 and first.bytes_compared == first.bytes  # no hints yet: all read
+    path = dst / "random.bin"
+    st = os.stat(path)
+    with open(path, "r+b") as fh:
+        fh.seek(MiB)
+        fh.write(b"X")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = restore_tree_delta(vault, manifest, dst, hints=True)
+    assert tree_snapshot(dst) == tree_snapshot(src)
+    assert (second.files_written, second.chunks_fetched) == (1, 1)
+    assert second.files_hinted == second.files - 1 and second.bytes_compared == st.st_size
+    third = restore_tree_delta(vault, manifest, dst, hints=True)  # the fixed file is known again
+    assert (third.files_hinted, third.bytes_compared, third.files_written) == (third.files, 0, 0)
 
 
 def test_trust_mtime_keeps_same_size_and_mtime_unread(restored) -> None:
