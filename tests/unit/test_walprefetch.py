@@ -69,9 +69,24 @@ def test_a_flagged_segment_is_copied_so_it_can_be_asked_for_again(tmp_path: Path
         return subprocess.run(["sh", "-c", cmd]).returncode
 
     assert run("000000010000000000000007") == 0
-    (dest / "RECOVERYXLOG").unlink()
+    # a hard link (no 16 MiB copy for PostgreSQL to fsync), renamed into place by the server
+    assert (dest / "RECOVERYXLOG").stat().st_ino == (spool / "000000010000000000000007").stat().st_ino
+    (dest / "RECOVERYXLOG").rename(dest / "000000010000000000000007")
     assert run("000000010000000000000007") == 0  # still spooled: the vault is not asked
     assert (dest / "RECOVERYXLOG").read_bytes() == b"last"
+
+
+def test_a_flagged_segment_is_copied_where_it_cannot_be_linked(tmp_path: Path):
+    spool, dest = tmp_path / "spool", tmp_path / "pg_wal"
+    spool.mkdir()
+    dest.mkdir()
+    (spool / "000000010000000000000007").write_bytes(b"last")
+    (spool / "000000010000000000000007.keep").touch()
+    (dest / "RECOVERYXLOG").write_bytes(b"stale")  # ln refuses an existing name, as it would EXDEV
+    cmd = spooled_command(spool, "exit 7").replace("%f", "000000010000000000000007")
+    subprocess.run(["sh", "-c", cmd.replace("%p", str(dest / "RECOVERYXLOG"))], check=True)
+    assert (dest / "RECOVERYXLOG").read_bytes() == b"last"
+    assert (dest / "RECOVERYXLOG").stat().st_ino != (spool / "000000010000000000000007").stat().st_ino
 
 
 class _Archive:
