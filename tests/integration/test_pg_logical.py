@@ -94,7 +94,14 @@ def test_round_trip_restores_schema_rows_and_checksums(shop: PgConn, pg_cluster:
     assert pg_cluster.execute("SELECT t, twice FROM edge WHERE id = 4", dbname="shop_restored") == [("\\.\n\\.", 8)]
 
 
-def test_spool_streams_files_while_pg_dump_runs(shop: PgConn, pg_workdir: Path) -> None:
+def test_spool_streams_files_while_pg_dump_runs(shop: PgConn, pg_cluster: LocalCluster, pg_workdir: Path) -> None:
+    # ~22 MB more than the shop's ~4.6 MB dump: with only the shop, pg_dump -j 2 could write every
+    # file between two of the spool's 50 ms polls on a busy machine and exit before any file was
+    # stored (streamed_early 0 in a full CI run). Now it must be paused (SIGSTOP) many times, and
+    # it cannot finish before the readers have taken ~20 MB, long after the first files closed.
+    for name in ("bulk_a", "bulk_b"):
+        pg_cluster.execute(f"CREATE TABLE {name} AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS t "
+                           "FROM generate_series(1, 150000) g", dbname="shop")
     spool = pg_workdir / "spool"
     spool.mkdir()
     vault = make_vault(pg_workdir)
