@@ -90,14 +90,15 @@ def check_datadir(datadir: str, system_identifier: str, where: str) -> None:
 def choose_parent(vault: Vault, dataset: str, here: dict[str, Any], *, full: bool,
                   full_every_days: float) -> tuple[Manifest | None, str]:
     """(the backup to reuse unchanged files and blocks from, or None; why) — rules in the docstring."""
-    if full:
-        return None, "full read asked for"
-    return judge_parent(_newest_done(vault, dataset), here, full_every_days=full_every_days)
+    return judge_parent(None if full else _newest_done(vault, dataset), here, full=full,
+                        full_every_days=full_every_days)
 
 
-def judge_parent(parent: Manifest | None, here: dict[str, Any], *,
+def judge_parent(parent: Manifest | None, here: dict[str, Any], *, full: bool,
                  full_every_days: float) -> tuple[Manifest | None, str]:
     """`choose_parent` for the newest DONE backup already read (`_newest_done`)."""
+    if full:
+        return None, "full read asked for"
     if parent is None:
         return None, "no earlier data-directory backup of this dataset"
     src = {**parent.source, "host": parent.host}
@@ -231,8 +232,7 @@ def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Mani
     manifest.source["scan_started_ns"] = time.time_ns()  # before any file is walked or read
     here = {"system_identifier": facts.system_identifier, "data_directory": datadir, "host": manifest.host,
             "timeline": _timeline(session), "start_lsn": start_lsn}
-    parent, why = (judge_parent(newest, here, full_every_days=options["full_every_days"]) if not options["full"]
-                   else (None, "full read asked for"))
+    parent, why = judge_parent(newest, here, full=options["full"], full_every_days=options["full_every_days"])
     manifest.parent = parent.backup_id if parent else None
     manifest.source["reuse"] = why
     manifest.source["full_read_at"] = (parent.source.get("full_read_at") if parent

@@ -56,7 +56,6 @@ SELECT current_setting('wal_level'), current_setting('archive_mode'), current_se
 """
 
 
-
 @dataclass(frozen=True)
 class ServerFacts:
     """What a physical backup needs to know about the server before it starts."""
@@ -75,7 +74,7 @@ class ServerFacts:
 
 
 def read_facts(conn: PgConn, pg: Any = None) -> ServerFacts:
-    """Settings and identity of the server behind `conn` (asked on `pg` when given: see `_query_one`)."""
+    """Settings and identity of the server behind `conn` (asked on `pg` when given: see `query_one`)."""
     row = query_one(conn, pg, _FACTS_SQL, "reading settings")
     return ServerFacts(row[0], row[1], row[2], row[3], row[4], row[5], row[6] == "on", int(row[7]), row[8],
                        row[9], row[10])
@@ -106,17 +105,17 @@ def check_archiving(conn: PgConn, *, method: str = "datadir", primary_dsn: str |
     """
     with translate_psycopg_errors(f"connecting to {conn.display()}"), conn.connect() as pg:  # one connection
         facts = read_facts(conn, pg)
-        standby = facts.in_recovery and method == "datadir"
-        if not standby:
-            preflight(facts, conn.display())
-            state = require_archiver_ok(conn, pg)
-    if standby:  # from a standby: its primary archives (see pgsession)
-        from seawall.postgres.pgsession import primary_of
+        if not (facts.in_recovery and method == "datadir"):
+            return _archiving_line(conn, facts, pg)
+    from seawall.postgres.pgsession import primary_of  # from a standby: its primary archives (see pgsession)
 
-        conn = primary_of(conn, primary_dsn)
-        facts = read_facts(conn)
-        preflight(facts, conn.display())
-        state = require_archiver_ok(conn)
+    conn = primary_of(conn, primary_dsn)
+    return _archiving_line(conn, read_facts(conn), None)
+
+
+def _archiving_line(conn: PgConn, facts: ServerFacts, pg: Any) -> str:
+    preflight(facts, conn.display())
+    state = require_archiver_ok(conn, pg)
     return (f"wal_level={facts.wal_level}, archive_mode={facts.archive_mode}, "
             f"last archived {state.last_archived_wal or 'nothing yet'}")
 

@@ -262,7 +262,7 @@ class LocalStore(ObjectStore):
             if self.fsync:
                 if each:  # the renamed names, and the entries of directories made for them
                     for d in sorted({os.path.dirname(p) for _, p in batch} | {os.path.dirname(d) for d in new_dirs}):
-                        fsync_path(d, os.O_RDONLY | os.O_DIRECTORY)
+                        self._sync_dir(d)
                 else:
                     syncfs(self.root)
 

@@ -55,13 +55,19 @@ def test_names_missing_from_the_archive_are_answered_without_the_vault(tmp_path:
     assert (dest / "fallback.txt").exists()
 
 
-def test_a_flagged_segment_is_copied_so_it_can_be_asked_for_again(tmp_path: Path):
-    """PostgreSQL reads the newest segment a second time when recovery ends there."""
+def _flagged_spool(tmp_path: Path) -> tuple[Path, Path]:
+    """(spool, pg_wal): the spool holds segment 7, flagged to be kept (asked for twice)."""
     spool, dest = tmp_path / "spool", tmp_path / "pg_wal"
     spool.mkdir()
     dest.mkdir()
     (spool / "000000010000000000000007").write_bytes(b"last")
     (spool / "000000010000000000000007.keep").touch()
+    return spool, dest
+
+
+def test_a_flagged_segment_is_copied_so_it_can_be_asked_for_again(tmp_path: Path):
+    """PostgreSQL reads the newest segment a second time when recovery ends there."""
+    spool, dest = _flagged_spool(tmp_path)
     template = spooled_command(spool, "exit 7")
 
     def run(name: str) -> int:
@@ -77,11 +83,7 @@ def test_a_flagged_segment_is_copied_so_it_can_be_asked_for_again(tmp_path: Path
 
 
 def test_a_flagged_segment_is_copied_where_it_cannot_be_linked(tmp_path: Path):
-    spool, dest = tmp_path / "spool", tmp_path / "pg_wal"
-    spool.mkdir()
-    dest.mkdir()
-    (spool / "000000010000000000000007").write_bytes(b"last")
-    (spool / "000000010000000000000007.keep").touch()
+    spool, dest = _flagged_spool(tmp_path)
     (dest / "RECOVERYXLOG").write_bytes(b"stale")  # ln refuses an existing name, as it would EXDEV
     cmd = spooled_command(spool, "exit 7").replace("%f", "000000010000000000000007")
     subprocess.run(["sh", "-c", cmd.replace("%p", str(dest / "RECOVERYXLOG"))], check=True)
