@@ -106,8 +106,7 @@ class BackupSteps:
                 if tool == "seawall":
                     old = self.phys.get("path")
                     url = new_vault(self.root, f"pvault-{rep}")
-                    p.switch_vault(url)
-                    p.switch_and_wait_archived()  # from here on, every segment lands in the new vault
+                    p.archive_into(url)  # from here on, every segment lands in the new vault
                     if old:
                         shutil.rmtree(old, ignore_errors=True)
                     settle()

@@ -211,6 +211,22 @@ class Primary:
         private_file(tmp, url + "\n", mode=0o644)
         os.replace(tmp, self.vault_url_file)
 
+    def archive_into(self, url: str) -> None:
+        """Point the archive at vault `url` and return once the server has archived a segment there.
+
+        As in a deployment, whose archive goes into one vault, the server's last archived file is then
+        in the vault the next backup writes to: a data-directory backup pushes the WAL it needs itself
+        only when it is (`seawall.postgres.backup_wal.archives_here`), and otherwise waits for the
+        archiver (~0.3 s a segment here: one `wal-push` and one `archive-push` process). Switching the
+        vault alone is not enough: `pg_switch_wal()` on an empty segment archives nothing, so the last
+        archived file would stay in the vault before (the odd repetitions' slower incrementals,
+        bench/POSTGRES.md 2026-12-07). A transaction id is taken first, so its commit record makes the
+        segment non-empty.
+        """
+        self.switch_vault(url)
+        self.sql("SELECT pg_current_xact_id()")
+        self.switch_and_wait_archived()
+
     def sql(self, query: str, dbname: str = "postgres") -> list[tuple]:
         return self.cluster.execute(query, dbname=dbname)
 

@@ -26,7 +26,9 @@ scrypt unlock included). Per repetition k (the order of the tools alternates):
 
 `--alt-args "..."` also times a variant of seawall's backups (extra `seawall backup postgres` arguments,
 e.g. `--compress-level 0`) in the same repetitions: a full (in the same alternating order as the other
-fulls) and an incremental, into a fresh vault of its own (the archive is pointed at it meanwhile).
+fulls) and an incremental, into a fresh vault of its own (the archive goes into it meanwhile:
+`Primary.archive_into`, which has a segment archived into each vault it switches to, so every seawall
+backup finds the server last archived into its vault, as pgBackRest always finds its repository).
 Every full and incremental also reports the bytes it stored (seawall's `stored_bytes_new`, pgBackRest's
 repository size of the backup).
 """
@@ -124,21 +126,19 @@ class PhysBench(RestoreSteps):
         return int(info[0]["backup"][-1]["info"]["repository"]["delta"])
 
     def alt_backup(self, run: dict[str, Any], url: str, alt_url: str, key: str) -> None:
-        """The `--alt-args` variant's backup into its own vault; the archive points there meanwhile."""
-        self.p.switch_vault(alt_url)
-        self.p.switch_and_wait_archived()
+        """The `--alt-args` variant's backup into its own vault; the archive goes there meanwhile (and
+        a segment is archived into each vault as it is switched to: `Primary.archive_into`)."""
+        self.p.archive_into(alt_url)
         run[f"alt_{key}_s"], report = self.seawall_backup(alt_url, self.args.alt_args)
         run[f"alt_{key}_stored"] = report["stored_bytes_new"]
-        self.p.switch_vault(url)
-        self.p.switch_and_wait_archived()
+        self.p.archive_into(url)
 
     def rep(self, k: int) -> dict[str, Any]:
         p, first = self.p, k % 2 == 0
         run: dict[str, Any] = {"rep": k, "load_before": os.getloadavg()}
         url = new_vault(self.root, f"vault-{k}")
         alt_url = new_vault(self.root, f"vault-{k}-alt") if self.args.alt_args else ""
-        p.switch_vault(url)
-        p.switch_and_wait_archived()  # from here on, every segment lands in this rep's vault
+        p.archive_into(url)  # from here on, every segment lands in this rep's vault
         tools = ("seawall", "alt", "basebackup", "pgbackrest")
         for tool in tools if first else tools[::-1]:
             if tool == "seawall":
