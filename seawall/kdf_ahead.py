@@ -54,6 +54,13 @@ def take(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes | None:
     return job.key
 
 
+def pending() -> bool:
+    """Whether a derivation started here is still running (the CLI imports meanwhile what it needs
+    after the vault opens, rather than wait for the key first)."""
+    with _lock:
+        return any(not job.done.is_set() for job in _jobs.values())
+
+
 def start(url: str | None, passphrase: str | None) -> None:
     """Derive the first passphrase wrapper's key of the `file://` vault at `url` on a daemon thread.
 

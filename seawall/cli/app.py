@@ -231,6 +231,7 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
 
         spec = target_spec(target_time, target_lsn, target_name, target_xid, target)  # before opening the vault
         delta_opts = _delta_options(delta, trust_mtime, force, to, to_datadir, jobs)  # before opening the vault
+        _import_while_deriving(to)
         if to_mariadb or to_redis or (to_datadir and _is_mariadb(backup_id, vault)):
             if delta:
                 fail("--delta is for file trees (--to) and PostgreSQL physical backups (--to-datadir)")
@@ -259,6 +260,22 @@ def restore(backup_id: str = typer.Argument(..., help="Backup to restore (see `s
         jobs = jobs or (3 if to_datadir else 2)
         restore_postgres_cmd(backup_id, vault, to_dsn, to_datadir, port, spec, not stopped, jobs, json_out, tier,
                              options)
+
+
+def _import_while_deriving(to: str | None) -> None:
+    """While the entry's scrypt still runs on its thread (`seawall.kdf_ahead`), import the flows
+    module this restore imports anyway (pydantic, the models, psycopg): the first vault read below
+    would otherwise wait for the key, then import (~7 ms of exec to flow, bench/CLI.md). Every
+    branch below runs a flow of `flows.restore` (files, PostgreSQL, MariaDB, Redis), or of
+    `flows.remote` (ssh:// targets); usage errors are found before this."""
+    from seawall import kdf_ahead
+
+    if not kdf_ahead.pending():
+        return
+    if to is not None and to.startswith("ssh://"):
+        import flows.remote
+    else:
+        import flows.restore  # noqa: F401
 
 
 def _is_mariadb(backup_id: str, vault: str) -> bool:

@@ -100,6 +100,9 @@ def vault_param(url: str) -> Any:
 def run_flow(flow_fn: Any, **params: Any) -> Any:
     """Run a flow in this process: plain with no Prefect API configured, else as a flow run on the
     API (checked first). Console logging stays quiet unless --verbose; exceptions propagate."""
+    from seawall.cli.entry import resume_gc
+
+    resume_gc()  # paused by the entry point while the CLI imported and parsed (hot commands)
     start_runtime(State.verbose or State.debug)
     return flow_fn(**params)
 
