@@ -221,13 +221,14 @@ def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Mani
     tablespaces = read_tablespaces(conn) if facts.extra_tablespaces else []
     manifest.source.update(data_directory=datadir, tablespaces=tablespaces)
     phase("pg_backup_start")
-    # The server's checkpoint takes 40-200 ms: meanwhile this thread reads the newest backup (the
-    # likely parent) and its file index, and refreshes the vault's chunk list.
+    # The server's checkpoint takes 20-200 ms: meanwhile this thread refreshes the vault's chunk
+    # list and reads the newest backup (the likely parent) and its file index. The refresh comes
+    # first: reading the file index loads the chunk index too, and a refresh after it loaded it twice.
     with ThreadPoolExecutor(1, thread_name_prefix="seawall-backup-start") as pool:
         started = pool.submit(session.start, f"seawall {manifest.backup_id}")
+        vault.known_chunks(refresh=True)
         newest = None if options["full"] else _newest_done(vault, manifest.dataset)
         previous = _parent_entries(vault, newest)
-        vault.known_chunks(refresh=True)
     start_lsn = started.result()
     manifest.source["scan_started_ns"] = time.time_ns()  # before any file is walked or read
     here = {"system_identifier": facts.system_identifier, "data_directory": datadir, "host": manifest.host,

@@ -196,6 +196,20 @@ class LocalStore(ObjectStore):
         if self.fsync:
             fsync_path(path, os.O_RDONLY | os.O_DIRECTORY)
 
+    def _sync_names(self, path: str) -> None:
+        """After a synchronous write of `path`: its name durable, and so are the entries of the
+        directories `_mkdirs` made for it (the first WAL segment of a cluster creates `wal/<sysid>/`:
+        a segment acknowledged to PostgreSQL must not vanish with its directory in a crash)."""
+        self._sync_dir(os.path.dirname(path))
+        if not self.fsync:
+            return
+        with self._deferred_lock:
+            made = {d for d in self._new_dirs if path.startswith(d + "/")}
+        for parent in sorted({os.path.dirname(d) for d in made}, reverse=True):
+            self._sync_dir(parent)
+        with self._deferred_lock:  # only once synced: a `commit` meanwhile syncs them itself
+            self._new_dirs -= made
+
     def put(self, key: str, data: bytes | memoryview) -> None:
         """`ObjectStore.put`, with a view written as it is: a copy's pack goes out of its own buffer
         (no 16 MiB copy per pack, and its page-aligned mmap is written with direct I/O)."""
@@ -210,7 +224,7 @@ class LocalStore(ObjectStore):
             except BaseException:
                 _unlink(tmp)
                 raise
-            self._sync_dir(os.path.dirname(path))
+            self._sync_names(path)
 
     def put_deferred(self, key: str, data: bytes | memoryview) -> None:
         """Write a temporary file now; `commit` syncs the batch, then renames.
@@ -278,7 +292,7 @@ class LocalStore(ObjectStore):
                 return False
             finally:
                 _unlink(tmp)
-            self._sync_dir(os.path.dirname(path))
+            self._sync_names(path)
             return True
 
     def _get(self, key: str) -> bytes:

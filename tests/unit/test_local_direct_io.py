@@ -151,3 +151,23 @@ def test_early_writeback_is_for_page_cache_writes_only(store: LocalStore, monkey
     assert store._writeback is not None
     store._writeback.join()
     store.commit()
+
+
+@pytest.mark.parametrize("how", ["put", "put_if_absent"])
+def test_a_synchronous_write_into_new_directories_makes_their_entries_durable(
+        store: LocalStore, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """`wal-push` acknowledges a segment after `put_if_absent` returns: the directories made for the
+    first segment of a cluster (`wal/<sysid>/`) must be durable in their parents by then, or a crash
+    could lose a segment PostgreSQL has already recycled."""
+    import seawall.stores.local as local
+
+    synced: list[str] = []
+    real_fsync = local.fsync_path
+    monkeypatch.setattr(local, "fsync_path", lambda path, *a, **k: (synced.append(path), real_fsync(path, *a, **k)))
+    root = str(store.root)
+    getattr(store, how)("wal/123/000000010000000000000001", b"segment")
+    dirs = [p for p in synced if os.path.isdir(p)]
+    assert sorted(dirs) == sorted([f"{root}/wal/123", f"{root}/wal", root])
+    synced.clear()
+    getattr(store, how)("wal/123/000000010000000000000002", b"segment")  # the directories exist now
+    assert [p for p in synced if os.path.isdir(p)] == [f"{root}/wal/123"]
