@@ -44,8 +44,9 @@ fi
 uv sync --frozen --quiet "${python_args[@]}"
 # archive_command runs `seawall wal-push` once per WAL segment as the postgres user: byte-compile the
 # project's own modules (an editable install ships none, and with PYTHONDONTWRITEBYTECODE or a tree
-# the postgres user cannot write, every call compiled them again: 93 ms per call instead of 48 here).
-.venv/bin/python -m compileall -q -j 0 seawall >/dev/null
+# the postgres user cannot write, every call compiled them again: 93 ms per call instead of 48 here);
+# flows/, tasks/ and deployments/ too: every backup and restore command imports them (~5 ms a process).
+.venv/bin/python -m compileall -q -j 0 seawall flows tasks deployments >/dev/null
 # build_lib SRC LIB OPT FALLBACK: compile a C file loaded with ctypes into the virtualenv, when missing
 # or older than its source. Without a C compiler the Python side uses its fallback (slower, nothing fails).
 build_lib() {

@@ -133,6 +133,16 @@ def _newest_done(vault: Vault, dataset: str) -> Manifest | None:
     return None
 
 
+def _read_parent(vault: Vault, dataset: str, full: bool) -> tuple[Manifest | None, dict[str, dict[str, Entry]]]:
+    """The vault side of a backup's start: the chunk list refreshed, then the newest backup (the
+    likely parent, `judge_parent` decides) and its file entries. The refresh comes first: reading the
+    entries loads the chunk index too, and a refresh after that loaded it twice. Before
+    pg_backup_start is fine: nothing is read from the data directory until after it."""
+    vault.known_chunks(refresh=True)
+    newest = None if full else _newest_done(vault, dataset)
+    return newest, _parent_entries(vault, newest)
+
+
 def _parent_entries(vault: Vault, parent: Manifest | None) -> dict[str, dict[str, Entry]]:
     if parent is None:
         return {}
@@ -172,8 +182,11 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
         RetryableError: the server went away or archiving is stuck.
     """
     # One connection for every question to this server, held from here to the end (the backup's own
-    # session: pg_backup_start/stop must be on it anyway). A standby's primary has its own.
-    with BackupSession(conn) as session:
+    # session: pg_backup_start/stop must be on it anyway). A standby's primary has its own. The vault
+    # side of the start (`_read_parent`) runs on a thread meanwhile: the checks below and the
+    # server's checkpoint are mostly waits on the server.
+    with BackupSession(conn) as session, ThreadPoolExecutor(1, thread_name_prefix="seawall-parent") as pool:
+        parent_read = pool.submit(_read_parent, vault, dataset, full)
         facts = physical.read_facts(conn, session.pg)
         if facts.data_checksums:
             pgpages.preload()  # the page checks' library (C, or numpy), while we wait for the server below
@@ -184,7 +197,7 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
         manifest = physical._new_physical_manifest(facts, dataset, backup_id)
         manifest.source.update(method=METHOD, compress_level=compress_level)
         options = {"full": full, "full_every_days": full_every_days, "jobs": jobs or os.cpu_count() or 2,
-                   "workers": workers, "progress": progress, "level": compress_level}
+                   "workers": workers, "progress": progress, "level": compress_level, "parent_read": parent_read}
         with recording(vault, manifest) as phase:
             _between_start_and_stop(vault, session, manifest, facts, phase, options)
             phase("archiving the backup's WAL")
@@ -221,15 +234,8 @@ def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Mani
     tablespaces = read_tablespaces(conn) if facts.extra_tablespaces else []
     manifest.source.update(data_directory=datadir, tablespaces=tablespaces)
     phase("pg_backup_start")
-    # The server's checkpoint takes 20-200 ms: meanwhile this thread refreshes the vault's chunk
-    # list and reads the newest backup (the likely parent) and its file index. The refresh comes
-    # first: reading the file index loads the chunk index too, and a refresh after it loaded it twice.
-    with ThreadPoolExecutor(1, thread_name_prefix="seawall-backup-start") as pool:
-        started = pool.submit(session.start, f"seawall {manifest.backup_id}")
-        vault.known_chunks(refresh=True)
-        newest = None if options["full"] else _newest_done(vault, manifest.dataset)
-        previous = _parent_entries(vault, newest)
-    start_lsn = started.result()
+    start_lsn = session.start(f"seawall {manifest.backup_id}")
+    newest, previous = options["parent_read"].result()
     manifest.source["scan_started_ns"] = time.time_ns()  # before any file is walked or read
     here = {"system_identifier": facts.system_identifier, "data_directory": datadir, "host": manifest.host,
             "timeline": _timeline(session), "start_lsn": start_lsn}
