@@ -106,11 +106,17 @@ def _first_wrapper(url: str, passphrase: str) -> _Key | None:
     return None
 
 
+def hot_command(argv: list[str]) -> bool:
+    """`seawall restore ...` or `seawall backup postgres ...`: every delta restore and physical
+    backup, short jobs that open a vault right after start (the CLI also pauses GC for them)."""
+    return argv[:1] == ["restore"] or argv[:2] == ["backup", "postgres"]
+
+
 def start_from_argv(argv: list[str]) -> None:
-    """`start` for `seawall restore ...` and `seawall backup postgres ...`, from the raw arguments
-    (`--vault`/`-v`, `--passphrase-file`, else SEAWALL_PASSPHRASE), before typer has parsed them.
-    A command line typer later rejects only wasted a derivation."""
-    if not (argv[:1] == ["restore"] or argv[:2] == ["backup", "postgres"]):
+    """`start` for a `hot_command`, from the raw arguments (`--vault`/`-v`, `--passphrase-file`,
+    else SEAWALL_PASSPHRASE), before typer has parsed them. A command line typer later rejects only
+    wasted a derivation."""
+    if not hot_command(argv):
         return
     url = _option(argv, ("--vault", "-v"))
     pass_file = _option(argv, ("--passphrase-file",))

@@ -19,8 +19,6 @@ _gc_paused = False
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv[:1] == ["restore"] or argv[:2] == ["backup", "postgres"]:
-        pause_gc()
     if argv[:1] == ["wal-push"] and "--async" in argv:
         from seawall.postgres.walack import acknowledged
 
@@ -37,6 +35,8 @@ def main() -> None:
         sys.exit(wal_main(argv))
     from seawall import kdf_ahead
 
+    if kdf_ahead.hot_command(argv):
+        pause_gc()
     kdf_ahead.start_from_argv(argv)  # scrypt (restore, backup postgres) overlaps the imports below
     from seawall.cli.runtime import prepare_environment
 

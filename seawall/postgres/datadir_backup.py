@@ -48,7 +48,7 @@ import io
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,7 +133,10 @@ def _newest_done(vault: Vault, dataset: str) -> Manifest | None:
     return None
 
 
-def _read_parent(vault: Vault, dataset: str, full: bool) -> tuple[Manifest | None, dict[str, dict[str, Entry]]]:
+ParentRead = tuple[Manifest | None, dict[str, dict[str, Entry]]]  # the likely parent and its entries by tree, path
+
+
+def _read_parent(vault: Vault, dataset: str, full: bool) -> ParentRead:
     """The vault side of a backup's start: the chunk list refreshed, then the newest backup (the
     likely parent, `judge_parent` decides) and its file entries. The refresh comes first: reading the
     entries loads the chunk index too, and a refresh after that loaded it twice. Before
@@ -197,9 +200,9 @@ def backup_datadir(vault: Vault, conn: PgConn, dataset: str, *, backup_id: str |
         manifest = physical._new_physical_manifest(facts, dataset, backup_id)
         manifest.source.update(method=METHOD, compress_level=compress_level)
         options = {"full": full, "full_every_days": full_every_days, "jobs": jobs or os.cpu_count() or 2,
-                   "workers": workers, "progress": progress, "level": compress_level, "parent_read": parent_read}
+                   "workers": workers, "progress": progress, "level": compress_level}
         with recording(vault, manifest) as phase:
-            _between_start_and_stop(vault, session, manifest, facts, phase, options)
+            _between_start_and_stop(vault, session, manifest, facts, phase, options, parent_read)
             phase("archiving the backup's WAL")
             _archive_backup_wal(vault, archiver, on_archiver, manifest, facts, archive_wait, archived)
             manifest.source["stop_time"] = physical._server_now(conn, session.pg).isoformat()
@@ -226,7 +229,8 @@ def _archive_backup_wal(vault: Vault, archiver: PgConn, pg: Any, manifest: Manif
 
 
 def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Manifest, facts: physical.ServerFacts,
-                            phase: Callable[[str], None], options: dict[str, Any]) -> None:
+                            phase: Callable[[str], None], options: dict[str, Any],
+                            parent_read: Future[ParentRead]) -> None:
     phase("checking the data directory")
     conn = session.conn
     datadir, catversion = session.layout()
@@ -235,7 +239,7 @@ def _between_start_and_stop(vault: Vault, session: BackupSession, manifest: Mani
     manifest.source.update(data_directory=datadir, tablespaces=tablespaces)
     phase("pg_backup_start")
     start_lsn = session.start(f"seawall {manifest.backup_id}")
-    newest, previous = options["parent_read"].result()
+    newest, previous = parent_read.result()
     manifest.source["scan_started_ns"] = time.time_ns()  # before any file is walked or read
     here = {"system_identifier": facts.system_identifier, "data_directory": datadir, "host": manifest.host,
             "timeline": _timeline(session), "start_lsn": start_lsn}
