@@ -94,7 +94,7 @@ def _file_ids(vault: Vault, manifest: Manifest) -> list[str]:
         for stream in manifest.streams:
             if stream.kind == "tree":
                 for entry in iter_entries(reader.iter_stream(stream)):
-                    ids.extend(c[0] for c in entry.chunks)
+                    ids.extend(entry.stored_ids())
     return list(dict.fromkeys(ids))
 
 

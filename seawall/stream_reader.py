@@ -47,6 +47,13 @@ class ChunkReader:
         self._batch_bytes = vault.store.batch_bytes or 1
         self._batch_chunks = BATCH_CHUNKS if vault.store.batch_bytes else 1
         self._window = max(2, 4 * workers) if vault.store.batch_bytes else max(2, prefetch)
+        self._patches: dict[str, list[str]] = {}  # page-patched blocks (seawall.postgres.pagepatch)
+
+    def add_patches(self, patches: dict[str, list[str]] | None) -> None:
+        """Make the page-patched blocks of an entry (`Entry.patches`) readable by their block ids;
+        call before reading the entry's chunks."""
+        if patches:
+            self._patches.update(patches)
 
     def __enter__(self) -> ChunkReader:
         return self
@@ -87,9 +94,37 @@ class ChunkReader:
             yield batch
 
     def _fetch(self, batch: list[ChunkRef]) -> list[bytes]:
+        patches = self._patches
+        if patches and any(ref[0] in patches for ref in batch):
+            return self._fetch_patched(batch)
         if len(batch) == 1:
             return [self.vault.get_chunk(batch[0][0])]
         return self.vault.get_chunks([ref[0] for ref in batch])  # neighbours in a pack: one ranged GET
+
+    def _fetch_patched(self, batch: list[ChunkRef]) -> list[bytes]:
+        """`_fetch` of a batch with page-patched blocks: their bases and patches are fetched with the
+        rest, each block composed and checked against its id (the id of the whole block's plaintext)."""
+        from seawall.postgres import pagepatch
+
+        ids: list[str] = []
+        for ref in batch:
+            ids.extend(self._patches[ref[0]][:2] if ref[0] in self._patches else (ref[0],))
+        datas = iter(self.vault.get_chunks(ids))
+        out = []
+        for ref in batch:
+            if ref[0] not in self._patches:
+                out.append(next(datas))
+                continue
+            base_id, patch_id, bits = pagepatch.decode(self._patches[ref[0]])
+            try:
+                block = pagepatch.compose(next(datas), next(datas), bits)
+            except ValueError as exc:
+                raise IntegrityError(f"block {ref[0]}: {exc} (base {base_id}, patch {patch_id})") from None
+            if self.vault.keyring.chunk_id(block) != ref[0]:
+                raise IntegrityError(f"block {ref[0]} composed from base {base_id} and patch {patch_id} "
+                                     "does not match its id")
+            out.append(block)
+        return out
 
     def _take(self, window: deque[Job]) -> Iterator[bytes]:
         job = window.popleft()

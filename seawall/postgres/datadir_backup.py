@@ -307,7 +307,8 @@ def _record_counts(manifest: Manifest, trees: list[tuple[str, list[Entry]]], rea
     stats.files_unchanged = c.files_unchanged
     stats.chunks_total += sum(len(e.chunks) for e in files)
     manifest.source.update(files_read=c.files_read, bytes_reused_in_read_files=c.bytes_reused,
-                           blocks_reused=c.blocks_reused, pages_checked=c.pages_checked)
+                           blocks_reused=c.blocks_reused, blocks_patched=c.blocks_patched,
+                           pages_patched=c.pages_patched, pages_checked=c.pages_checked)
     for record in c.bad_pages:
         record["relation"] = relation_name(conn, record["root"], record["file"], manifest)
     bad = c.bad_pages + carried_errors(parent, trees)

@@ -20,7 +20,10 @@ Per file, in this order (the first rule that applies):
    only when the test fails. Without it the block is read whole and its LSNs tested in Python. The
    previous backup must be of the same cluster, timeline and data directory (see
    `datadir_backup.choose_parent`), so its LSNs and ours are on one WAL history.
-3. Everything else is read, page-checked and stored.
+3. **Page-level patches** for the blocks of rule 2 that changed: when at most half of a block's pages
+   changed since its base (the last whole copy), only those pages are stored, as a patch over the
+   base (`seawall.postgres.pagepatch`, which says why and how).
+4. Everything else is read, page-checked and stored.
 
 Page checks (`seawall.postgres.pgpages`): with data checksums on, every relation file's pages older
 than the backup's start LSN are verified as they are read; a failing page is read once more (a torn
@@ -39,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from seawall.manifest import ChunkRef
-from seawall.postgres import pgpages, pgpages_native
+from seawall.postgres import pagepatch, pgpages, pgpages_native
 from seawall.postgres.datadir import Item, block_level, is_db_dir, relation_fork
 from seawall.sources.tree import Entry
 from seawall.streams import ChunkWriter
@@ -69,6 +72,8 @@ class ReadCounters:
     bytes_read: int = 0
     bytes_reused: int = 0  # inside files that were read: blocks taken from the previous backup
     blocks_reused: int = 0
+    blocks_patched: int = 0  # changed blocks stored as page patches (rule 3)
+    pages_patched: int = 0
     pages_checked: int = 0
     bad_pages: list[dict] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
@@ -92,7 +97,15 @@ def unchanged(entry: Entry, prev: Entry | None, plan: ReadPlan, known: set[str])
         return False
     return ((entry.size, entry.mtime_ns, entry.inode) == (prev.size, prev.mtime_ns, prev.inode)
             and prev.mtime_ns < plan.parent_scan_ns - MTIME_MARGIN_NS
-            and all(c[0] in known for c in prev.chunks))
+            and all(i in known for i in prev.stored_ids()))
+
+
+@dataclass
+class Part:
+    """What reading part of a file gives: its chunk refs, and the page patches among them."""
+
+    chunks: list[ChunkRef]
+    patches: dict[str, list[str]]
 
 
 class FileReader:
@@ -123,12 +136,12 @@ class FileReader:
         tasks = []
         for root, item, entry, prev in jobs:
             if unchanged(entry, prev, self.plan, self._known):
-                entry.chunks = prev.chunks
+                entry.chunks, entry.patches = prev.chunks, prev.patches
                 self.counters.files_unchanged += 1
                 if self.progress:
                     self.progress(entry.size)
                 continue
-            parts: list[list[ChunkRef] | None] = [None] * max(1, -(-entry.size // PART))
+            parts: list[Part | None] = [None] * max(1, -(-entry.size // PART))
             tasks += [(entry.size, k, root, item, entry, prev, parts) for k in range(len(parts))]
         tasks.sort(key=lambda t: (-t[0], t[1]))  # big files first: the last task to finish is a small one
         futures = [self._pool.submit(self._read_part, *t[1:]) for t in tasks]
@@ -136,8 +149,10 @@ class FileReader:
             fut.result()
         for _, k, _, _, entry, _, parts in tasks:
             if k == 0 and entry.type == "f":
-                entry.chunks = [c for part in parts for c in part or []]
+                entry.chunks = [c for part in parts for c in (part.chunks if part else [])]
                 entry.size = sum(c[1] for c in entry.chunks)
+                patches = {b: v for part in parts if part for b, v in part.patches.items()}
+                entry.patches = patches or None
 
     def _buffer(self) -> bytearray:
         buf = getattr(self._local, "buf", None)
@@ -146,7 +161,7 @@ class FileReader:
         return buf
 
     def _read_part(self, k: int, root: str, item: Item, entry: Entry, prev: Entry | None,
-                   parts: list[list[ChunkRef] | None]) -> None:
+                   parts: list[Part | None]) -> None:
         try:
             fd = open_file(item.full)
         except FileNotFoundError:  # dropped or truncated away meanwhile: WAL replay recreates or drops it
@@ -166,8 +181,8 @@ class FileReader:
             self.counters.files_read += k == 0
 
     def _read_blocks(self, fd: int, root: str, item: Item, prev: Entry | None, start: int,
-                     limit: int | None) -> list[ChunkRef]:
-        """The chunks of `limit` bytes from `start` (to the end of the file if None).
+                     limit: int | None) -> Part:
+        """The chunks (and page patches) of `limit` bytes from `start` (to the end of the file if None).
 
         A part that meets the end of the file early (the file shrank while read) is padded with
         zeros to its length, so the parts after it keep their offsets; the truncation is in the WAL,
@@ -176,7 +191,8 @@ class FileReader:
         view = memoryview(self._buffer())
         reuse = self._reusable(item, prev)
         check = self.plan.checksums and _is_relation(item.path)
-        chunks: list[ChunkRef] = []
+        part = Part([], {})
+        chunks = part.chunks
         offset, end = start, None if limit is None else start + limit
         reused = 0
         native = bool(reuse) and pgpages_native.available()
@@ -184,7 +200,7 @@ class FileReader:
             index = offset // BLOCK
             if native and self._pages_older(fd, reuse, index, offset):  # the LSNs read, not the block
                 n = reuse[index][1]
-                chunks.append(reuse[index])
+                chunks.append(self._reused(prev, reuse[index], part))
                 reused += n
                 offset += n
                 if self.progress:
@@ -200,11 +216,11 @@ class FileReader:
                 break
             piece = view[:n]
             if reuse and not native and self._block_unchanged(piece, reuse, index):
-                chunks.append(reuse[index])
+                chunks.append(self._reused(prev, reuse[index], part))
                 reused += n
             else:
                 bad = self._check_pages(fd, piece, offset, root, item.path) if check else []
-                chunks.append(self.writer.put_piece(piece))
+                chunks.append(self._store(piece, prev, reuse, index, part))
                 for record in bad:  # the chunk holding the bad page: later backups that reuse it say so too
                     record["chunk"] = chunks[-1][0]
             offset += n
@@ -217,7 +233,34 @@ class FileReader:
             c.bytes_read += offset - start
             c.bytes_reused += reused
             c.blocks_reused += -(-reused // BLOCK)
-        return chunks
+        return part
+
+    @staticmethod
+    def _reused(prev: Entry | None, ref: ChunkRef, part: Part) -> ChunkRef:
+        """The previous backup's block, unchanged: its ref, and its patch record if it was patched."""
+        if prev is not None and prev.patches and ref[0] in prev.patches:
+            part.patches[ref[0]] = prev.patches[ref[0]]
+        return ref
+
+    def _store(self, piece: memoryview, prev: Entry | None, reuse: list[ChunkRef] | None, index: int,
+               part: Part) -> ChunkRef:
+        """Store a changed block: as a page patch over its base (rule 3) when that pays, else whole."""
+        if not reuse or index >= len(reuse) or len(piece) != BLOCK or reuse[index][1] != BLOCK:
+            return self.writer.put_piece(piece)
+        ref = reuse[index]
+        record = prev.patches.get(ref[0]) if prev is not None and prev.patches else None
+        base_id, bits = (pagepatch.decode(record)[::2] if record else (ref[0], 0))
+        bits |= pagepatch.changed_pages(piece, self.plan.parent_start_lsn)
+        count = bits.bit_count()
+        block_id = self.writer.vault.keyring.chunk_id(piece)
+        if not 0 < count <= pagepatch.MAX_PAGES or block_id in self._known:
+            return self.writer.put_piece(piece, block_id)
+        patch_id = self.writer.put_piece(pagepatch.make_patch(piece, bits))[0]
+        part.patches[block_id] = pagepatch.encode(base_id, patch_id, bits)
+        with self._lock:
+            self.counters.blocks_patched += 1
+            self.counters.pages_patched += count
+        return block_id, len(piece)
 
     def _reusable(self, item: Item, prev: Entry | None) -> list[ChunkRef] | None:
         """The previous copy's chunks, when blocks of this file may be reused (rule 2)."""
@@ -226,7 +269,7 @@ class FileReader:
         if not block_level(item.path) or not prev.chunks:
             return None
         sizes = [c[1] for c in prev.chunks]
-        if any(s != BLOCK for s in sizes[:-1]) or not all(c[0] in self._known for c in prev.chunks):
+        if any(s != BLOCK for s in sizes[:-1]) or not all(i in self._known for i in prev.stored_ids()):
             return None  # not cut at our block boundaries (another method), or chunks gone
         return prev.chunks
 

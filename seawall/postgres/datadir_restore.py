@@ -57,6 +57,7 @@ def restore_datadir_files(vault: Vault, manifest: Manifest, datadir: Path, *, pr
                         if owner:
                             os.chown(dest, *owner, follow_symlinks=False)
                     elif entry.type == "f":
+                        reader.add_patches(entry.patches)
                         pool.submit(_write_file, reader, entry, dest, owner, progress)
                         count += 1
                         if root == datadir:

@@ -340,6 +340,7 @@ def restore_tree_delta(vault: Vault, manifest: Manifest, target: str | os.PathLi
                 if hints:
                     recorder.add(entry.path, entry.chunks)
                 path = os.path.join(base, entry.path)
+                reader.add_patches(entry.patches)
                 if known is None or not unchanged_by_hints(entry, path, known, stats, as_root, progress, trust_mtime):
                     pool.submit(_sync_with_meta, reader, entry, Path(path), stats, trust_mtime, progress, as_root,
                                 skipped, known)

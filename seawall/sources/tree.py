@@ -40,10 +40,13 @@ class Entry:
     xattrs: dict[str, str] | None = None  # extended attributes and ACLs: name -> base64 value
     holes: list[list[int]] | None = None  # [[offset, length], ...] of a sparse file; [] = "skip zeros"
     rdev: int = 0  # device number of a "c"/"b" entry
+    # Blocks stored as page patches (`seawall.postgres.pagepatch`): block id -> [base id, patch id,
+    # page bitmap]; those blocks' ids in `chunks` are not stored chunks. None: no patched block.
+    patches: dict[str, list[str]] | None = None
 
     def to_line(self) -> bytes:
         if (self.type == "f" and self.target is None and self.xattrs is None and self.holes is None
-                and not self.rdev and self.hash.__class__ is str):
+                and not self.rdev and self.hash.__class__ is str and self.patches is None):
             return self._file_line()
         return self._any_line()
 
@@ -71,6 +74,16 @@ class Entry:
         raw = json.loads(line)
         raw["chunks"] = [tuple(c) for c in raw.get("chunks", [])]
         return cls(**raw)
+
+    def stored_ids(self) -> Iterator[str]:
+        """The ids of the stored chunks this entry's content needs, in order: a patched block's base
+        and patch in place of its own id (which names no stored chunk)."""
+        patches = self.patches
+        for c in self.chunks:
+            if patches and c[0] in patches:
+                yield from patches[c[0]][:2]
+            else:
+                yield c[0]
 
     def same_content_as(self, other: Entry) -> bool:
         """The incremental test: same type, size, mtime and inode."""

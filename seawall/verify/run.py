@@ -25,7 +25,7 @@ def referenced_chunks(vault: Vault, manifest: Manifest, reader: ChunkReader) -> 
         ids.extend(c[0] for c in stream.chunks)
         if stream.kind == "tree":
             for entry in iter_entries(reader.iter_stream(stream)):
-                ids.extend(c[0] for c in entry.chunks)
+                ids.extend(entry.stored_ids())
     return ids
 
 

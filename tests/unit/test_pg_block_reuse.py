@@ -101,7 +101,11 @@ def test_reuse_decisions_match_the_whole_block_test_and_restore_the_file(
     entry, counters = _read(vault, path, ReadPlan(NEW + 1, False, parent_start_lsn=PARENT, parent_scan_ns=1), prev)
 
     assert counters.blocks_reused == reused
+    # a whole block with one page changed is stored as that page over the previous copy (a patch)
+    assert counters.blocks_patched == (change in ("page changed since", "page at the previous start",
+                                                  "new page (LSN 0)", "last page of a block changed"))
     with ChunkReader(vault) as chunks:
+        chunks.add_patches(entry.patches)
         assert b"".join(chunks.iter_chunks(entry.chunks)) == path.read_bytes()
     if impl == "c":  # the reused blocks were not read whole: only their LSNs were
         assert len(reads) == -(-path.stat().st_size // BLOCK) - reused + (path.stat().st_size % BLOCK == 0)
