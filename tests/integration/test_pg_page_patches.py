@@ -6,7 +6,8 @@ the second one patching the same bases with the union of both changes (never a c
 the first one's patches of the blocks it did not change. Every
 restore of them, into an empty directory and `--delta` into the older copy, dumps what the primary
 held and passes `pg_amcheck --heapallindexed`; the full backup deleted and garbage collected, the
-bases it shares with the incrementals stay and restores still work; `verify --read-data` passes.
+bases it shares with the incrementals stay and restores still work; `verify --read-data` passes;
+the second incremental copied alone to another vault takes its bases along and restores there.
 """
 
 from __future__ import annotations
@@ -124,6 +125,25 @@ def test_incrementals_store_changed_pages_as_patches_and_restore_identical(pg_ar
         amcheck_clean(copy)
     finally:
         copy.stop("immediate")
+
+    # Copied alone to another vault, the second incremental brings its bases along (it restores there).
+    dest = f"file://{pg_workdir / 'dr-vault'}"
+    copied = subprocess.run([SEAWALL_BIN, "copy", "--from", pg_archived.vault_url, "--to", dest, "--init-dest",
+                             "--backups", second["backup_id"], "--passphrase-file", str(pg_archived.passphrase_file),
+                             "--dest-passphrase-file", str(pg_archived.passphrase_file)],
+                            capture_output=True, text=True, timeout=300)
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    there = subprocess.run([SEAWALL_BIN, "restore", second["backup_id"], "--to-datadir", str(pg_workdir / "dr"),
+                            "--port", str(free_port()), "--target", "immediate", "--no-archive", "--json",
+                            "--vault", dest, "--passphrase-file", str(pg_archived.passphrase_file)],
+                           capture_output=True, text=True, timeout=300)
+    assert there.returncode == 0, there.stderr
+    info = json.loads(there.stdout)
+    dr = LocalCluster(info["datadir"], info["port"], socket_dir=info["socket_dir"])
+    try:
+        assert dump(dr) == expected2
+    finally:
+        dr.stop("immediate")
 
     # The full backup goes; the blocks its chunks gave the patches as bases stay.
     vault = open_vault(pg_archived.vault_url, PASSPHRASE)
