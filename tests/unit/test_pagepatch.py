@@ -83,3 +83,44 @@ def test_reader_composes_patched_blocks_and_refuses_a_wrong_one(tmp_path) -> Non
         reader.add_patches({block_id: pagepatch.encode(base_id, patch_id, 1 << 11)})  # the wrong page
         with pytest.raises(IntegrityError, match="does not match its id"):
             list(reader.iter_chunks([(block_id, BLOCK)]))
+
+
+def _backup_with(vault, entry: Entry) -> str:
+    import io
+
+    from seawall.manifest import BackupStatus, new_manifest
+    from seawall.streams import ChunkWriter
+
+    manifest = new_manifest("db", "postgres-physical", source={"method": "datadir"})
+    with ChunkWriter(vault) as writer:
+        manifest.streams.append(writer.write(io.BytesIO(entry.to_line()), "pgdata", kind="tree"))
+    vault.write_manifest(manifest)
+    manifest.status = BackupStatus.DONE
+    vault.write_manifest(manifest)
+    return manifest.backup_id
+
+
+def test_verify_read_data_composes_patched_blocks(tmp_path) -> None:
+    from seawall.verify import verify_vault
+
+    vault = init_vault(f"file://{tmp_path}/v", "pw", scrypt=ScryptParams(n=2**10))
+    base = bytes(_block([1] * PAGES))
+    block = bytearray(base)
+    block[3 * PAGE:4 * PAGE] = os.urandom(PAGE)
+    base_id, _ = vault.put_chunk(base)
+    patch_id, _ = vault.put_chunk(pagepatch.make_patch(block, 1 << 3))
+    vault.commit_chunks()
+    block_id = vault.keyring.chunk_id(block)
+
+    def entry(bits: int) -> Entry:
+        return Entry(path="base/5/16384", type="f", mode=0o600, mtime_ns=1, size=BLOCK, chunks=[(block_id, BLOCK)],
+                     patches={block_id: pagepatch.encode(base_id, patch_id, bits)})
+
+    good = _backup_with(vault, entry(1 << 3))
+    wrong = _backup_with(vault, entry(1 << 4))  # a bitmap that does not make the block: a bug, never a backup
+    report = verify_vault(vault, read_data=True)
+    verdict = {b.backup_id: b.problems for b in report.backups}
+    assert verdict[good] == []
+    assert len(verdict[wrong]) == 1 and "does not match its id" in verdict[wrong][0]
+    plain = {b.backup_id: b.problems for b in verify_vault(vault).backups}  # without --read-data: not composed
+    assert plain == {good: [], wrong: []}
