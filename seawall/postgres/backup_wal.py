@@ -20,6 +20,8 @@ waits for the archiver as before. A standby's stop segment is not finished when 
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 from typing import Any
 
@@ -61,8 +63,29 @@ def push_needed(vault: Vault, datadir: str, sysid: str, start: str, stop: str, s
             missing.append(name)  # not finished yet, or already archived and gone: the archiver's
             continue
         try:
-            with open(os.path.join(wal, name), "rb") as fh:
-                archive.push_bytes(name, fh.read(), sysid=sysid)
+            archive.push_bytes(name, read_segment(os.path.join(wal, name)), sysid=sysid)
         except (OSError, ConflictError, IntegrityError, SeawallError):
             missing.append(name)  # recycled meanwhile, or anything odd: leave it to the archiver
     return missing
+
+
+def read_segment(path: str) -> memoryview:
+    """The file's bytes (its size when opened), in private anonymous memory asked for huge pages.
+
+    A fresh 16 MiB `bytes` costs 4,096 page faults: ~9-11 ms per segment on these VMs, most of a
+    backup's push; with huge pages (THP "madvise" here) it is 8, ~3 ms (`LocalStore.pack_buffer`
+    does the same for packs). The memory is a copy, like `read()`'s: a file changed afterwards
+    does not change it.
+    """
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        with contextlib.suppress(AttributeError, OSError):  # no THP: 4 KiB pages, still correct
+            buf.madvise(mmap.MADV_HUGEPAGE)
+        view, got = memoryview(buf), 0
+        while got < size:
+            n = fh.readinto(view[got:size])
+            if not n:
+                break  # the file shrank under us: what is there, as read() would give it
+            got += n
+    return view[:got]
