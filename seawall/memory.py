@@ -13,8 +13,10 @@ off. A no-op where glibc's `mallopt` is missing.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import mmap
 import os
 
 _M_TRIM_THRESHOLD = -1
@@ -33,3 +35,16 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def huge_buffer(size: int) -> memoryview:
+    """`size` bytes of private anonymous memory, asked for huge pages.
+
+    Private, not `mmap`'s default shared mapping: shared anonymous memory is shmem, slower to fault
+    in (a fresh 22 MiB buffer: 16 ms of CPU shared, 12 ms private, here). THP is "madvise" on these
+    machines: 2 MiB per fault instead of 4 KiB (a 16 MiB buffer: 8 faults instead of 4,096).
+    """
+    buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with contextlib.suppress(AttributeError, OSError):  # no THP here: 4 KiB pages, still correct
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    return memoryview(buf)

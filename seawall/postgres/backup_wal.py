@@ -20,12 +20,11 @@ waits for the archiver as before. A standby's stop segment is not finished when 
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 from typing import Any
 
 from seawall.errors import ConflictError, IntegrityError, SeawallError
+from seawall.memory import huge_buffer
 from seawall.postgres import walnames
 from seawall.postgres.conn import PgConn
 from seawall.postgres.physical import read_archiver
@@ -70,19 +69,15 @@ def push_needed(vault: Vault, datadir: str, sysid: str, start: str, stop: str, s
 
 
 def read_segment(path: str) -> memoryview:
-    """The file's bytes (its size when opened), in private anonymous memory asked for huge pages.
+    """The file's bytes (its size when opened), in `seawall.memory.huge_buffer`.
 
     A fresh 16 MiB `bytes` costs 4,096 page faults: ~9-11 ms per segment on these VMs, most of a
-    backup's push; with huge pages (THP "madvise" here) it is 8, ~3 ms (`LocalStore.pack_buffer`
-    does the same for packs). The memory is a copy, like `read()`'s: a file changed afterwards
-    does not change it.
+    backup's push; with huge pages it is 8, ~3 ms. The memory is a copy, like `read()`'s: a file
+    changed afterwards does not change it.
     """
     with open(path, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
-        buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        with contextlib.suppress(AttributeError, OSError):  # no THP: 4 KiB pages, still correct
-            buf.madvise(mmap.MADV_HUGEPAGE)
-        view, got = memoryview(buf), 0
+        view, got = huge_buffer(size), 0
         while got < size:
             n = fh.readinto(view[got:size])
             if not n:

@@ -20,7 +20,7 @@ Per file, in this order (the first rule that applies):
    only when the test fails. Without it the block is read whole and its LSNs tested in Python. The
    previous backup must be of the same cluster, timeline and data directory (see
    `datadir_backup.choose_parent`), so its LSNs and ours are on one WAL history.
-3. **Page-level patches** for the blocks of rule 2 that changed: when at most half of a block's pages
+3. **Page-level patches** for the blocks of rule 2 that changed: when at most 7/8 of a block's pages
    changed since its base (the last whole copy), only those pages are stored, as a patch over the
    base (`seawall.postgres.pagepatch`, which says why and how).
 4. Everything else is read, page-checked and stored.
@@ -47,7 +47,7 @@ from seawall.postgres.datadir import Item, block_level, is_db_dir, relation_fork
 from seawall.sources.tree import Entry
 from seawall.streams import ChunkWriter
 
-BLOCK = 1 << 20
+BLOCK = pagepatch.BLOCK
 PAGES_PER_SEGMENT = (1 << 30) // pgpages.PAGE  # RELSEG_SIZE: a relation fork is cut into 1 GiB files
 MTIME_MARGIN_NS = 1_000_000_000
 PART = 64 * BLOCK  # files larger than this are read by several threads, a part each

@@ -24,32 +24,20 @@ field) instead of restoring a patch as if it were the block.
 
 from __future__ import annotations
 
-import sys
+from seawall.postgres.pgpages import PAGE, lsn_list
 
-PAGE = 8192
-BLOCK = 1 << 20
+BLOCK = 1 << 20  # the unit data-directory files are cut into (`seawall.postgres.datadir_read`)
 PAGES = BLOCK // PAGE
 # Above this (7/8 of the pages) a patch saves too little to be worth a second fetch at restore time.
 # Not half: 1% of the rows of the bench's database changes 64-95 pages of most blocks of a table
 # whose rows foreign keys lock (KEY SHARE sets xmax), and those blocks are the bulk of what changes.
 MAX_PAGES = PAGES * 7 // 8
-_WORDS = PAGE // 4
 
 
 def changed_pages(block: bytes | bytearray | memoryview, since_lsn: int) -> int:
     """Bitmap (bit i = page i) of the pages of a whole block whose LSN is zero or ≥ `since_lsn`."""
-    words = memoryview(block).cast("B").cast("I")
     bits = 0
-    if sys.byteorder == "little":
-        for i, (high, low) in enumerate(zip(words[0::_WORDS], words[1::_WORDS], strict=True)):
-            lsn = high << 32 | low
-            if lsn == 0 or lsn >= since_lsn:
-                bits |= 1 << i
-        return bits
-    data = bytes(block)  # pd_lsn is two little-endian 32-bit words on the machines PostgreSQL runs here
-    for i in range(len(data) // PAGE):
-        lsn = int.from_bytes(data[i * PAGE:i * PAGE + 4], "little") << 32 | int.from_bytes(
-            data[i * PAGE + 4:i * PAGE + 8], "little")
+    for i, lsn in enumerate(lsn_list(block)):
         if lsn == 0 or lsn >= since_lsn:
             bits |= 1 << i
     return bits

@@ -162,19 +162,21 @@ def bad_pages_numpy(buf: bytes | bytearray | memoryview, first_block: int, start
     return sorted(int(i) + first_block for i in np.concatenate([wrong, odd]))
 
 
-def max_lsn(buf: bytes | bytearray | memoryview) -> tuple[int, int]:
-    """(highest page LSN, lowest page LSN) of the whole pages in `buf`; (0, 0) when there are none.
+def lsn_list(buf: bytes | bytearray | memoryview) -> list[int]:
+    """The LSN of each whole page in `buf`, in order.
 
     Plain Python over a strided view of the two header words of each page (128 pages per 1 MiB
-    block: ~20 us), so an incremental backup's block-reuse test needs no numpy.
+    block: ~20 us), so an incremental backup's block and page tests need no numpy.
     """
     n = len(buf) // PAGE
-    if not n:
-        return 0, 0
     if sys.byteorder != "little":  # pd_lsn is read as little-endian words, as `pages` does
-        lsns = page_lsns(pages(buf))
-        return int(lsns.max()), int(lsns.min())
+        return [int(x) for x in page_lsns(pages(buf))] if n else []
     words = memoryview(buf)[: n * PAGE].cast("B").cast("I")
     step = PAGE // 4
-    lsns = [high << 32 | low for high, low in zip(words[0::step], words[1::step], strict=True)]
-    return max(lsns), min(lsns)
+    return [high << 32 | low for high, low in zip(words[0::step], words[1::step], strict=True)]
+
+
+def max_lsn(buf: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """(highest page LSN, lowest page LSN) of the whole pages in `buf`; (0, 0) when there are none."""
+    lsns = lsn_list(buf)
+    return (max(lsns), min(lsns)) if lsns else (0, 0)
